@@ -1,0 +1,1 @@
+"""Hotline: TeamDesk-style hotlines on Asterisk through ARI."""

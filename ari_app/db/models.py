@@ -1,0 +1,299 @@
+"""SQLAlchemy models: all shared state of Hotline lives here (DESIGN.md, "Runtime picture").
+
+Times are timezone-aware. No reason for absence is ever stored anywhere.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ari_app.db.base import Base
+
+JsonDict = dict[str, Any]
+JSON_TYPE = JSON().with_variant(JSONB(), "postgresql")
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    return Enum(cls, name=name, values_callable=lambda e: [m.value for m in e])
+
+
+class Strategy(enum.StrEnum):
+    RING_ALL = "ring_all"
+    LONGEST_IDLE = "longest_idle"
+    ROUND_ROBIN = "round_robin"
+    LINEAR = "linear"
+    FEWEST_CALLS = "fewest_calls"
+    RANDOM = "random"
+
+
+class TargetKind(enum.StrEnum):
+    DEVICE = "device"  # internal Asterisk dial string, e.g. PJSIP/1001
+    EXTERNAL = "external"  # mobile/home number, dialled through HOTLINE_EXTERNAL_DIAL
+
+
+class AgentActivity(enum.StrEnum):
+    """Runtime activity of a logged-in agent, shared by all the agent's hotlines."""
+
+    IDLE = "idle"
+    RINGING = "ringing"
+    ON_CALL = "on_call"
+    WRAPUP = "wrapup"
+
+
+class CallStatus(enum.StrEnum):
+    NEW = "new"
+    WAITING = "waiting"
+    BRIDGED = "bridged"
+    ENDED = "ended"
+
+
+class Outcome(enum.StrEnum):
+    ANSWERED = "answered"
+    ABANDONED = "abandoned"
+    VOICEMAIL = "voicemail"
+    FORWARDED = "forwarded"
+    CLOSED = "closed"
+    NO_AGENTS = "no_agents"
+    TIMEOUT = "timeout"
+    REJECTED_UNKNOWN_NUMBER = "rejected_unknown_number"
+
+
+class Hotline(Base):
+    __tablename__ = "hotlines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    strategy: Mapped[Strategy] = mapped_column(
+        _enum(Strategy, "strategy"), default=Strategy.RING_ALL
+    )
+    ring_timeout_s: Mapped[int] = mapped_column(Integer, default=20)
+    retry_delay_s: Mapped[int] = mapped_column(Integer, default=2)
+    wrapup_s: Mapped[int] = mapped_column(Integer, default=10)
+    max_wait_s: Mapped[int] = mapped_column(Integer, default=300)
+    max_queue_len: Mapped[int] = mapped_column(Integer, default=20)
+    no_answer_limit: Mapped[int] = mapped_column(Integer, default=3)
+    greeting_sound: Mapped[str | None] = mapped_column(String(200))
+    announce_frequency_s: Mapped[int] = mapped_column(Integer, default=30)
+    moh_class: Mapped[str] = mapped_column(String(80), default="default")
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Berlin")
+    # "mo-fr 08:00-12:00,13:00-16:00; sa 09:00-12:00"; NULL = always open
+    opening_hours: Mapped[str | None] = mapped_column(Text)
+    closed_action: Mapped[str] = mapped_column(String(120), default="voicemail")
+    no_agent_action: Mapped[str] = mapped_column(String(120), default="voicemail")
+    timeout_action: Mapped[str] = mapped_column(String(120), default="voicemail")
+    voicemail_greeting: Mapped[str | None] = mapped_column(String(200))
+    voicemail_max_s: Mapped[int] = mapped_column(Integer, default=120)
+    caller_id_to_agent: Mapped[str] = mapped_column(String(16), default="caller")
+    accept_confirm: Mapped[bool] = mapped_column(Boolean, default=True)
+    min_agents: Mapped[int] = mapped_column(Integer, default=0)
+    escalation_numbers: Mapped[list[str]] = mapped_column(JSON_TYPE, default=list)
+    service_level_s: Mapped[int] = mapped_column(Integer, default=20)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+    holidays: Mapped[list[Holiday]] = relationship(
+        back_populates="hotline", cascade="all, delete-orphan", lazy="raise"
+    )
+
+    __table_args__ = (
+        CheckConstraint("caller_id_to_agent IN ('caller', 'hotline')", name="caller_id_mode"),
+        CheckConstraint("min_agents >= 0", name="min_agents_nonneg"),
+    )
+
+
+class Holiday(Base):
+    __tablename__ = "holidays"
+
+    hotline_id: Mapped[int] = mapped_column(
+        ForeignKey("hotlines.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    hotline: Mapped[Hotline] = relationship(back_populates="holidays", lazy="raise")
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(16), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    pin_hash: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class AgentTarget(Base):
+    """Where calls may be delivered to an agent: only targets ops configured."""
+
+    __tablename__ = "agent_targets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[TargetKind] = mapped_column(_enum(TargetKind, "target_kind"))
+    address: Mapped[str] = mapped_column(String(120))
+
+    __table_args__ = (UniqueConstraint("kind", "address", name="kind_address"),)
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+
+    hotline_id: Mapped[int] = mapped_column(
+        ForeignKey("hotlines.id", ondelete="CASCADE"), primary_key=True
+    )
+    agent_id: Mapped[int] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AgentState(Base):
+    """Runtime state of one agent, the row that is reserved atomically (FOR UPDATE SKIP LOCKED).
+
+    `paused` carries no reason on purpose. `target`/`target_kind` is where calls go for the
+    current login (the bound device, a hot-desk phone or a configured external number).
+    """
+
+    __tablename__ = "agent_states"
+
+    agent_id: Mapped[int] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
+    )
+    target: Mapped[str | None] = mapped_column(String(160))
+    target_kind: Mapped[TargetKind | None] = mapped_column(_enum(TargetKind, "target_kind"))
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    activity: Mapped[AgentActivity] = mapped_column(
+        _enum(AgentActivity, "agent_activity"), default=AgentActivity.IDLE
+    )
+    reserved_call_id: Mapped[uuid.UUID | None] = mapped_column()
+    reserved_by_node: Mapped[str | None] = mapped_column(String(64))
+    wrapup_until: Mapped[datetime | None] = mapped_column()
+    last_call_end: Mapped[datetime | None] = mapped_column()
+    calls_taken: Mapped[int] = mapped_column(Integer, default=0)
+    unanswered_streak: Mapped[int] = mapped_column(Integer, default=0)
+    device_busy: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class AgentLogin(Base):
+    """An agent logged in to one hotline. No row = logged out of it."""
+
+    __tablename__ = "agent_logins"
+
+    agent_id: Mapped[int] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
+    )
+    hotline_id: Mapped[int] = mapped_column(
+        ForeignKey("hotlines.id", ondelete="CASCADE"), primary_key=True
+    )
+    logged_in_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Call(Base):
+    __tablename__ = "calls"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    hotline_id: Mapped[int | None] = mapped_column(
+        ForeignKey("hotlines.id", ondelete="SET NULL"), index=True
+    )
+    dialled_number: Mapped[str] = mapped_column(String(64))
+    channel_id: Mapped[str] = mapped_column(String(160), index=True)
+    bridge_id: Mapped[str | None] = mapped_column(String(160))
+    node: Mapped[str] = mapped_column(String(64))
+    caller_number: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[CallStatus] = mapped_column(
+        _enum(CallStatus, "call_status"), default=CallStatus.NEW
+    )
+    queue_seq: Mapped[int | None] = mapped_column(Integer)
+    entered_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
+    first_ring_at: Mapped[datetime | None] = mapped_column()
+    answered_at: Mapped[datetime | None] = mapped_column()
+    ended_at: Mapped[datetime | None] = mapped_column()
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    outcome: Mapped[Outcome | None] = mapped_column(_enum(Outcome, "call_outcome"))
+    pseudonymised: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (Index("ix_calls_waiting", "hotline_id", "status", "queue_seq"),)
+
+
+class CallEvent(Base):
+    """Per-call event log in the spirit of Asterisk's queue_log."""
+
+    __tablename__ = "call_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("calls.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(server_default=func.now())
+    event: Mapped[str] = mapped_column(String(32))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    data: Mapped[JsonDict] = mapped_column(JSON_TYPE, default=dict)
+
+
+class Voicemail(Base):
+    __tablename__ = "voicemails"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hotline_id: Mapped[int] = mapped_column(
+        ForeignKey("hotlines.id", ondelete="CASCADE"), index=True
+    )
+    call_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("calls.id", ondelete="SET NULL")
+    )
+    caller_number: Mapped[str | None] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    duration_s: Mapped[int] = mapped_column(Integer, default=0)
+    recording_name: Mapped[str] = mapped_column(String(200), unique=True)
+    heard_by_agent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="SET NULL")
+    )
+    heard_at: Mapped[datetime | None] = mapped_column()
+    done_at: Mapped[datetime | None] = mapped_column()
+
+
+class AuditEntry(Base):
+    """Who did what, via which path (device, hotdesk, service, cli, system), when."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(16))
+    agent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="SET NULL"), index=True
+    )
+    hotline_id: Mapped[int | None] = mapped_column(ForeignKey("hotlines.id", ondelete="SET NULL"))
+    detail: Mapped[JsonDict] = mapped_column(JSON_TYPE, default=dict)
+
+
+class Lockout(Base):
+    """Consecutive PIN failures per agent number or calling number."""
+
+    __tablename__ = "lockouts"
+
+    subject: Mapped[str] = mapped_column(String(100), primary_key=True)  # agent:1001 / number:+49..
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column()

@@ -1,0 +1,25 @@
+"""`hotline serve`: the long-running process (ARI, call flows, panel)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from ari_app.app import serve as run_app
+from ari_app.config import configure_logging, load_settings
+
+
+@click.command()
+@click.option("--grace", default=30.0, show_default=True, help="Seconds calls may finish on stop.")
+def serve(grace: float) -> None:
+    """Connect to Asterisk (ARI) and PostgreSQL and run the hotlines until SIGTERM.
+
+    \b
+    Example:
+      HOTLINE_ARI_URL=http://127.0.0.1:8088 HOTLINE_ARI_USER=hotline \\
+      HOTLINE_ARI_PASSWORD=secret HOTLINE_DATABASE_URL=postgresql://... hotline serve
+    """
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    asyncio.run(run_app(settings, grace_s=grace))

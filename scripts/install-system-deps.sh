@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Installs the system packages Hotline needs: Asterisk (from the distribution; on Debian 12
+# from Debian 11 with a low pin), sipp (sip-tester), music on hold, sox, PostgreSQL binaries,
+# and a Python >= 3.11 that can make virtualenvs (python3-venv).
+# Idempotent: checks what is missing first and does nothing (no apt at all) when everything
+# is there. Installing needs root.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=scripts/lib.sh
+. "$here/lib.sh"
+
+missing=()
+need_asterisk=0
+if ! command -v asterisk >/dev/null; then
+  missing+=(asterisk asterisk-core-sounds-en-gsm)
+  need_asterisk=1
+fi
+# Music on hold: without it queued callers would hear silence.
+compgen -G '/usr/share/asterisk/moh/*' >/dev/null || missing+=(asterisk-moh-opsound-gsm)
+command -v sipp >/dev/null || missing+=(sip-tester)
+command -v sox >/dev/null || missing+=(sox)
+pg_bin_dir >/dev/null || missing+=(postgresql)
+
+if py=$(pick_python); then
+  if ! python_has_venv "$py"; then
+    missing+=("python$(python_version "$py")-venv")
+  fi
+else
+  # No Python >= 3.11 at all: the distribution's python3 (3.11 on Debian 12, newer on
+  # recent Ubuntu); python3.11 where the default is older but the package exists.
+  missing+=(python3 python3-venv)
+fi
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "system packages: already installed" >&2
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-system-deps: missing ${missing[*]}; run as root (or install them yourself)" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+has_candidate() {
+  apt-cache policy "$1" 2>/dev/null | grep -q 'Candidate: [0-9]'
+}
+
+# Adds Debian 11 (bullseye + bullseye-security) at pin priority 100, so only what has no
+# Debian 12 candidate (asterisk and its own libraries) comes from there. The mirror URIs and
+# keyring are read from the machine's own apt sources: no host name is written here.
+add_bullseye() {
+  local src=/etc/apt/sources.list.d/debian.sources
+  local main_uri="" sec_uri="" keyring=/usr/share/keyrings/debian-archive-keyring.gpg k
+  if [ -f "$src" ]; then
+    main_uri=$(awk '/^URIs:/{print $2}' "$src" | grep -v security | head -n1 || true)
+    sec_uri=$(awk '/^URIs:/{print $2}' "$src" | grep security | head -n1 || true)
+    k=$(awk '/^Signed-By:/{print $2}' "$src" | head -n1 || true)
+    [ -n "$k" ] && keyring=$k
+  fi
+  if [ -z "$main_uri" ] && [ -f /etc/apt/sources.list ]; then
+    main_uri=$(awk '$1=="deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list)
+    sec_uri=$(awk '$1=="deb" && $2 ~ /security/ {print $2; exit}' /etc/apt/sources.list)
+  fi
+  if [ -z "$main_uri" ]; then
+    echo "install-system-deps: no Debian mirror found in the apt sources" >&2
+    exit 1
+  fi
+  [ -n "$sec_uri" ] || sec_uri="${main_uri%/debian}/debian-security"
+  cat >/etc/apt/sources.list.d/hotline-bullseye.sources <<SRC
+Types: deb
+URIs: $main_uri
+Suites: bullseye
+Components: main
+Signed-By: $keyring
+
+Types: deb
+URIs: $sec_uri
+Suites: bullseye-security
+Components: main
+Signed-By: $keyring
+SRC
+  cat >/etc/apt/preferences.d/hotline-bullseye <<PIN
+Package: *
+Pin: release n=bullseye
+Pin-Priority: 100
+
+Package: *
+Pin: release n=bullseye-security
+Pin-Priority: 100
+PIN
+}
+
+echo "system packages: installing ${missing[*]}" >&2
+apt-get update -qq
+if [ "$need_asterisk" = 1 ] && ! has_candidate asterisk; then
+  . /etc/os-release
+  if [ "${ID:-}" = debian ] && [ "${VERSION_CODENAME:-}" = bookworm ]; then
+    add_bullseye
+    apt-get update -qq
+  else
+    echo "install-system-deps: no asterisk package on ${PRETTY_NAME:-this system}" \
+      "(on Ubuntu enable the 'universe' component)" >&2
+    exit 1
+  fi
+fi
+# An old default python3 (e.g. 3.10): take python3.11 where the distribution has it.
+if [[ " ${missing[*]} " == *" python3 "* ]]; then
+  py3=$(apt-cache policy python3 2>/dev/null | awk '/Candidate:/{print $2}')
+  if ! dpkg --compare-versions "${py3:-0}" ge 3.11 && has_candidate python3.11; then
+    kept=()
+    for pkg in "${missing[@]}"; do
+      case $pkg in
+        python3) kept+=(python3.11) ;;
+        python3-venv) kept+=(python3.11-venv) ;;
+        *) kept+=("$pkg") ;;
+      esac
+    done
+    missing=("${kept[@]}")
+  fi
+fi
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "system packages: installed ${missing[*]}" >&2

@@ -1,0 +1,62 @@
+import pytest
+
+from ari_app.config import load_settings
+from ari_app.domain.errors import ConfigError
+
+BASE = {
+    "HOTLINE_DATABASE_URL": "postgresql://hotline@127.0.0.1/hotline",
+    "HOTLINE_ARI_URL": "http://127.0.0.1:8088",
+    "HOTLINE_ARI_USER": "hotline",
+    "HOTLINE_ARI_PASSWORD": "s3cret",
+}
+
+
+def test_defaults_and_normalised_url() -> None:
+    s = load_settings(BASE)
+    assert s.database_url == "postgresql+asyncpg://hotline@127.0.0.1/hotline"
+    assert s.ari_app == "hotline"
+    assert (s.panel_host, s.panel_port) == ("127.0.0.1", 8080)
+    assert s.log_level == "INFO"
+    assert "s3cret" not in repr(s)
+
+
+@pytest.mark.parametrize("missing", sorted(BASE))
+def test_missing_variable_is_named(missing: str) -> None:
+    env = {k: v for k, v in BASE.items() if k != missing}
+    with pytest.raises(ConfigError, match=missing):
+        load_settings(env)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("HOTLINE_ARI_URL", "http://10.0.0.5:8088", "loopback or https"),
+        ("HOTLINE_ARI_URL", "ftp://127.0.0.1", "HOTLINE_ARI_URL"),
+        ("HOTLINE_DATABASE_URL", "mysql://x/y", "HOTLINE_DATABASE_URL"),
+        ("HOTLINE_PANEL_LISTEN", "127.0.0.1", "HOTLINE_PANEL_LISTEN"),
+        ("HOTLINE_PANEL_LISTEN", "127.0.0.1:99999", "HOTLINE_PANEL_LISTEN"),
+        ("HOTLINE_LOG_LEVEL", "chatty", "HOTLINE_LOG_LEVEL"),
+        ("HOTLINE_EXTERNAL_DIAL", "PJSIP/trunk", "HOTLINE_EXTERNAL_DIAL"),
+        ("HOTLINE_ARI_APP", "bad name;", "HOTLINE_ARI_APP"),
+    ],
+)
+def test_invalid_values_are_named(name: str, value: str, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        load_settings({**BASE, name: value})
+
+
+def test_https_ari_elsewhere_is_fine_and_external_dial_formats() -> None:
+    s = load_settings(
+        {
+            **BASE,
+            "HOTLINE_ARI_URL": "https://pbx.example:8089/",
+            "HOTLINE_EXTERNAL_DIAL": "PJSIP/{number}@trunk",
+        }
+    )
+    assert s.ari_url == "https://pbx.example:8089"
+    assert s.dial_external("+4930123") == "PJSIP/+4930123@trunk"
+
+
+def test_db_only_commands_need_no_ari() -> None:
+    s = load_settings({"HOTLINE_DATABASE_URL": "postgres://u@h/d"}, need_ari=False)
+    assert s.ari_url == ""
