@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from hotline_cli import db, serve
-from hotline_cli.errors import EXIT_USAGE, fail
+from . import db, serve
+from .errors import EXIT_USAGE, fail
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return exc.exit_code if exc.exit_code else EXIT_USAGE
     except click.exceptions.Exit as exc:
-        return exc.exit_code
+        return int(exc.exit_code)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:

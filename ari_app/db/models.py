@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Sequence,
     String,
     Text,
     UniqueConstraint,
@@ -28,22 +29,15 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ari_app.db.base import Base
+from ari_app.domain.strategies import Strategy as Strategy  # re-exported for models' users
 
 JsonDict = dict[str, Any]
+CALL_QUEUE_SEQ = Sequence("call_queue_seq", metadata=Base.metadata)
 JSON_TYPE = JSON().with_variant(JSONB(), "postgresql")
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
     return Enum(cls, name=name, values_callable=lambda e: [m.value for m in e])
-
-
-class Strategy(enum.StrEnum):
-    RING_ALL = "ring_all"
-    LONGEST_IDLE = "longest_idle"
-    ROUND_ROBIN = "round_robin"
-    LINEAR = "linear"
-    FEWEST_CALLS = "fewest_calls"
-    RANDOM = "random"
 
 
 class TargetKind(enum.StrEnum):
@@ -165,6 +159,8 @@ class Membership(Base):
         ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
     )
     position: Mapped[int] = mapped_column(Integer, default=0)
+    # Round robin remembers whom it offered last, per hotline.
+    last_offered_at: Mapped[datetime | None] = mapped_column()
 
 
 class AgentState(Base):
@@ -224,7 +220,10 @@ class Call(Base):
     status: Mapped[CallStatus] = mapped_column(
         _enum(CallStatus, "call_status"), default=CallStatus.NEW
     )
-    queue_seq: Mapped[int | None] = mapped_column(Integer)
+    # Queue order across nodes and restarts (re-adoption keeps it).
+    queue_seq: Mapped[int] = mapped_column(
+        Integer, CALL_QUEUE_SEQ, server_default=CALL_QUEUE_SEQ.next_value()
+    )
     entered_at: Mapped[datetime] = mapped_column(server_default=func.now(), index=True)
     first_ring_at: Mapped[datetime | None] = mapped_column()
     answered_at: Mapped[datetime | None] = mapped_column()
@@ -258,9 +257,7 @@ class Voicemail(Base):
     hotline_id: Mapped[int] = mapped_column(
         ForeignKey("hotlines.id", ondelete="CASCADE"), index=True
     )
-    call_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("calls.id", ondelete="SET NULL")
-    )
+    call_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
     caller_number: Mapped[str | None] = mapped_column(String(64))
     recorded_at: Mapped[datetime] = mapped_column(server_default=func.now())
     duration_s: Mapped[int] = mapped_column(Integer, default=0)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 22:25:17.194112
+Create Date: 2026-11-25 22:29:05.306860
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.execute(sa.schema.CreateSequence(sa.Sequence("call_queue_seq")))
     op.create_table(
         "agents",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -222,7 +223,12 @@ def upgrade() -> None:
             sa.Enum("new", "waiting", "bridged", "ended", name="call_status"),
             nullable=False,
         ),
-        sa.Column("queue_seq", sa.Integer(), nullable=True),
+        sa.Column(
+            "queue_seq",
+            sa.Integer(),
+            server_default=sa.text("nextval('call_queue_seq')"),
+            nullable=False,
+        ),
         sa.Column(
             "entered_at",
             sa.DateTime(timezone=True),
@@ -283,6 +289,7 @@ def upgrade() -> None:
         sa.Column("hotline_id", sa.Integer(), nullable=False),
         sa.Column("agent_id", sa.Integer(), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("last_offered_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["agent_id"],
             ["agents.id"],
@@ -383,5 +390,6 @@ def downgrade() -> None:
     op.drop_table("lockouts")
     op.drop_table("hotlines")
     op.drop_table("agents")
+    op.execute(sa.schema.DropSequence(sa.Sequence("call_queue_seq")))
     for enum_name in ("strategy", "target_kind", "agent_activity", "call_status", "call_outcome"):
         sa.Enum(name=enum_name).drop(op.get_bind(), checkfirst=True)

@@ -1,0 +1,99 @@
+"""Routes ARI events to call tasks: StasisStart by flow name (args[0]) to a new flow task,
+every later event by channel id to the task that owns the channel (DESIGN.md, conv. 1)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from ari_app.ari.events import Event, StasisStart
+from ari_app.flows.base import CallFlow, FlowContext, FlowFactory, Stop
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    def __init__(self, flows: Mapping[str, FlowFactory]) -> None:
+        self._flows = dict(flows)
+        self._owners: dict[str, CallFlow[Any]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.ctx: FlowContext | None = None
+        self.accepting = True
+
+    # -- ChannelRegistry ------------------------------------------------------------
+    def claim(self, channel_id: str, flow: CallFlow[Any]) -> None:
+        self._owners[channel_id] = flow
+
+    def release(self, channel_id: str) -> None:
+        self._owners.pop(channel_id, None)
+
+    # -- routing --------------------------------------------------------------------
+    @property
+    def active_calls(self) -> int:
+        return len(self._tasks)
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, StasisStart) and event.channel.id not in self._owners:
+            self._start_flow(event)
+            return
+        delivered: set[int] = set()
+        for channel_id in event.channel_ids:
+            owner = self._owners.get(channel_id)
+            if owner is not None and id(owner) not in delivered:
+                delivered.add(id(owner))
+                owner.deliver(event)
+        if not delivered:
+            log.debug("event %s for no known call (ignored)", type(event).__name__)
+
+    def _start_flow(self, event: StasisStart) -> None:
+        assert self.ctx is not None, "dispatcher used before the app wired it"
+        channel = event.channel
+        flow_name = event.args[0] if event.args else ""
+        factory = self._flows.get(flow_name)
+        if factory is None or not self.accepting:
+            why = "unknown flow" if factory is None else "shutting down"
+            log.warning("call=%s flow=%r refused: %s", channel.id, flow_name, why)
+            # Back to the dialplan: its fallback (announcement, fallback number) takes over.
+            task = asyncio.create_task(self._refuse(channel.id))
+            self._keep(task)
+            return
+        flow = factory(self.ctx, channel.id, tuple(event.args[1:]))
+        self.claim(channel.id, flow)
+        flow.deliver(event)
+        task = asyncio.create_task(self._run(flow), name=f"call-{channel.id}")
+        self._keep(task)
+
+    async def _refuse(self, channel_id: str) -> None:
+        assert self.ctx is not None
+        try:
+            await self.ctx.ari.set_variable(channel_id, "HOTLINE_FALLBACK", "1")
+            await self.ctx.ari.continue_in_dialplan(channel_id)
+        except Exception:
+            log.exception("call=%s could not return the channel to the dialplan", channel_id)
+
+    async def _run(self, flow: CallFlow[Any]) -> None:
+        try:
+            await flow.run()
+        finally:
+            for channel_id, owner in list(self._owners.items()):
+                if owner is flow:
+                    del self._owners[channel_id]
+
+    def _keep(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Stop accepting calls; let running flows finish for up to grace_s, then stop them."""
+        self.accepting = False
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=grace_s)
+        for flow in {id(f): f for f in self._owners.values()}.values():
+            flow.deliver(Stop("shutdown"))
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=5)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)

@@ -1,0 +1,167 @@
+"""Base of every call flow: one asyncio task and one inbox per call, an explicit state
+machine (an Enum of states, one handler per event type, one `_transition()` that logs),
+cleanup in `finally` (DESIGN.md, conventions 1-3)."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+
+from ari_app.ari.events import Event
+from ari_app.signals import Broadcast
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from ari_app.ari.client import AriClient
+    from ari_app.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Timer:
+    """A flow-internal event: a timer the flow started has fired."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Stop:
+    """A flow-internal event: the app shuts down or wants this flow gone."""
+
+    reason: str
+
+
+FlowEvent = Event | Timer | Stop
+
+
+class ChannelRegistry(Protocol):
+    """What a flow needs from the dispatcher: route events of extra channels to it."""
+
+    def claim(self, channel_id: str, flow: CallFlow[Any]) -> None: ...
+
+    def release(self, channel_id: str) -> None: ...
+
+
+@dataclass
+class FlowContext:
+    """Everything a flow may use; built once by the composition root."""
+
+    ari: AriClient
+    registry: ChannelRegistry
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    # Notified whenever an agent may have become free (call end, wrap-up over, login).
+    agents_changed: Broadcast = field(default_factory=Broadcast)
+
+    @property
+    def node(self) -> str:
+        return self.settings.node
+
+    @property
+    def app_name(self) -> str:
+        return self.settings.ari_app
+
+
+S = TypeVar("S", bound=enum.Enum)
+
+
+class CallFlow(Generic[S]):
+    """Subclasses set `name` and `initial`, implement `start()` and `on_<EventType>` handlers."""
+
+    name: ClassVar[str] = "flow"
+    initial: S
+
+    def __init__(self, ctx: FlowContext, channel_id: str, args: tuple[str, ...]) -> None:
+        self.ctx = ctx
+        self.ari = ctx.ari
+        self.channel_id = channel_id
+        self.args = args
+        self.state: S = self.initial
+        self.inbox: asyncio.Queue[FlowEvent] = asyncio.Queue()
+        self.finished = False
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    # -- plumbing ---------------------------------------------------------------------
+    def deliver(self, event: FlowEvent) -> None:
+        self.inbox.put_nowait(event)
+
+    def _transition(self, new: S, cause: str) -> None:
+        log.info(
+            "call=%s flow=%s %s -[%s]-> %s",
+            self.channel_id,
+            self.name,
+            self.state.name,
+            cause,
+            new.name,
+        )
+        self.state = new
+
+    def start_timer(self, name: str, seconds: float) -> None:
+        self.cancel_timer(name)
+        loop = asyncio.get_running_loop()
+        self._timers[name] = loop.call_later(seconds, self.deliver, Timer(name))
+
+    def cancel_timer(self, name: str) -> None:
+        handle = self._timers.pop(name, None)
+        if handle is not None:
+            handle.cancel()
+
+    def finish(self) -> None:
+        self.finished = True
+
+    async def run(self) -> None:
+        try:
+            await self.start()
+            while not self.finished:
+                event = await self.inbox.get()
+                await self._handle(event)
+        except asyncio.CancelledError:
+            log.info("call=%s flow=%s cancelled in %s", self.channel_id, self.name, self.state.name)
+            raise
+        except Exception:
+            log.exception(
+                "call=%s flow=%s failed in %s", self.channel_id, self.name, self.state.name
+            )
+        finally:
+            for name in list(self._timers):
+                self.cancel_timer(name)
+            await self.cleanup()
+
+    async def _handle(self, event: FlowEvent) -> None:
+        key = event.name if isinstance(event, Timer) else type(event).__name__
+        if isinstance(event, Timer):
+            self._timers.pop(event.name, None)
+            handler = getattr(self, f"on_timer_{event.name}", None)
+        else:
+            handler = getattr(self, f"on_{key}", None)
+        if handler is None:
+            log.debug(
+                "call=%s flow=%s unexpected %s in %s (ignored)",
+                self.channel_id,
+                self.name,
+                key,
+                self.state.name,
+            )
+            return
+        result: Awaitable[None] | None = handler(event)
+        if result is not None:
+            await result
+
+    # -- to override ------------------------------------------------------------------
+    async def start(self) -> None:
+        """Called once when the flow's task starts (the channel is in Stasis)."""
+
+    async def cleanup(self) -> None:
+        """Hang up what the flow created, destroy its bridges. 404s are expected races."""
+
+    async def on_Stop(self, event: Stop) -> None:
+        self.finish()
+
+
+FlowFactory = Callable[[FlowContext, str, tuple[str, ...]], CallFlow[Any]]

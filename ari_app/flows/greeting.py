@@ -1,0 +1,48 @@
+"""A minimal inbound flow: answer, play a prompt, hang up. Replaced by the full hotline
+flow (queue, agents) later; kept as the `greeting` flow for smoke checks."""
+
+from __future__ import annotations
+
+import enum
+import logging
+
+from ari_app.ari.errors import AriError
+from ari_app.ari.events import PlaybackFinished, StasisEnd, StasisStart
+from ari_app.flows.base import CallFlow
+
+log = logging.getLogger(__name__)
+
+PROMPT = "sound:hello-world"
+
+
+class GreetingState(enum.Enum):
+    NEW = "new"
+    PLAYING = "playing"
+    DONE = "done"
+
+
+class GreetingFlow(CallFlow[GreetingState]):
+    name = "greeting"
+    initial = GreetingState.NEW
+
+    async def on_StasisStart(self, event: StasisStart) -> None:
+        await self.ari.answer(self.channel_id)
+        self.playback_id = f"greet-{self.channel_id}"
+        await self.ari.play(self.channel_id, PROMPT, playback_id=self.playback_id)
+        self._transition(GreetingState.PLAYING, "StasisStart")
+
+    async def on_PlaybackFinished(self, event: PlaybackFinished) -> None:
+        if event.playback.id != getattr(self, "playback_id", None):
+            return
+        self._transition(GreetingState.DONE, "PlaybackFinished")
+        self.finish()
+
+    async def on_StasisEnd(self, event: StasisEnd) -> None:
+        self._transition(GreetingState.DONE, "StasisEnd")
+        self.finish()
+
+    async def cleanup(self) -> None:
+        try:
+            await self.ari.hangup(self.channel_id)
+        except AriError:
+            log.exception("call=%s hangup failed", self.channel_id)

@@ -1,0 +1,660 @@
+"""The inbound hotline call: lookup, opening hours, queue with music on hold and position
+announcements, distribution to agents, bridge on answer, wrap-up; actions (voicemail,
+forward, announcement) when closed, nobody is logged in, or the wait is too long.
+
+One task per call (see flows/base.py). Agent legs are originated into our Stasis app with
+channel ids the flow claims first, so their events come to this flow too.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from ari_app.ari.errors import AriError
+from ari_app.ari.events import (
+    ChannelDestroyed,
+    ChannelDtmfReceived,
+    ChannelHangupRequest,
+    PlaybackFinished,
+    RecordingFailed,
+    RecordingFinished,
+    StasisEnd,
+    StasisStart,
+)
+from ari_app.db.models import Call, CallStatus, Hotline, Outcome, TargetKind, Voicemail
+from ari_app.domain.actions import Action, Announce, Forward, parse_action
+from ari_app.domain.actions import Voicemail as VoicemailAction
+from ari_app.domain.hours import OpeningHours
+from ari_app.flows.base import CallFlow, FlowContext, Timer
+from ari_app.services import calls, routing
+from ari_app.services.routing import Offer
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_NUMBER_SOUND = "sound:ss-noservice"
+DEFAULT_VM_GREETING = "sound:vm-intro"
+GOODBYE_SOUND = "sound:auth-thankyou"
+CONFIRM_TIMEOUT_S = 15
+POLL_S = 2.0  # covers agents freed by other nodes
+BUSY_DEVICE_STATES = {"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"}
+CAUSE_BUSY, CAUSE_REJECTED = 17, 21
+
+
+class S(enum.Enum):
+    NEW = "new"
+    ANNOUNCING = "announcing"  # an announcement, then hang up
+    QUEUED = "queued"
+    RINGING = "ringing"
+    BRIDGED = "bridged"
+    VM_GREETING = "vm_greeting"
+    RECORDING = "recording"
+    FORWARDING = "forwarding"
+    FORWARDED = "forwarded"
+    DONE = "done"
+
+
+@dataclass
+class Leg:
+    """An outgoing channel the flow created: an agent offer or a forward."""
+
+    channel_id: str
+    agent_id: int | None
+    target: str
+    kind: TargetKind
+    answered: bool = False
+    confirming: bool = False
+    cancelled: bool = False  # hung up by us: not the agent's fault
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class InboundFlow(CallFlow[S]):
+    name = "inbound"
+    initial = S.NEW
+
+    def __init__(self, ctx: FlowContext, channel_id: str, args: tuple[str, ...]) -> None:
+        super().__init__(ctx, channel_id, args)
+        self.dialled = args[0] if args else ""
+        self.caller_number = ""
+        self.call_id: uuid.UUID | None = None
+        self.hotline: Hotline | None = None
+        self.queue_seq = 0
+        self.legs: dict[str, Leg] = {}
+        self.tried: set[int] = set()
+        self.bridge_id: str | None = None
+        self.connected: Leg | None = None
+        self.reason = Outcome.NO_AGENTS  # why an action runs: closed/no_agents/timeout
+        self.playback_id: str | None = None
+        self.moh_on = False
+        self.caller_gone = False
+        self.recording: str | None = None
+        self.started = time.monotonic()
+        self.first_originate_logged = False
+        self._wake = lambda: self.deliver(Timer("distribute"))
+
+    # -- start: lookup and decision -------------------------------------------------------
+    async def on_StasisStart(self, event: StasisStart) -> None:
+        if event.channel.id != self.channel_id:
+            await self._leg_answered(event)
+            return
+        self.caller_number = event.channel.caller.number
+        try:
+            async with self.ctx.sessions() as session, session.begin():
+                hotline = await calls.hotline_by_number(session, self.dialled)
+                call = await calls.open_call(
+                    session,
+                    channel_id=self.channel_id,
+                    dialled=self.dialled,
+                    caller_number=self.caller_number,
+                    hotline_id=hotline.id if hotline else None,
+                    node=self.ctx.node,
+                )
+                decision = await self._decide(session, hotline)
+                if decision is None:
+                    await calls.set_status(session, call.id, CallStatus.WAITING)
+                    await calls.log_event(session, call.id, "ENTERQUEUE", caller=self.caller_number)
+        except (SQLAlchemyError, OSError) as exc:
+            # No database: the dialplan's fallback takes the caller, never dead air.
+            log.error(
+                "call=%s database unavailable, handing back to the dialplan: %s",
+                self.channel_id,
+                exc,
+            )
+            await self._to_dialplan_fallback()
+            return
+        self.call_id, self.queue_seq, self.hotline = call.id, call.queue_seq, hotline
+        await self.ari.answer(self.channel_id)
+        if hotline is None:
+            await self._close(Outcome.REJECTED_UNKNOWN_NUMBER)
+            await self._announce_and_hang_up(UNKNOWN_NUMBER_SOUND, "unknown number")
+            return
+        if decision is not None:
+            await self._run_action(decision, "StasisStart")
+            return
+        self._transition(S.QUEUED, "StasisStart")
+        if hotline.greeting_sound:
+            await self._play([f"sound:{hotline.greeting_sound}"])
+        else:
+            await self._moh(True)
+        self.ctx.agents_changed.subscribe(self._wake)
+        self.start_timer("max_wait", hotline.max_wait_s)
+        if hotline.announce_frequency_s > 0:
+            self.start_timer("announce", hotline.announce_frequency_s)
+        await self.on_timer_distribute(Timer("distribute"))
+
+    async def _decide(self, session: Any, hotline: Hotline | None) -> Action | None:
+        """None: queue the caller; else the action to run instead (reason in self.reason)."""
+        if hotline is None:
+            return None
+        holidays = await calls.holidays_of(session, hotline.id)
+        hours = OpeningHours.parse(hotline.opening_hours or "")
+        if not hours.is_open(_now(), hotline.timezone, holidays):
+            self.reason = Outcome.CLOSED
+            return parse_action(hotline.closed_action)
+        if await routing.logged_in_count(session, hotline.id) == 0:
+            self.reason = Outcome.NO_AGENTS
+            return parse_action(hotline.no_agent_action)
+        if await routing.waiting_count(session, hotline.id) >= hotline.max_queue_len:
+            self.reason = Outcome.TIMEOUT
+            return parse_action(hotline.timeout_action)
+        return None
+
+    # -- waiting --------------------------------------------------------------------------
+    async def on_timer_distribute(self, _: Timer) -> None:
+        if self.state is not S.QUEUED or self.call_id is None or self.hotline is None:
+            return
+        hotline = self.hotline
+        async with self.ctx.sessions() as session, session.begin():
+            offers = await routing.reserve_agents(
+                session,
+                call_id=self.call_id,
+                hotline=hotline,
+                queue_seq=self.queue_seq,
+                tried=self.tried,
+                node=self.ctx.node,
+                now=_now(),
+            )
+        rung = [offer for offer in offers if await self._ring(offer)]
+        if rung:
+            self._transition(S.RINGING, "agents reserved")
+            async with self.ctx.sessions() as session, session.begin():
+                await calls.mark_first_ring(session, self.call_id, _now())
+                for offer in rung:
+                    await calls.log_event(session, self.call_id, "RING", agent_id=offer.agent_id)
+        else:
+            self.start_timer("distribute", POLL_S)
+
+    async def _ring(self, offer: Offer) -> bool:
+        """Originate to one reserved agent; False (and the agent released) if impossible."""
+        assert self.hotline is not None and self.call_id is not None
+        hotline = self.hotline
+        if offer.target_kind is TargetKind.DEVICE and await self._device_busy(offer.target):
+            self.tried.add(offer.agent_id)
+            await self._release(offer.agent_id, unanswered=False)
+            return False
+        endpoint = (
+            offer.target
+            if offer.target_kind is TargetKind.DEVICE
+            else self.ctx.settings.dial_external(offer.target)
+        )
+        shown = hotline.number if hotline.caller_id_to_agent == "hotline" else self.caller_number
+        leg = Leg(
+            f"{self.call_id}-a{offer.agent_id}-{len(self.legs)}",
+            offer.agent_id,
+            offer.target,
+            offer.target_kind,
+        )
+        self.legs[leg.channel_id] = leg
+        self.ctx.registry.claim(leg.channel_id, self)
+        try:
+            await self.ari.originate(
+                endpoint,
+                app=self.ctx.app_name,
+                app_args=["agentleg", str(self.call_id)],
+                caller_id=f'"{hotline.name}" <{shown or hotline.number}>',
+                timeout=hotline.ring_timeout_s,
+                channel_id=leg.channel_id,
+            )
+        except AriError as exc:
+            log.warning(
+                "call=%s originate to agent %s failed: %s", self.channel_id, offer.agent_id, exc
+            )
+            self._forget_leg(leg)
+            self.tried.add(offer.agent_id)
+            await self._release(offer.agent_id, unanswered=False)
+            return False
+        if not self.first_originate_logged:
+            self.first_originate_logged = True
+            log.info(
+                "call=%s flow=%s first originate after %.1f ms",
+                self.channel_id,
+                self.name,
+                (time.monotonic() - self.started) * 1000,
+            )
+        return True
+
+    async def _device_busy(self, device: str) -> bool:
+        """Any other call on the agent's device, hotline or not, keeps it from ringing."""
+        try:
+            state = await self.ari.get_device_state(device)
+        except AriError:
+            return False
+        return state.state.upper() in BUSY_DEVICE_STATES
+
+    async def on_timer_announce(self, _: Timer) -> None:
+        if self.state not in (S.QUEUED, S.RINGING) or self.call_id is None:
+            return
+        assert self.hotline is not None
+        async with self.ctx.sessions() as session:
+            call = await session.get(Call, self.call_id)
+            position = await routing.position_in_queue(session, call) if call else 1
+        media = (
+            ["sound:queue-youarenext"]
+            if position <= 1
+            else ["sound:queue-thereare", f"number:{position - 1}", "sound:queue-callswaiting"]
+        )
+        await self._play(media)
+        self.start_timer("announce", self.hotline.announce_frequency_s)
+
+    async def on_timer_max_wait(self, _: Timer) -> None:
+        if self.state not in (S.QUEUED, S.RINGING):
+            return
+        await self._cancel_legs()
+        self.reason = Outcome.TIMEOUT
+        assert self.hotline is not None
+        await self._run_action(parse_action(self.hotline.timeout_action), "max_wait")
+
+    # -- agent legs -----------------------------------------------------------------------
+    async def _leg_answered(self, event: StasisStart) -> None:
+        leg = self.legs.get(event.channel.id)
+        if leg is None:
+            return
+        leg.answered = True
+        if self.state is S.FORWARDING and leg.agent_id is None:
+            await self._connect(leg, S.FORWARDED, "forward answered")
+            return
+        if self.state is not S.RINGING:
+            await self._drop_leg(leg)
+            return
+        assert self.hotline is not None
+        if leg.kind is TargetKind.EXTERNAL and self.hotline.accept_confirm:
+            # A mobile voicemail must never take a hotline call: the agent presses 1.
+            leg.confirming = True
+            try:
+                await self.ari.play(
+                    leg.channel_id,
+                    [f"digits:{self.hotline.number}", "sound:if-correct-press", "digits:1"],
+                )
+            except AriError:
+                await self._drop_leg(leg)
+                return
+            self.start_timer(f"confirm:{leg.channel_id}", CONFIRM_TIMEOUT_S)
+            return
+        await self._connect(leg, S.BRIDGED, "agent answered")
+
+    async def on_ChannelDtmfReceived(self, event: ChannelDtmfReceived) -> None:
+        leg = self.legs.get(event.channel.id)
+        if leg is None or not leg.confirming or self.state is not S.RINGING:
+            if self.state is S.RECORDING and event.channel.id == self.channel_id:
+                return  # '#' ends the recording inside Asterisk
+            return
+        if event.digit == "1":
+            leg.confirming = False
+            self.cancel_timer(f"confirm:{leg.channel_id}")
+            await self._connect(leg, S.BRIDGED, "agent confirmed")
+
+    async def _handle(self, event: Any) -> None:
+        if isinstance(event, Timer) and event.name.startswith("confirm:"):
+            leg = self.legs.get(event.name.removeprefix("confirm:"))
+            if leg is not None and leg.confirming:
+                log.info("call=%s agent %s did not confirm", self.channel_id, leg.agent_id)
+                await self._drop_leg(leg, unanswered=True)
+            return
+        await super()._handle(event)
+
+    async def _connect(self, leg: Leg, state: S, cause: str) -> None:
+        assert self.call_id is not None and self.hotline is not None
+        self.connected = leg
+        for other in list(self.legs.values()):
+            if other is not leg:
+                await self._drop_leg(other)
+        self.cancel_timer("max_wait")
+        self.cancel_timer("announce")
+        self.cancel_timer("distribute")
+        self.ctx.agents_changed.unsubscribe(self._wake)
+        await self._stop_media()
+        self.bridge_id = f"{self.call_id}-bridge"
+        try:
+            await self.ari.create_bridge("mixing", bridge_id=self.bridge_id, name="hotline")
+            # The caller sees the hotline, never the agent's device or number.
+            await self.ari.set_variable(
+                self.channel_id, "CONNECTEDLINE(num,i)", self.hotline.number
+            )
+            await self.ari.set_variable(self.channel_id, "CONNECTEDLINE(name,i)", self.hotline.name)
+            await self.ari.set_variable(leg.channel_id, "CALLERID(num)", self.hotline.number)
+            await self.ari.set_variable(leg.channel_id, "CALLERID(name)", self.hotline.name)
+            await self.ari.add_channel(self.bridge_id, [self.channel_id, leg.channel_id])
+        except AriError as exc:
+            log.warning("call=%s bridging failed: %s", self.channel_id, exc)
+            self.finish()
+            return
+        now = _now()
+        async with self.ctx.sessions() as session, session.begin():
+            if leg.agent_id is not None:
+                await routing.agent_connected(session, agent_id=leg.agent_id, call_id=self.call_id)
+            await calls.mark(
+                session,
+                self.call_id,
+                status=CallStatus.BRIDGED,
+                answered_at=now,
+                agent_id=leg.agent_id,
+                bridge_id=self.bridge_id,
+            )
+            await calls.log_event(
+                session, self.call_id, "CONNECT", agent_id=leg.agent_id, target_kind=leg.kind.value
+            )
+        self._transition(state, cause)
+
+    async def _drop_leg(self, leg: Leg, *, unanswered: bool = False) -> None:
+        """Hang up a leg we no longer want; the agent is released when it is destroyed."""
+        leg.cancelled = not unanswered
+        leg.confirming = False
+        await self.ari.hangup(leg.channel_id)
+
+    async def _cancel_legs(self) -> None:
+        for leg in list(self.legs.values()):
+            await self._drop_leg(leg)
+
+    def _forget_leg(self, leg: Leg) -> None:
+        self.legs.pop(leg.channel_id, None)
+        self.ctx.registry.release(leg.channel_id)
+
+    async def _release(self, agent_id: int, *, unanswered: bool) -> None:
+        assert self.call_id is not None and self.hotline is not None
+        async with self.ctx.sessions() as session, session.begin():
+            paused = await routing.release_agent(
+                session,
+                agent_id=agent_id,
+                call_id=self.call_id,
+                unanswered=unanswered,
+                limit=self.hotline.no_answer_limit,
+            )
+            if unanswered:
+                await calls.log_event(session, self.call_id, "RINGNOANSWER", agent_id=agent_id)
+        if paused:
+            log.warning(
+                "call=%s agent %s set not available after %d unanswered calls",
+                self.channel_id,
+                agent_id,
+                self.hotline.no_answer_limit,
+            )
+        self.ctx.agents_changed.notify()
+
+    # -- hangups --------------------------------------------------------------------------
+    async def on_ChannelHangupRequest(self, event: ChannelHangupRequest) -> None:
+        pass  # ChannelDestroyed / StasisEnd follow
+
+    async def on_StasisEnd(self, event: StasisEnd) -> None:
+        if event.channel.id == self.channel_id:
+            await self._caller_left()
+        elif self.connected is not None and event.channel.id == self.connected.channel_id:
+            await self._call_over("agent hung up")
+
+    async def on_ChannelDestroyed(self, event: ChannelDestroyed) -> None:
+        if event.channel.id == self.channel_id:
+            await self._caller_left()
+            return
+        leg = self.legs.get(event.channel.id)
+        if leg is None:
+            return
+        self._forget_leg(leg)
+        if leg is self.connected:
+            await self._call_over("agent hung up")
+            return
+        if leg.agent_id is not None and self.call_id is not None:
+            unanswered = not leg.cancelled and event.cause not in (CAUSE_BUSY, CAUSE_REJECTED)
+            self.tried.add(leg.agent_id)
+            await self._release(leg.agent_id, unanswered=unanswered)
+        if self.state is S.RINGING and not any(not x.cancelled for x in self.legs.values()):
+            self._transition(S.QUEUED, f"no answer (cause {event.cause})")
+            assert self.hotline is not None
+            self.start_timer("distribute", self.hotline.retry_delay_s)
+        elif self.state is S.FORWARDING and leg.agent_id is None:
+            await self._announce_and_hang_up("sound:all-circuits-busy-now", "forward failed")
+
+    async def _caller_left(self) -> None:
+        if self.caller_gone:
+            return
+        self.caller_gone = True
+        if self.state in (S.QUEUED, S.RINGING):
+            await self._cancel_legs()
+            await self._close(Outcome.ABANDONED)
+            self._transition(S.DONE, "caller hung up")
+            self.finish()
+        elif self.state in (S.BRIDGED, S.FORWARDED):
+            await self._call_over("caller hung up")
+        elif self.state is S.RECORDING:
+            self.start_timer("recording_lost", 5)  # RecordingFinished normally follows
+        else:
+            if self.state is S.VM_GREETING:
+                await self._close(self.reason)
+            self._transition(S.DONE, "caller hung up")
+            self.finish()
+
+    async def _call_over(self, cause: str) -> None:
+        if self.state is S.DONE:
+            return
+        leg = self.connected
+        now = _now()
+        assert self.call_id is not None and self.hotline is not None
+        outcome = Outcome.FORWARDED if self.state is S.FORWARDED else Outcome.ANSWERED
+        async with self.ctx.sessions() as session, session.begin():
+            if leg is not None and leg.agent_id is not None:
+                await routing.agent_finished(
+                    session,
+                    agent_id=leg.agent_id,
+                    call_id=self.call_id,
+                    wrapup_s=self.hotline.wrapup_s,
+                    now=now,
+                )
+            await calls.close_call(
+                session, self.call_id, outcome, now=now, agent_id=leg.agent_id if leg else None
+            )
+        self._transition(S.DONE, cause)
+        self.finish()
+
+    # -- actions --------------------------------------------------------------------------
+    async def _run_action(self, action: Action, cause: str) -> None:
+        self.ctx.agents_changed.unsubscribe(self._wake)
+        self.cancel_timer("announce")
+        self.cancel_timer("distribute")
+        self.cancel_timer("max_wait")
+        await self._stop_media()
+        if isinstance(action, VoicemailAction):
+            assert self.hotline is not None
+            self._transition(S.VM_GREETING, cause)
+            greeting = self.hotline.voicemail_greeting
+            await self._play([f"sound:{greeting}" if greeting else DEFAULT_VM_GREETING])
+        elif isinstance(action, Forward):
+            await self._forward(action.number, cause)
+        elif isinstance(action, Announce):
+            await self._close(self.reason)
+            await self._announce_and_hang_up(f"sound:{action.sound}", cause)
+
+    async def _forward(self, number: str, cause: str) -> None:
+        assert self.call_id is not None
+        self._transition(S.FORWARDING, cause)
+        leg = Leg(f"{self.call_id}-fwd", None, number, TargetKind.EXTERNAL)
+        self.legs[leg.channel_id] = leg
+        self.ctx.registry.claim(leg.channel_id, self)
+        await self._moh(True)
+        try:
+            await self.ari.originate(
+                self.ctx.settings.dial_external(number),
+                app=self.ctx.app_name,
+                app_args=["forwardleg", str(self.call_id)],
+                caller_id=self.caller_number or None,
+                timeout=60,
+                channel_id=leg.channel_id,
+            )
+        except AriError as exc:
+            log.warning("call=%s forward failed: %s", self.channel_id, exc)
+            self._forget_leg(leg)
+            await self._close(self.reason)
+            await self._announce_and_hang_up("sound:all-circuits-busy-now", "forward failed")
+
+    async def _announce_and_hang_up(self, sound: str, cause: str) -> None:
+        self._transition(S.ANNOUNCING, cause)
+        await self._play([sound])
+
+    async def on_PlaybackFinished(self, event: PlaybackFinished) -> None:
+        if event.playback.id != self.playback_id:
+            return
+        self.playback_id = None
+        if self.state is S.ANNOUNCING:
+            self._transition(S.DONE, "announcement played")
+            self.finish()
+        elif self.state is S.VM_GREETING:
+            await self._start_recording()
+        elif self.state in (S.QUEUED, S.RINGING) and not self.caller_gone:
+            await self._moh(True)
+
+    async def _start_recording(self) -> None:
+        assert self.hotline is not None and self.call_id is not None
+        self.recording = f"hotline-vm-{self.call_id}"
+        try:
+            await self.ari.record(
+                self.channel_id,
+                self.recording,
+                format="wav",
+                max_duration_seconds=self.hotline.voicemail_max_s,
+                max_silence_seconds=10,
+                beep=True,
+                terminate_on="#",
+                if_exists="overwrite",
+            )
+        except AriError as exc:
+            log.warning("call=%s recording failed: %s", self.channel_id, exc)
+            await self._close(self.reason)
+            self.finish()
+            return
+        self._transition(S.RECORDING, "greeting played")
+
+    async def on_RecordingFinished(self, event: RecordingFinished) -> None:
+        await self._recording_done(event.recording.duration, event.recording.talking_duration)
+
+    async def on_RecordingFailed(self, event: RecordingFailed) -> None:
+        await self._recording_done(0, 0)
+
+    async def on_timer_recording_lost(self, _: Timer) -> None:
+        await self._recording_done(None, None)
+
+    async def _recording_done(self, duration: int | None, talking: int | None) -> None:
+        if self.state is not S.RECORDING or self.recording is None:
+            return
+        assert self.hotline is not None and self.call_id is not None
+        self.cancel_timer("recording_lost")
+        if duration is None:  # no event: trust what Asterisk stored
+            try:
+                await self.ari.get_stored_recording(self.recording)
+                duration = 1
+            except AriError:
+                duration = 0
+        # Nothing is kept when the caller hung up before saying anything.
+        spoke = (talking if talking is not None else duration or 0) > 0 and (duration or 0) > 0
+        if spoke:
+            async with self.ctx.sessions() as session, session.begin():
+                session.add(
+                    Voicemail(
+                        hotline_id=self.hotline.id,
+                        call_id=self.call_id,
+                        caller_number=self.caller_number or None,
+                        duration_s=duration or 0,
+                        recording_name=self.recording,
+                    )
+                )
+                await calls.close_call(session, self.call_id, Outcome.VOICEMAIL, now=_now())
+        else:
+            await self.ari.delete_stored_recording(self.recording, missing_ok=True)
+            await self._close(self.reason)
+        if self.caller_gone:
+            self._transition(S.DONE, "recording finished")
+            self.finish()
+        else:
+            await self._announce_and_hang_up(GOODBYE_SOUND, "recording finished")
+
+    # -- helpers --------------------------------------------------------------------------
+    async def _to_dialplan_fallback(self) -> None:
+        self.caller_gone = True  # no longer ours: cleanup must not hang it up
+        try:
+            await self.ari.set_variable(self.channel_id, "HOTLINE_FALLBACK", "1")
+            await self.ari.continue_in_dialplan(self.channel_id)
+        except AriError as exc:
+            log.error("call=%s could not hand back to the dialplan: %s", self.channel_id, exc)
+            self.caller_gone = False
+        self._transition(S.DONE, "fallback")
+        self.finish()
+
+    async def _close(self, outcome: Outcome) -> None:
+        if self.call_id is None:
+            return
+        async with self.ctx.sessions() as session, session.begin():
+            await calls.close_call(session, self.call_id, outcome, now=_now())
+
+    async def _play(self, media: list[str]) -> None:
+        if self.moh_on:
+            await self._moh(False)
+        self.playback_id = f"{self.channel_id}-p{uuid.uuid4().hex[:8]}"
+        try:
+            await self.ari.play(self.channel_id, media, playback_id=self.playback_id)
+        except AriError as exc:
+            log.warning("call=%s playback failed: %s", self.channel_id, exc)
+            self.playback_id = None
+
+    async def _moh(self, on: bool) -> None:
+        try:
+            if on:
+                assert self.hotline is not None
+                await self.ari.start_moh(self.channel_id, self.hotline.moh_class)
+            else:
+                await self.ari.stop_moh(self.channel_id)
+            self.moh_on = on
+        except AriError as exc:
+            log.debug("call=%s moh %s failed: %s", self.channel_id, on, exc)
+
+    async def _stop_media(self) -> None:
+        if self.playback_id is not None:
+            await self.ari.stop_playback(self.playback_id)
+            self.playback_id = None
+        if self.moh_on:
+            await self._moh(False)
+
+    async def cleanup(self) -> None:
+        self.ctx.agents_changed.unsubscribe(self._wake)
+        for leg in list(self.legs.values()):
+            await self._safe(self.ari.hangup(leg.channel_id))
+            if leg.agent_id is not None and self.call_id is not None and leg is not self.connected:
+                await self._safe(self._release(leg.agent_id, unanswered=False))
+        if self.bridge_id is not None:
+            await self._safe(self.ari.destroy_bridge(self.bridge_id))
+        if not self.caller_gone:
+            await self._safe(self.ari.hangup(self.channel_id))
+        if self.call_id is not None and self.state is not S.DONE:
+            await self._safe(self._close(Outcome.ABANDONED))
+        self.ctx.agents_changed.notify()
+
+    async def _safe(self, awaitable: Any) -> None:
+        try:
+            await awaitable
+        except Exception:
+            log.exception("call=%s cleanup step failed", self.channel_id)

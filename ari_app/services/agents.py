@@ -1,0 +1,213 @@
+"""Agent login, logout and pause, with the staffing rule and the audit row, for every edge
+(feature codes, service line, CLI). No reason for a pause is asked or stored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ari_app.db.models import (
+    Agent,
+    AgentActivity,
+    AgentLogin,
+    AgentState,
+    AgentTarget,
+    Hotline,
+    Membership,
+    TargetKind,
+)
+from ari_app.domain.errors import NotFound, Refused
+from ari_app.services import audit
+from ari_app.services.audit import Path
+
+
+@dataclass(frozen=True)
+class Target:
+    address: str
+    kind: TargetKind
+
+
+async def _state(session: AsyncSession, agent: Agent) -> AgentState:
+    state = await session.get(AgentState, agent.id, with_for_update=True)
+    if state is None:
+        state = AgentState(agent_id=agent.id)
+        session.add(state)
+        await session.flush()
+    return state
+
+
+async def device_of(session: AsyncSession, agent: Agent) -> str | None:
+    result: str | None = await session.scalar(
+        select(AgentTarget.address).where(
+            AgentTarget.agent_id == agent.id, AgentTarget.kind == TargetKind.DEVICE
+        )
+    )
+    return result
+
+
+async def _member_hotlines(
+    session: AsyncSession, agent: Agent, hotline_number: str | None
+) -> list[Hotline]:
+    query = (
+        select(Hotline)
+        .join(Membership, Membership.hotline_id == Hotline.id)
+        .where(Membership.agent_id == agent.id)
+        .order_by(Hotline.number)
+    )
+    if hotline_number is not None:
+        query = query.where(Hotline.number == hotline_number)
+    hotlines = list(await session.scalars(query))
+    if hotline_number is not None and not hotlines:
+        raise NotFound(f"agent {agent.number} is not a member of hotline {hotline_number}")
+    return hotlines
+
+
+async def login(
+    session: AsyncSession,
+    agent: Agent,
+    *,
+    target: Target | None,
+    hotline_number: str | None = None,
+    path: Path,
+    actor: str,
+) -> list[Hotline]:
+    """Log the agent in to one or all of their hotlines; calls go to `target` (default:
+    the bound device)."""
+    if target is None:
+        device = await device_of(session, agent)
+        if device is None:
+            raise Refused(f"agent {agent.number} has no device; log in from a phone")
+        target = Target(device, TargetKind.DEVICE)
+    hotlines = await _member_hotlines(session, agent, hotline_number)
+    if not hotlines:
+        raise Refused(f"agent {agent.number} is not a member of any hotline")
+    state = await _state(session, agent)
+    state.target, state.target_kind = target.address, target.kind
+    logged = set(
+        await session.scalars(select(AgentLogin.hotline_id).where(AgentLogin.agent_id == agent.id))
+    )
+    for hotline in hotlines:
+        if hotline.id not in logged:
+            session.add(AgentLogin(agent_id=agent.id, hotline_id=hotline.id))
+        await audit.record(
+            session,
+            actor=actor,
+            action="login",
+            path=path,
+            agent_id=agent.id,
+            hotline_id=hotline.id,
+            target_kind=target.kind.value,
+        )
+    await session.flush()
+    return hotlines
+
+
+async def available_agents(session: AsyncSession, hotline_id: int) -> int:
+    """Agents logged in to the hotline and not paused (the staffing rule counts these)."""
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(AgentLogin)
+            .join(AgentState, AgentState.agent_id == AgentLogin.agent_id)
+            .where(AgentLogin.hotline_id == hotline_id, AgentState.paused.is_(False))
+        )
+        or 0
+    )
+
+
+async def understaffed_by_leaving(
+    session: AsyncSession, agent: Agent, hotlines: list[Hotline]
+) -> list[Hotline]:
+    """Hotlines that would fall below min_agents if this agent left or paused."""
+    state = await _state(session, agent)
+    logged = set(
+        await session.scalars(select(AgentLogin.hotline_id).where(AgentLogin.agent_id == agent.id))
+    )
+    short = []
+    for hotline in hotlines:
+        if hotline.min_agents <= 0 or hotline.id not in logged or state.paused:
+            continue
+        if await available_agents(session, hotline.id) - 1 < hotline.min_agents:
+            short.append(hotline)
+    return short
+
+
+async def logout(
+    session: AsyncSession,
+    agent: Agent,
+    *,
+    hotline_number: str | None = None,
+    path: Path,
+    actor: str,
+    enforce_staffing: bool = True,
+) -> list[Hotline]:
+    hotlines = await _member_hotlines(session, agent, hotline_number)
+    if enforce_staffing:
+        short = await understaffed_by_leaving(session, agent, hotlines)
+        if short:
+            raise Refused(
+                "hotline "
+                + ", ".join(h.number for h in short)
+                + " would have too few agents; hand the duty over first"
+            )
+    ids = [h.id for h in hotlines]
+    await session.execute(
+        delete(AgentLogin).where(AgentLogin.agent_id == agent.id, AgentLogin.hotline_id.in_(ids))
+    )
+    for hotline in hotlines:
+        await audit.record(
+            session,
+            actor=actor,
+            action="logout",
+            path=path,
+            agent_id=agent.id,
+            hotline_id=hotline.id,
+        )
+    remaining = await session.scalar(
+        select(func.count()).select_from(AgentLogin).where(AgentLogin.agent_id == agent.id)
+    )
+    if not remaining:
+        state = await _state(session, agent)
+        state.target = None
+        state.target_kind = None
+        state.paused = False
+        if state.activity is AgentActivity.WRAPUP:
+            state.activity = AgentActivity.IDLE
+    await session.flush()
+    return hotlines
+
+
+async def set_paused(
+    session: AsyncSession,
+    agent: Agent,
+    paused: bool,
+    *,
+    path: Path,
+    actor: str,
+    enforce_staffing: bool = True,
+) -> None:
+    """Not available for all the agent's hotlines (True) or back (False). No reason."""
+    state = await _state(session, agent)
+    if paused and not state.paused and enforce_staffing:
+        short = await understaffed_by_leaving(
+            session, agent, await _member_hotlines(session, agent, None)
+        )
+        if short:
+            raise Refused(
+                "hotline "
+                + ", ".join(h.number for h in short)
+                + " would have too few agents; hand the duty over first"
+            )
+    state.paused = paused
+    if not paused:
+        state.unanswered_streak = 0
+    await audit.record(
+        session,
+        actor=actor,
+        action="pause" if paused else "unpause",
+        path=path,
+        agent_id=agent.id,
+    )
+    await session.flush()

@@ -1,0 +1,33 @@
+"""Audit rows: who did what, via which path, when. Never a reason for absence."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ari_app.db.models import AuditEntry
+
+Path = Literal["device", "hotdesk", "service", "cli", "system"]
+
+
+async def record(
+    session: AsyncSession,
+    *,
+    actor: str,
+    action: str,
+    path: Path,
+    agent_id: int | None = None,
+    hotline_id: int | None = None,
+    **detail: Any,
+) -> None:
+    session.add(
+        AuditEntry(
+            actor=actor,
+            action=action,
+            path=path,
+            agent_id=agent_id,
+            hotline_id=hotline_id,
+            detail=detail,
+        )
+    )

@@ -1,0 +1,89 @@
+"""Call records and their event log (in the spirit of Asterisk's queue_log)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ari_app.db.models import Call, CallEvent, CallStatus, Holiday, Hotline, Outcome
+
+
+async def hotline_by_number(session: AsyncSession, number: str) -> Hotline | None:
+    result: Hotline | None = await session.scalar(select(Hotline).where(Hotline.number == number))
+    return result
+
+
+async def holidays_of(session: AsyncSession, hotline_id: int) -> list[Any]:
+    return list(await session.scalars(select(Holiday.day).where(Holiday.hotline_id == hotline_id)))
+
+
+async def open_call(
+    session: AsyncSession,
+    *,
+    channel_id: str,
+    dialled: str,
+    caller_number: str | None,
+    hotline_id: int | None,
+    node: str,
+) -> Call:
+    call = Call(
+        channel_id=channel_id,
+        dialled_number=dialled,
+        caller_number=caller_number or None,
+        hotline_id=hotline_id,
+        node=node,
+        status=CallStatus.NEW,
+    )
+    session.add(call)
+    await session.flush()
+    await session.refresh(call)  # queue_seq and entered_at come from the server
+    return call
+
+
+async def log_event(
+    session: AsyncSession,
+    call_id: uuid.UUID,
+    event: str,
+    *,
+    agent_id: int | None = None,
+    **data: Any,
+) -> None:
+    session.add(CallEvent(call_id=call_id, event=event, agent_id=agent_id, data=data))
+
+
+async def set_status(session: AsyncSession, call_id: uuid.UUID, status: CallStatus) -> None:
+    await session.execute(update(Call).where(Call.id == call_id).values(status=status))
+
+
+async def mark(session: AsyncSession, call_id: uuid.UUID, **values: Any) -> None:
+    await session.execute(update(Call).where(Call.id == call_id).values(**values))
+
+
+async def mark_first_ring(session: AsyncSession, call_id: uuid.UUID, now: datetime) -> None:
+    await session.execute(
+        update(Call)
+        .where(Call.id == call_id, Call.first_ring_at.is_(None))
+        .values(first_ring_at=now)
+    )
+
+
+async def close_call(
+    session: AsyncSession,
+    call_id: uuid.UUID,
+    outcome: Outcome,
+    *,
+    now: datetime,
+    agent_id: int | None = None,
+) -> None:
+    """Set the one outcome of a call; a call that already has one keeps it."""
+    values: dict[str, Any] = {"status": CallStatus.ENDED, "ended_at": now, "outcome": outcome}
+    if agent_id is not None:
+        values["agent_id"] = agent_id
+    await session.execute(
+        update(Call).where(Call.id == call_id, Call.outcome.is_(None)).values(**values)
+    )
+    await log_event(session, call_id, outcome.value.upper(), agent_id=agent_id)

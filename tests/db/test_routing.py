@@ -1,0 +1,88 @@
+"""Agent reservation against the real Postgres: atomic, in queue order, per strategy."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ari_app.db.models import AgentState, CallStatus, Hotline, Strategy
+from ari_app.services import admin, agents, calls, routing
+
+pytestmark = pytest.mark.db
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+async def _setup(sessions: Sessions, n_agents: int, strategy: Strategy) -> Hotline:
+    async with sessions() as session, session.begin():
+        hotline = await admin.create_hotline(session, "500", "Bürgerbüro", strategy=strategy)
+        for i in range(n_agents):
+            agent = await admin.create_agent(session, f"10{i + 1:02d}", f"A{i}",
+                                             device=f"PJSIP/10{i + 1:02d}")
+            await admin.add_member(session, hotline, agent)
+            await agents.login(session, agent, target=None, path="cli", actor="test")
+    return hotline
+
+
+async def _waiting_call(sessions: Sessions, hotline: Hotline, channel: str) -> tuple[uuid.UUID, int]:
+    async with sessions() as session, session.begin():
+        call = await calls.open_call(session, channel_id=channel, dialled="500",
+                                     caller_number="030", hotline_id=hotline.id, node="t")
+        await calls.set_status(session, call.id, CallStatus.WAITING)
+    return call.id, call.queue_seq
+
+
+async def _reserve(sessions: Sessions, hotline: Hotline, call: tuple[uuid.UUID, int],
+                   tried: set[int] | None = None) -> list[int]:
+    async with sessions() as session, session.begin():
+        offers = await routing.reserve_agents(
+            session, call_id=call[0], hotline=hotline, queue_seq=call[1], tried=tried or set(),
+            node="t", now=datetime.now(UTC),
+        )
+    return [o.agent_id for o in offers]
+
+
+async def test_one_agent_two_simultaneous_calls_rings_once(sessions: Sessions) -> None:
+    hotline = await _setup(sessions, 1, Strategy.RING_ALL)
+    first = await _waiting_call(sessions, hotline, "c1")
+    second = await _waiting_call(sessions, hotline, "c2")
+    results = await asyncio.gather(*(_reserve(sessions, hotline, c) for c in (first, second)))
+    assert sorted(len(r) for r in results) == [0, 1]
+    assert results[0] == [1], "the caller who came first gets the agent"
+
+
+async def test_concurrent_reservations_never_share_an_agent(sessions: Sessions) -> None:
+    hotline = await _setup(sessions, 3, Strategy.LONGEST_IDLE)
+    waiting = [await _waiting_call(sessions, hotline, f"c{i}") for i in range(6)]
+    results = await asyncio.gather(*(_reserve(sessions, hotline, c) for c in waiting))
+    reserved = [a for r in results for a in r]
+    assert len(reserved) == len(set(reserved)) == 3
+    async with sessions() as session:
+        for agent_id in reserved:
+            state = await session.get(AgentState, agent_id)
+            assert state is not None and state.reserved_call_id is not None
+
+
+async def test_ring_all_reserves_everyone_and_release_counts_no_answer(sessions: Sessions) -> None:
+    hotline = await _setup(sessions, 2, Strategy.RING_ALL)
+    call = await _waiting_call(sessions, hotline, "c1")
+    assert sorted(await _reserve(sessions, hotline, call)) == [1, 2]
+    async with sessions() as session, session.begin():
+        for agent_id in (1, 2):
+            paused = await routing.release_agent(session, agent_id=agent_id, call_id=call[0],
+                                                 unanswered=True, limit=1)
+            assert paused, "one unanswered call with limit 1 sets the agent not available"
+    assert await _reserve(sessions, hotline, call) == []
+
+
+async def test_linear_tries_untried_before_tried(sessions: Sessions) -> None:
+    hotline = await _setup(sessions, 3, Strategy.LINEAR)
+    call = await _waiting_call(sessions, hotline, "c1")
+    assert await _reserve(sessions, hotline, call) == [1]
+    async with sessions() as session, session.begin():
+        await routing.release_agent(session, agent_id=1, call_id=call[0], unanswered=True, limit=5)
+    assert await _reserve(sessions, hotline, call, tried={1}) == [2]
