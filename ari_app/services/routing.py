@@ -148,10 +148,12 @@ async def reserve_agents(
         )
         for state, position in rows
     ]
+    last_agent_id, last_position = await _last_offered(session, hotline.id)
     rounds = order_candidates(
         hotline.strategy,
         candidates,
-        last_agent_id=await _last_offered_agent(session, hotline.id),
+        last_agent_id=last_agent_id,
+        last_position=last_position,
         tried=frozenset(tried),
         rng=_rng,
     )
@@ -173,15 +175,18 @@ async def reserve_agents(
     return offers
 
 
-async def _last_offered_agent(session: AsyncSession, hotline_id: int) -> int | None:
-    """Round robin continues after the member offered most recently (any call)."""
-    result = await session.scalar(
-        select(Membership.agent_id)
-        .where(Membership.hotline_id == hotline_id, Membership.last_offered_at.is_not(None))
-        .order_by(Membership.last_offered_at.desc(), Membership.position.desc())
-        .limit(1)
-    )
-    return int(result) if result is not None else None
+async def _last_offered(session: AsyncSession, hotline_id: int) -> tuple[int | None, int | None]:
+    """Round robin continues after the member offered most recently (any call): its agent
+    id and position, so the rotation goes on even when that agent is busy now."""
+    row = (
+        await session.execute(
+            select(Membership.agent_id, Membership.position)
+            .where(Membership.hotline_id == hotline_id, Membership.last_offered_at.is_not(None))
+            .order_by(Membership.last_offered_at.desc(), Membership.position.desc())
+            .limit(1)
+        )
+    ).first()
+    return (row[0], row[1]) if row is not None else (None, None)
 
 
 async def release_agent(
