@@ -1,0 +1,52 @@
+# Hotline developer tasks. Run as root on a fresh Debian/Ubuntu machine: `make setup` installs
+# whatever is missing (system packages, the virtualenv); every target is idempotent.
+#   make run    the whole system with a demo hotline (private Postgres + Asterisk)
+#   make test   lint + the whole test suite (unit, db, e2e); what CI runs
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+BIN := $(VENV)/bin
+RUN_DIR ?= .run
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS='-k panel -x'`.
+PYTEST_ARGS ?=
+# A specific interpreter for the venv (default: python3 on PATH, >= 3.11).
+PYTHON ?=
+export PYTHON
+
+# Every lint step runs even when an earlier one fails; $$status remembers any failure.
+LINT = echo "== ruff check"; $(BIN)/ruff check . || status=1; \
+	echo "== ruff format --check"; $(BIN)/ruff format --check . || status=1; \
+	echo "== mypy"; $(BIN)/mypy || status=1
+
+.PHONY: help setup system-deps venv lint test run clean
+
+help:
+	@echo "make run     start Postgres, Asterisk and hotline with a demo hotline (Ctrl-C stops)"
+	@echo "make test    lint (ruff, mypy) and the whole test suite"
+	@echo "make setup   install system packages and the venv ($(VENV)); run by the two above"
+	@echo "make lint    ruff check, ruff format --check, mypy"
+	@echo "make clean   remove $(RUN_DIR)/ and the venv's install stamp"
+
+setup: system-deps venv
+
+system-deps:
+	@scripts/install-system-deps.sh
+
+venv: system-deps
+	@scripts/ensure-venv.sh "$(VENV)"
+
+lint: setup
+	@status=0; $(LINT); exit $$status
+
+# Lint first so pytest's summary is the last thing printed; both always run.
+test: setup
+	@status=0; $(LINT); \
+	echo "== pytest"; $(BIN)/pytest -ra $(PYTEST_ARGS) || status=1; \
+	exit $$status
+
+run: setup
+	$(BIN)/python -m ari_app.devenv.run
+
+clean:
+	@scripts/clean.sh "$(RUN_DIR)" "$(VENV)"
