@@ -32,8 +32,10 @@ def _run(coro: object) -> None:
 
 
 def _admin_dsn(url: str) -> str:
-    return make_url(normalise_database_url(url)).set(drivername="postgresql").render_as_string(
-        hide_password=False
+    return (
+        make_url(normalise_database_url(url))
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
     )
 
 

@@ -21,27 +21,42 @@ async def _setup(sessions: Sessions, n_agents: int, strategy: Strategy) -> Hotli
     async with sessions() as session, session.begin():
         hotline = await admin.create_hotline(session, "500", "Bürgerbüro", strategy=strategy)
         for i in range(n_agents):
-            agent = await admin.create_agent(session, f"10{i + 1:02d}", f"A{i}",
-                                             device=f"PJSIP/10{i + 1:02d}")
+            agent = await admin.create_agent(
+                session, f"10{i + 1:02d}", f"A{i}", device=f"PJSIP/10{i + 1:02d}"
+            )
             await admin.add_member(session, hotline, agent)
             await agents.login(session, agent, target=None, path="cli", actor="test")
     return hotline
 
 
-async def _waiting_call(sessions: Sessions, hotline: Hotline, channel: str) -> tuple[uuid.UUID, int]:
+async def _waiting_call(
+    sessions: Sessions, hotline: Hotline, channel: str
+) -> tuple[uuid.UUID, int]:
     async with sessions() as session, session.begin():
-        call = await calls.open_call(session, channel_id=channel, dialled="500",
-                                     caller_number="030", hotline_id=hotline.id, node="t")
+        call = await calls.open_call(
+            session,
+            channel_id=channel,
+            dialled="500",
+            caller_number="030",
+            hotline_id=hotline.id,
+            node="t",
+        )
         await calls.set_status(session, call.id, CallStatus.WAITING)
     return call.id, call.queue_seq
 
 
-async def _reserve(sessions: Sessions, hotline: Hotline, call: tuple[uuid.UUID, int],
-                   tried: set[int] | None = None) -> list[int]:
+async def _reserve(
+    sessions: Sessions, hotline: Hotline, call: tuple[uuid.UUID, int], tried: set[int] | None = None
+) -> list[int]:
     async with sessions() as session, session.begin():
         offers = await routing.reserve_agents(
-            session, call_id=call[0], hotline=hotline, queue_seq=call[1], tried=tried or set(),
-            node="t", now=datetime.now(UTC),
+            session,
+            call_id=call[0],
+            hotline=hotline,
+            queue_seq=call[1],
+            tried=tried or set(),
+            node="t",
+            now=datetime.now(UTC),
         )
     return [o.agent_id for o in offers]
 
@@ -73,8 +88,9 @@ async def test_ring_all_reserves_everyone_and_release_counts_no_answer(sessions:
     assert sorted(await _reserve(sessions, hotline, call)) == [1, 2]
     async with sessions() as session, session.begin():
         for agent_id in (1, 2):
-            paused = await routing.release_agent(session, agent_id=agent_id, call_id=call[0],
-                                                 unanswered=True, limit=1)
+            paused = await routing.release_agent(
+                session, agent_id=agent_id, call_id=call[0], unanswered=True, limit=1
+            )
             assert paused, "one unanswered call with limit 1 sets the agent not available"
     assert await _reserve(sessions, hotline, call) == []
 

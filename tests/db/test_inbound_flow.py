@@ -1,0 +1,168 @@
+"""The inbound flow with a hand-written fake ARI and the real Postgres: commands sent to
+Asterisk and rows written, event by event."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from flow_fakes import FakeAriClient, channel, event
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ari_app.config import load_settings
+from ari_app.db.models import AgentActivity, AgentState, Call, Outcome, Voicemail
+from ari_app.dispatch import Dispatcher
+from ari_app.flows.base import FlowContext
+from ari_app.flows.inbound import InboundFlow
+from ari_app.services import admin, agents
+
+pytestmark = pytest.mark.db
+Sessions = async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture
+async def world(sessions: Sessions) -> AsyncIterator[tuple[FakeAriClient, Dispatcher]]:
+    ari = FakeAriClient()
+    dispatcher = Dispatcher({"inbound": InboundFlow})
+    settings = load_settings(
+        {
+            "HOTLINE_DATABASE_URL": "postgresql://x@localhost/x",
+            "HOTLINE_EXTERNAL_DIAL": "PJSIP/{number}@trunk",
+        },
+        need_ari=False,
+    )
+    dispatcher.ctx = FlowContext(
+        ari=ari,
+        registry=dispatcher,
+        settings=settings,  # type: ignore[arg-type]
+        sessions=sessions,
+    )
+    yield ari, dispatcher
+    await dispatcher.shutdown(0.1)
+
+
+async def _hotline(sessions: Sessions, *, logged_in: int = 1, **settings: Any) -> None:
+    async with sessions() as session, session.begin():
+        hotline = await admin.create_hotline(session, "500", "Bürgerbüro", **settings)
+        for i in range(2):
+            agent = await admin.create_agent(
+                session, f"10{i + 1}", f"A{i}", device=f"PJSIP/100{i + 1}"
+            )
+            await admin.add_member(session, hotline, agent)
+            if i < logged_in:
+                await agents.login(session, agent, target=None, path="cli", actor="t")
+
+
+def _start(dispatcher: Dispatcher, channel_id: str = "caller", number: str = "500") -> None:
+    dispatcher.on_event(event("StasisStart", channel=channel(channel_id), args=["inbound", number]))
+
+
+async def _call(sessions: Sessions) -> Call:
+    async with sessions() as session:
+        call = await session.scalar(select(Call))
+    assert call is not None
+    return call
+
+
+async def test_unknown_number_is_announced_and_recorded(sessions: Sessions, world: Any) -> None:
+    ari, dispatcher = world
+    _start(dispatcher, number="999")
+    play = await ari.wait_command("play")
+    assert play.args[1] == ["sound:ss-noservice"]
+    dispatcher.on_event(
+        event(
+            "PlaybackFinished",
+            playback={
+                "id": play.kwargs["playback_id"],
+                "media_uri": "sound:ss-noservice",
+                "target_uri": "channel:caller",
+                "state": "done",
+            },
+        )
+    )
+    await ari.wait_for(lambda: any(c.args[0] == "caller" for c in ari.called("hangup")))
+    assert (await _call(sessions)).outcome is Outcome.REJECTED_UNKNOWN_NUMBER
+
+
+async def test_agent_answers_and_call_is_bridged_then_wrapup(
+    sessions: Sessions, world: Any
+) -> None:
+    ari, dispatcher = world
+    await _hotline(sessions, wrapup_s=30)
+    _start(dispatcher)
+    originate = await ari.wait_command("originate")
+    assert originate.args[0] == "PJSIP/1001"
+    assert originate.kwargs["app_args"][0] == "agentleg"
+    leg = originate.kwargs["channel_id"]
+    dispatcher.on_event(event("StasisStart", channel=channel(leg, "500"), args=["agentleg", "x"]))
+    add = await ari.wait_command("add_channel")
+    assert set(add.args[1]) == {"caller", leg}
+    connected = {c.args[1]: c.args[2] for c in ari.called("set_variable") if c.args[0] == "caller"}
+    assert connected["CONNECTEDLINE(num,i)"] == "500"
+    dispatcher.on_event(event("StasisEnd", channel=channel("caller")))
+    await ari.wait_for(lambda: any(c.args[0] == leg for c in ari.called("hangup")))
+    await ari.wait_command("destroy_bridge")
+    call = await _call(sessions)
+    assert call.outcome is Outcome.ANSWERED and call.agent_id == 1
+    assert call.answered_at is not None and call.first_ring_at is not None
+    async with sessions() as session:
+        state = await session.get(AgentState, 1)
+    assert state is not None and state.activity is AgentActivity.WRAPUP
+    assert state.reserved_call_id is None and state.calls_taken == 1
+
+
+async def test_no_agents_goes_to_voicemail(sessions: Sessions, world: Any) -> None:
+    ari, dispatcher = world
+    await _hotline(sessions, logged_in=0)
+    _start(dispatcher)
+    play = await ari.wait_command("play")
+    assert play.args[1] == ["sound:vm-intro"]
+    dispatcher.on_event(
+        event(
+            "PlaybackFinished",
+            playback={
+                "id": play.kwargs["playback_id"],
+                "media_uri": "x",
+                "target_uri": "channel:caller",
+                "state": "done",
+            },
+        )
+    )
+    record = await ari.wait_command("record")
+    assert record.kwargs["terminate_on"] == "#" and record.kwargs["beep"] is True
+    dispatcher.on_event(
+        event(
+            "RecordingFinished",
+            recording={
+                "name": record.args[1],
+                "format": "wav",
+                "state": "done",
+                "target_uri": "channel:caller",
+                "duration": 4,
+                "talking_duration": 3,
+            },
+        )
+    )
+    await ari.wait_command("play", 2)
+    async with sessions() as session:
+        vm = await session.scalar(select(Voicemail))
+    assert vm is not None and vm.duration_s == 4 and vm.caller_number == "030123"
+    assert (await _call(sessions)).outcome is Outcome.VOICEMAIL
+
+
+async def test_caller_hangs_up_while_ringing(sessions: Sessions, world: Any) -> None:
+    ari, dispatcher = world
+    await _hotline(sessions)
+    _start(dispatcher)
+    leg = (await ari.wait_command("originate")).kwargs["channel_id"]
+    dispatcher.on_event(event("StasisEnd", channel=channel("caller")))
+    await ari.wait_for(lambda: any(c.args[0] == leg for c in ari.called("hangup")))
+    dispatcher.on_event(event("ChannelDestroyed", channel=channel(leg), cause=16))
+    await ari.wait_for(lambda: dispatcher.active_calls == 0)
+    assert (await _call(sessions)).outcome is Outcome.ABANDONED
+    async with sessions() as session:
+        state = await session.get(AgentState, 1)
+    assert state is not None and state.reserved_call_id is None
+    assert state.activity is AgentActivity.IDLE and state.unanswered_streak == 0
