@@ -5,16 +5,154 @@ Every function takes the caller's AsyncSession, never commits, and raises domain
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ari_app.db.models import Agent, AgentState, AgentTarget, Hotline, Membership, TargetKind
+from ari_app.db.models import (
+    Agent,
+    AgentActivity,
+    AgentLogin,
+    AgentState,
+    AgentTarget,
+    Call,
+    CallStatus,
+    Holiday,
+    Hotline,
+    Membership,
+    TargetKind,
+    Voicemail,
+)
 from ari_app.domain import values
-from ari_app.domain.errors import Conflict, NotFound
+from ari_app.domain.actions import normalise_action
+from ari_app.domain.errors import Conflict, InvalidValue, NotFound, Refused
+from ari_app.domain.hours import normalise_hours, validate_timezone
 from ari_app.domain.pin import check_pin_policy, hash_pin
+from ari_app.domain.strategies import Strategy, parse_strategy
+
+# --- hotline settings: one validation for every edge ------------------------------------
+
+_MOH_CLASS = re.compile(r"[A-Za-z0-9_-]{1,80}")
+NAME_MAX = 100  # hotlines.name / agents.name columns
+
+
+def _name(value: object, what: str) -> str:
+    text = " ".join(str(value).split())
+    if not text:
+        raise InvalidValue(f"{what}: empty")
+    if len(text) > NAME_MAX:
+        raise InvalidValue(f"{what}: longer than {NAME_MAX} characters")
+    return text
+
+
+def _at_least(minimum: int, what: str) -> Callable[[object], int]:
+    def check(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidValue(f"{what}: {value!r} is not a whole number")
+        if value < minimum:
+            raise InvalidValue(f"{what}: must be at least {minimum}, got {value}")
+        return value
+
+    return check
+
+
+def _optional_sound(what: str) -> Callable[[object], str | None]:
+    def check(value: object) -> str | None:
+        if value is None or not str(value).strip():
+            return None
+        try:
+            return values.sound_name(str(value))
+        except InvalidValue as exc:
+            raise InvalidValue(f"{what}: {exc.message}") from None
+
+    return check
+
+
+def _action(what: str) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        try:
+            return normalise_action(str(value))
+        except InvalidValue as exc:
+            raise InvalidValue(f"{what}: {exc.message}") from None
+
+    return check
+
+
+def _strategy(value: object) -> Strategy:
+    return value if isinstance(value, Strategy) else parse_strategy(str(value))
+
+
+def _moh(value: object) -> str:
+    text = str(value).strip()
+    if not _MOH_CLASS.fullmatch(text):
+        raise InvalidValue(f"music on hold class: {text!r} may contain only letters, digits, '-_'")
+    return text
+
+
+def _caller_id_mode(value: object) -> str:
+    text = str(value).strip().lower()
+    if text not in ("caller", "hotline"):
+        raise InvalidValue(f"caller ID to agents: {value!r} must be 'caller' or 'hotline'")
+    return text
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidValue(f"accept confirm: {value!r} must be true or false")
+    return value
+
+
+def _escalation(value: object) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise InvalidValue("escalation numbers: expected a list of phone numbers")
+    numbers: list[str] = []
+    for item in value:
+        number = values.phone_number(str(item))
+        if number not in numbers:
+            numbers.append(number)
+    return numbers
+
+
+_SETTINGS: dict[str, Callable[[Any], Any]] = {
+    "number": values.hotline_number,
+    "name": lambda v: _name(v, "hotline name"),
+    "strategy": _strategy,
+    "ring_timeout_s": _at_least(1, "ring timeout"),
+    "retry_delay_s": _at_least(0, "retry delay"),
+    "wrapup_s": _at_least(0, "wrap-up time"),
+    "max_wait_s": _at_least(1, "maximum wait"),
+    "max_queue_len": _at_least(1, "maximum queue length"),
+    "no_answer_limit": _at_least(0, "no-answer limit"),
+    "greeting_sound": _optional_sound("greeting"),
+    "announce_frequency_s": _at_least(0, "announcement interval"),
+    "moh_class": _moh,
+    "timezone": validate_timezone,
+    "opening_hours": normalise_hours,
+    "closed_action": _action("closed action"),
+    "no_agent_action": _action("no-agent action"),
+    "timeout_action": _action("timeout action"),
+    "voicemail_greeting": _optional_sound("voicemail greeting"),
+    "voicemail_max_s": _at_least(1, "voicemail length"),
+    "caller_id_to_agent": _caller_id_mode,
+    "accept_confirm": _flag,
+    "min_agents": _at_least(0, "minimum agents"),
+    "escalation_numbers": _escalation,
+    "service_level_s": _at_least(1, "service level"),
+}
+HOTLINE_SETTINGS = frozenset(_SETTINGS)
+
+
+def check_hotline_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Validated, normalised hotline settings (column name -> value); InvalidValue names
+    the setting that is wrong. An unknown name is a programming error (ValueError)."""
+    unknown = set(settings) - HOTLINE_SETTINGS
+    if unknown:
+        raise ValueError(f"unknown hotline setting(s): {', '.join(sorted(unknown))}")
+    return {key: _SETTINGS[key](value) for key, value in settings.items()}
 
 
 async def get_hotline(session: AsyncSession, number: str) -> Hotline:
@@ -33,9 +171,10 @@ async def get_agent(session: AsyncSession, number: str) -> Agent:
 
 async def create_hotline(session: AsyncSession, number: str, name: str, **settings: Any) -> Hotline:
     number = values.hotline_number(number)
+    checked = check_hotline_settings({"name": name, **settings})
     if await session.scalar(select(Hotline.id).where(Hotline.number == number)) is not None:
         raise Conflict(f"a hotline with number {number} exists already")
-    hotline = Hotline(number=number, name=name, **settings)
+    hotline = Hotline(number=number, **checked)
     session.add(hotline)
     await session.flush()
     return hotline
@@ -51,6 +190,7 @@ async def create_agent(
     external_numbers: Iterable[str] = (),
 ) -> Agent:
     number = values.agent_number(number)
+    name = _name(name, "agent name")
     if await session.scalar(select(Agent.id).where(Agent.number == number)) is not None:
         raise Conflict(f"an agent with number {number} exists already")
     agent = Agent(number=number, name=name)
@@ -110,3 +250,254 @@ async def add_member(
     session.add(membership)
     await session.flush()
     return membership
+
+
+# --- hotlines ---------------------------------------------------------------------------
+
+
+async def list_hotlines(session: AsyncSession) -> list[Hotline]:
+    return list(await session.scalars(select(Hotline).order_by(Hotline.number)))
+
+
+async def update_hotline(
+    session: AsyncSession, hotline: Hotline, **settings: Any
+) -> dict[str, Any]:
+    """Apply validated settings; returns the changed ones (name -> new value)."""
+    checked = check_hotline_settings(settings)
+    new_number = checked.get("number")
+    if new_number is not None and new_number != hotline.number:
+        taken = await session.scalar(select(Hotline.id).where(Hotline.number == new_number))
+        if taken is not None:
+            raise Conflict(f"a hotline with number {new_number} exists already")
+    changed = {k: v for k, v in checked.items() if getattr(hotline, k) != v}
+    for key, value in changed.items():
+        setattr(hotline, key, value)
+    await session.flush()
+    return changed
+
+
+async def delete_hotline(session: AsyncSession, hotline: Hotline) -> None:
+    """Delete a hotline with its memberships, logins and holidays. Refused while calls are
+    in progress or voicemails remain: their recordings live in Asterisk and must be
+    deleted through `hotline voicemail delete` rather than orphaned."""
+    active = await session.scalar(
+        select(func.count())
+        .select_from(Call)
+        .where(Call.hotline_id == hotline.id, Call.status != CallStatus.ENDED)
+    )
+    if active:
+        raise Refused(f"hotline {hotline.number} has {active} call(s) in progress")
+    kept = await session.scalar(
+        select(func.count()).select_from(Voicemail).where(Voicemail.hotline_id == hotline.id)
+    )
+    if kept:
+        raise Refused(
+            f"hotline {hotline.number} has {kept} voicemail(s); delete them first"
+            " (hotline voicemail list/delete)"
+        )
+    await session.delete(hotline)
+    await session.flush()
+
+
+async def holidays(session: AsyncSession, hotline: Hotline) -> list[date]:
+    return list(
+        await session.scalars(
+            select(Holiday.day).where(Holiday.hotline_id == hotline.id).order_by(Holiday.day)
+        )
+    )
+
+
+async def add_holidays(session: AsyncSession, hotline: Hotline, days: Iterable[date]) -> list[date]:
+    """Add holidays (days that are holidays already stay); returns the days added."""
+    existing = set(await holidays(session, hotline))
+    added = sorted(set(days) - existing)
+    session.add_all(Holiday(hotline_id=hotline.id, day=day) for day in added)
+    await session.flush()
+    return added
+
+
+async def remove_holidays(session: AsyncSession, hotline: Hotline, days: Iterable[date]) -> None:
+    existing = set(await holidays(session, hotline))
+    wanted = set(days)
+    missing = sorted(wanted - existing)
+    if missing:
+        raise NotFound(f"{missing[0].isoformat()} is not a holiday of hotline {hotline.number}")
+    await session.execute(
+        delete(Holiday).where(Holiday.hotline_id == hotline.id, Holiday.day.in_(wanted))
+    )
+
+
+# --- agents -----------------------------------------------------------------------------
+
+
+async def list_agents(session: AsyncSession) -> list[Agent]:
+    return list(await session.scalars(select(Agent).order_by(Agent.number)))
+
+
+async def targets_of(session: AsyncSession, agent: Agent) -> list[AgentTarget]:
+    return list(
+        await session.scalars(
+            select(AgentTarget)
+            .where(AgentTarget.agent_id == agent.id)
+            .order_by(AgentTarget.kind, AgentTarget.address)
+        )
+    )
+
+
+async def hotlines_of(session: AsyncSession, agent: Agent) -> list[tuple[Hotline, bool]]:
+    """The agent's hotlines in number order, each with whether the agent is logged in."""
+    rows = await session.execute(
+        select(Hotline, AgentLogin.agent_id.is_not(None))
+        .join(Membership, Membership.hotline_id == Hotline.id)
+        .outerjoin(
+            AgentLogin,
+            (AgentLogin.hotline_id == Hotline.id) & (AgentLogin.agent_id == agent.id),
+        )
+        .where(Membership.agent_id == agent.id)
+        .order_by(Hotline.number)
+    )
+    return [(hotline, bool(logged_in)) for hotline, logged_in in rows.tuples()]
+
+
+async def update_agent(
+    session: AsyncSession, agent: Agent, *, name: str | None = None, number: str | None = None
+) -> dict[str, str]:
+    """Rename or renumber an agent; returns the changed fields."""
+    changed: dict[str, str] = {}
+    if number is not None:
+        number = values.agent_number(number)
+        if number != agent.number:
+            if await session.scalar(select(Agent.id).where(Agent.number == number)) is not None:
+                raise Conflict(f"an agent with number {number} exists already")
+            changed["number"] = agent.number = number
+    if name is not None:
+        name = _name(name, "agent name")
+        if name != agent.name:
+            changed["name"] = agent.name = name
+    await session.flush()
+    return changed
+
+
+async def _busy(session: AsyncSession, agent: Agent) -> bool:
+    state = await session.get(AgentState, agent.id)
+    return state is not None and (
+        state.reserved_call_id is not None
+        or state.activity in (AgentActivity.RINGING, AgentActivity.ON_CALL)
+    )
+
+
+async def delete_agent(session: AsyncSession, agent: Agent) -> None:
+    """Delete an agent with targets, memberships and logins; refused during a call."""
+    if await _busy(session, agent):
+        raise Refused(f"agent {agent.number} is on a call; try again when it is over")
+    await session.delete(agent)
+    await session.flush()
+
+
+async def set_pin(session: AsyncSession, agent: Agent, pin: str) -> None:
+    check_pin_policy(pin, agent_number=agent.number)
+    agent.pin_hash = hash_pin(pin)
+    await session.flush()
+
+
+async def _current_target(session: AsyncSession, agent: Agent) -> AgentState | None:
+    state = await session.get(AgentState, agent.id, with_for_update=True)
+    if state is None or state.target is None:
+        return None
+    logged = await session.scalar(
+        select(func.count()).select_from(AgentLogin).where(AgentLogin.agent_id == agent.id)
+    )
+    return state if logged else None
+
+
+async def bind_device(session: AsyncSession, agent: Agent, device: str) -> str:
+    """Bind the agent's internal device (replacing the old one); an agent logged in on the
+    old device keeps receiving calls, now on the new one. Returns the dial string."""
+    device = values.dial_string(device)
+    old = await session.scalar(
+        select(AgentTarget.address).where(
+            AgentTarget.agent_id == agent.id, AgentTarget.kind == TargetKind.DEVICE
+        )
+    )
+    if old == device:
+        return device
+    await add_target(session, agent, TargetKind.DEVICE, device)
+    state = await _current_target(session, agent)
+    if state is not None and state.target_kind is TargetKind.DEVICE and state.target == old:
+        state.target = device
+    await session.flush()
+    return device
+
+
+async def _refuse_if_logged_in_on(session: AsyncSession, agent: Agent, address: str) -> None:
+    state = await _current_target(session, agent)
+    if state is not None and state.target == address:
+        raise Refused(
+            f"agent {agent.number} is logged in on {address}; log them out first"
+            f" (hotline logout {agent.number})"
+        )
+
+
+async def unbind_device(session: AsyncSession, agent: Agent) -> str:
+    """Remove the agent's internal device; returns the dial string it had."""
+    target = await session.scalar(
+        select(AgentTarget).where(
+            AgentTarget.agent_id == agent.id, AgentTarget.kind == TargetKind.DEVICE
+        )
+    )
+    if target is None:
+        raise NotFound(f"agent {agent.number} has no device")
+    await _refuse_if_logged_in_on(session, agent, target.address)
+    await session.delete(target)
+    await session.flush()
+    return target.address
+
+
+async def add_external(session: AsyncSession, agent: Agent, number: str) -> str:
+    target = await add_target(session, agent, TargetKind.EXTERNAL, number)
+    return target.address
+
+
+async def remove_external(session: AsyncSession, agent: Agent, number: str) -> str:
+    number = values.phone_number(number)
+    target = await session.scalar(
+        select(AgentTarget).where(
+            AgentTarget.agent_id == agent.id,
+            AgentTarget.kind == TargetKind.EXTERNAL,
+            AgentTarget.address == number,
+        )
+    )
+    if target is None:
+        raise NotFound(f"{number} is not an external number of agent {agent.number}")
+    await _refuse_if_logged_in_on(session, agent, number)
+    await session.delete(target)
+    await session.flush()
+    return number
+
+
+# --- memberships ------------------------------------------------------------------------
+
+
+async def members(session: AsyncSession, hotline: Hotline) -> list[tuple[Membership, Agent]]:
+    """The hotline's members in ring order (position, then agent number)."""
+    rows = await session.execute(
+        select(Membership, Agent)
+        .join(Agent, Agent.id == Membership.agent_id)
+        .where(Membership.hotline_id == hotline.id)
+        .order_by(Membership.position, Agent.number)
+    )
+    return [(membership, agent) for membership, agent in rows.tuples()]
+
+
+async def remove_member(session: AsyncSession, hotline: Hotline, agent: Agent) -> None:
+    """Remove the agent from the hotline, logging them out of it."""
+    membership = await session.get(Membership, (hotline.id, agent.id))
+    if membership is None:
+        raise NotFound(f"agent {agent.number} is not a member of hotline {hotline.number}")
+    await session.execute(
+        delete(AgentLogin).where(
+            AgentLogin.agent_id == agent.id, AgentLogin.hotline_id == hotline.id
+        )
+    )
+    await session.delete(membership)
+    await session.flush()
