@@ -80,7 +80,7 @@ def _check_ari_url(url: str) -> str:
 
 def _parse_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free
         raise ConfigError(f"HOTLINE_PANEL_LISTEN must be host:port, got {value!r}")
     return host.strip("[]"), int(port)
 

@@ -7,10 +7,13 @@ points the tests at an existing server; without it they start a private cluster.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -24,11 +27,18 @@ from ari_app.db.base import Base
 from ari_app.db.session import make_engine, make_sessionmaker
 from ari_app.devenv.postgres import PrivatePostgres
 
+T = TypeVar("T")
 
-def _run(coro: object) -> None:
-    import asyncio
 
-    asyncio.run(coro)  # type: ignore[arg-type]
+def _in_thread(fn: Callable[[], T]) -> T:
+    """Run blocking set-up (asyncio.run inside) in a thread: asyncio.run in the main thread
+    would unset the event loop pytest-asyncio's session fixtures run on."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn).result()
+
+
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    _in_thread(lambda: asyncio.run(coro))
 
 
 def _admin_dsn(url: str) -> str:

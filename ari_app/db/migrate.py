@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
@@ -49,7 +50,10 @@ def _with_connection(url: str, action: str, **kwargs: object) -> str:
         finally:
             await engine.dispose()
 
-    asyncio.run(main())
+    # In a thread of its own: callable from sync code whatever event loop the caller's
+    # thread has (asyncio.run would replace it, e.g. under pytest-asyncio or `make run`).
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, main()).result()
     return out.getvalue()
 
 

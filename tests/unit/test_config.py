@@ -35,6 +35,7 @@ def test_missing_variable_is_named(missing: str) -> None:
         ("HOTLINE_DATABASE_URL", "mysql://x/y", "HOTLINE_DATABASE_URL"),
         ("HOTLINE_PANEL_LISTEN", "127.0.0.1", "HOTLINE_PANEL_LISTEN"),
         ("HOTLINE_PANEL_LISTEN", "127.0.0.1:99999", "HOTLINE_PANEL_LISTEN"),
+        ("HOTLINE_PANEL_LISTEN", "127.0.0.1:-1", "HOTLINE_PANEL_LISTEN"),
         ("HOTLINE_LOG_LEVEL", "chatty", "HOTLINE_LOG_LEVEL"),
         ("HOTLINE_EXTERNAL_DIAL", "PJSIP/trunk", "HOTLINE_EXTERNAL_DIAL"),
         ("HOTLINE_ARI_APP", "bad name;", "HOTLINE_ARI_APP"),
