@@ -6,26 +6,44 @@ import sys
 
 import click
 
-from . import db, serve
-from .errors import EXIT_USAGE, fail
+from . import agent, audit, db, line, member, purge, report, serve, session, status, voicemail
+from .errors import EXIT_OK, EXIT_USAGE, HotlineGroup, fail
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=HotlineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.pass_context
 def hotline(ctx: click.Context, debug: bool) -> None:
     """Hotline: TeamDesk-style hotlines on Asterisk.
 
+    Settings come from HOTLINE_* environment variables (HOTLINE_DATABASE_URL for every
+    command; HOTLINE_ARI_* for voicemail export/delete and purge). Exit codes: 0 ok,
+    1 error (one line on stderr), 2 wrong usage.
+
     \b
     Example:
       hotline db upgrade
-      hotline serve
+      hotline line create 500 --name "Bürgerbüro"
+      hotline status --watch
     """
     ctx.obj = {"debug": debug}
 
 
-hotline.add_command(db.db)
-hotline.add_command(serve.serve)
+for command in (
+    db.db,
+    serve.serve,
+    line.line,
+    agent.agent,
+    member.member,
+    voicemail.voicemail,
+    session.login,
+    session.logout,
+    status.status,
+    report.report,
+    audit.audit,
+    purge.purge,
+):
+    hotline.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        hotline.main(args=args, prog_name="hotline", standalone_mode=False)
+        # Not standalone, click returns the code of a ctx.exit() (HotlineGroup's exit 1)
+        # instead of raising it; our commands themselves return nothing.
+        result = hotline.main(args=args, prog_name="hotline", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 1
@@ -46,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:
         return fail(exc, debug)
-    return 0
+    return result if isinstance(result, int) else EXIT_OK
 
 
 if __name__ == "__main__":

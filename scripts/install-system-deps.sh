@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages Hotline needs: Asterisk (from the distribution; on Debian 12
 # from Debian 11 with a low pin), sipp (sip-tester), music on hold, sox, PostgreSQL binaries,
-# and a Python >= 3.11 that can make virtualenvs (python3-venv).
+# a Python >= 3.11 that can make virtualenvs (python3-venv), and Chromium + chromedriver
+# for the panel's browser test.
 # Idempotent: checks what is missing first and does nothing (no apt at all) when everything
 # is there. Installing needs root.
 set -euo pipefail
@@ -30,6 +31,13 @@ else
   # recent Ubuntu); python3.11 where the default is older but the package exists.
   missing+=(python3 python3-venv)
 fi
+
+# --- team panel browser test (tests/e2e/test_panel_browser.py) -------------------------
+# Debian's headless Chromium and its WebDriver (chromedriver), driven by Selenium from the
+# venv. Never a browser build downloaded at test time.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+# --- end of team panel block ----------------------------------------------------------
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "system packages: already installed" >&2

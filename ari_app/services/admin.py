@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ari_app.db.models import (
@@ -19,6 +19,7 @@ from ari_app.db.models import (
     AgentLogin,
     AgentState,
     AgentTarget,
+    AuditEntry,
     Call,
     CallStatus,
     Holiday,
@@ -235,10 +236,19 @@ async def add_target(
 async def add_member(
     session: AsyncSession, hotline: Hotline, agent: Agent, position: int | None = None
 ) -> Membership:
+    """Add the agent at `position` in the ring order (default: last)."""
     existing = await session.get(Membership, (hotline.id, agent.id))
     if existing is not None:
         raise Conflict(f"agent {agent.number} is a member of hotline {hotline.number} already")
-    if position is None:
+    if position is not None:
+        # Insert, like into a list: whoever sat at this place or later moves one down.
+        await session.execute(
+            update(Membership)
+            .where(Membership.hotline_id == hotline.id, Membership.position >= position)
+            .values(position=Membership.position + 1)
+            .execution_options(synchronize_session=False)
+        )
+    else:
         last = await session.scalar(
             select(Membership.position)
             .where(Membership.hotline_id == hotline.id)
@@ -295,8 +305,9 @@ async def delete_hotline(session: AsyncSession, hotline: Hotline) -> None:
             f"hotline {hotline.number} has {kept} voicemail(s); delete them first"
             " (hotline voicemail list/delete)"
         )
-    await session.delete(hotline)
-    await session.flush()
+    # A bulk DELETE: the database cascades to holidays, memberships and logins (the ORM
+    # relationship is lazy="raise" and must not be loaded for that).
+    await session.execute(delete(Hotline).where(Hotline.id == hotline.id))
 
 
 async def holidays(session: AsyncSession, hotline: Hotline) -> list[date]:
@@ -356,7 +367,7 @@ async def hotlines_of(session: AsyncSession, agent: Agent) -> list[tuple[Hotline
         .where(Membership.agent_id == agent.id)
         .order_by(Hotline.number)
     )
-    return [(hotline, bool(logged_in)) for hotline, logged_in in rows.tuples()]
+    return [(hotline, bool(logged_in)) for hotline, logged_in in rows]
 
 
 async def update_agent(
@@ -390,8 +401,7 @@ async def delete_agent(session: AsyncSession, agent: Agent) -> None:
     """Delete an agent with targets, memberships and logins; refused during a call."""
     if await _busy(session, agent):
         raise Refused(f"agent {agent.number} is on a call; try again when it is over")
-    await session.delete(agent)
-    await session.flush()
+    await session.execute(delete(Agent).where(Agent.id == agent.id))  # the database cascades
 
 
 async def set_pin(session: AsyncSession, agent: Agent, pin: str) -> None:
@@ -486,7 +496,7 @@ async def members(session: AsyncSession, hotline: Hotline) -> list[tuple[Members
         .where(Membership.hotline_id == hotline.id)
         .order_by(Membership.position, Agent.number)
     )
-    return [(membership, agent) for membership, agent in rows.tuples()]
+    return [(membership, agent) for membership, agent in rows]
 
 
 async def remove_member(session: AsyncSession, hotline: Hotline, agent: Agent) -> None:
@@ -501,3 +511,45 @@ async def remove_member(session: AsyncSession, hotline: Hotline, agent: Agent) -
     )
     await session.delete(membership)
     await session.flush()
+
+
+# --- audit log --------------------------------------------------------------------------
+
+
+async def audit_entries(
+    session: AsyncSession,
+    *,
+    agent_number: str | None = None,
+    hotline_number: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """The newest `limit` audit rows matching, oldest first, with agent and hotline numbers
+    (None once deleted; the detail usually still names them)."""
+    query = (
+        select(AuditEntry, Agent.number, Hotline.number)
+        .outerjoin(Agent, Agent.id == AuditEntry.agent_id)
+        .outerjoin(Hotline, Hotline.id == AuditEntry.hotline_id)
+        .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+        .limit(limit)
+    )
+    if agent_number is not None:
+        query = query.where(AuditEntry.agent_id == (await get_agent(session, agent_number)).id)
+    if hotline_number is not None:
+        hotline = await get_hotline(session, hotline_number)
+        query = query.where(AuditEntry.hotline_id == hotline.id)
+    if since is not None:
+        query = query.where(AuditEntry.at >= since)
+    rows = (await session.execute(query)).all()
+    return [
+        {
+            "at": entry.at,
+            "actor": entry.actor,
+            "action": entry.action,
+            "path": entry.path,
+            "agent": agent,
+            "hotline": hotline_no,
+            "detail": entry.detail,
+        }
+        for entry, agent, hotline_no in reversed(rows)
+    ]

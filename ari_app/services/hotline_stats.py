@@ -1,0 +1,148 @@
+"""Per-hotline aggregates for the team panel, /api/hotlines and /metrics.
+
+Definitions (the README's panel section should quote them):
+- logged_in: agents logged in to the hotline and not paused. Paused agents are left out on
+  purpose: counting them would let colleagues tell "paused" from "logged out" for an agent
+  shown as not available, which the presence rules keep indistinguishable.
+- available: of those, agents whose exposed presence is available.
+- waiting: callers in the hotline's queue now (calls with status waiting).
+- longest_wait_s: whole seconds the longest-waiting of them has been in the call, since it
+  reached the app (greeting included), as a caller experiences it.
+- service level today: among the calls *offered* today (local day in the hotline's time
+  zone) — calls that entered the queue and whose fate is known (answered, or ended without
+  being answered: abandoned, timed out, sent to voicemail or forwarded) — the share answered
+  within `hotline.service_level_s` seconds of arriving. Calls never queued (closed, no agent
+  logged in, queue full) are not offered; callers still waiting are not counted yet. None
+  when no call was offered today.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import DateTime, and_, case, exists, func, literal, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ari_app.db.models import AgentLogin, AgentState, Call, CallEvent, CallStatus, Hotline
+from ari_app.domain.presence import Presence
+from ari_app.services.presence import AgentPresence, Snapshot, agent_presences
+
+ENTER_QUEUE_EVENT = "ENTERQUEUE"  # logged by the inbound flow when a caller is queued
+
+
+@dataclass(frozen=True)
+class HotlineStats:
+    number: str
+    name: str
+    logged_in: int
+    available: int
+    waiting: int
+    longest_wait_s: int
+    service_level_s: int
+    offered_today: int
+    answered_in_time_today: int
+
+    @property
+    def service_level(self) -> float | None:
+        """Share of today's offered calls answered in time (0..1), None with none offered."""
+        if self.offered_today == 0:
+            return None
+        return self.answered_in_time_today / self.offered_today
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        sl = self.service_level
+        data["service_level"] = None if sl is None else round(sl, 4)
+        return data
+
+
+def _local_midnight(now: datetime) -> Any:
+    """Start of the hotline's local day, as timestamptz, computed by Postgres per row."""
+    local_now = func.timezone(Hotline.timezone, literal(now, DateTime(timezone=True)))
+    return func.timezone(Hotline.timezone, func.date_trunc("day", local_now))
+
+
+async def hotline_stats(
+    session: AsyncSession,
+    now: datetime,
+    presences: list[AgentPresence] | None = None,
+) -> list[HotlineStats]:
+    """Aggregates of every hotline, ordered by number."""
+    if presences is None:
+        presences = await agent_presences(session, now)
+    presence_of = {p.agent_id: p.presence for p in presences}
+
+    staffed: dict[int, list[int]] = {}
+    logins = await session.execute(
+        select(AgentLogin.hotline_id, AgentLogin.agent_id)
+        .join(AgentState, AgentState.agent_id == AgentLogin.agent_id)
+        .where(AgentState.paused.is_(False))
+    )
+    for hotline_id, agent_id in logins:
+        staffed.setdefault(hotline_id, []).append(agent_id)
+
+    waiting_rows = await session.execute(
+        select(Call.hotline_id, func.count(), func.min(Call.entered_at))
+        .where(Call.status == CallStatus.WAITING, Call.hotline_id.is_not(None))
+        .group_by(Call.hotline_id)
+    )
+    waiting = {hid: (int(n), oldest) for hid, n, oldest in waiting_rows}
+
+    queued = or_(
+        Call.answered_at.is_not(None),
+        exists().where(CallEvent.call_id == Call.id, CallEvent.event == ENTER_QUEUE_EVENT),
+    )
+    offered = and_(queued, or_(Call.answered_at.is_not(None), Call.status == CallStatus.ENDED))
+    in_time = and_(
+        Call.answered_at.is_not(None),
+        func.extract("epoch", Call.answered_at - Call.entered_at) <= Hotline.service_level_s,
+    )
+    sl_rows = await session.execute(
+        select(
+            Hotline.id,
+            func.count(case((offered, 1))),
+            func.count(case((and_(offered, in_time), 1))),
+        )
+        .join(Call, Call.hotline_id == Hotline.id)
+        .where(Call.entered_at >= _local_midnight(now))
+        .group_by(Hotline.id)
+    )
+    service = {hid: (int(o), int(t)) for hid, o, t in sl_rows}
+
+    result = []
+    hotlines = await session.execute(
+        select(Hotline.id, Hotline.number, Hotline.name, Hotline.service_level_s).order_by(
+            Hotline.number
+        )
+    )
+    for hid, number, name, service_level_s in hotlines:
+        agents = staffed.get(hid, [])
+        count, oldest = waiting.get(hid, (0, None))
+        longest = max(0, int((now - oldest).total_seconds())) if oldest is not None else 0
+        offered_n, in_time_n = service.get(hid, (0, 0))
+        result.append(
+            HotlineStats(
+                number=number,
+                name=name,
+                logged_in=len(agents),
+                available=sum(presence_of.get(a) is Presence.AVAILABLE for a in agents),
+                waiting=count,
+                longest_wait_s=longest,
+                service_level_s=service_level_s,
+                offered_today=offered_n,
+                answered_in_time_today=in_time_n,
+            )
+        )
+    return result
+
+
+async def panel_snapshot(session: AsyncSession, now: datetime) -> Snapshot:
+    """Both topics of the team panel from one read of the agents (a `PresenceHub` source)."""
+    presences = await agent_presences(session, now)
+    stats = await hotline_stats(session, now, presences)
+    return {
+        "presence": {"agents": [p.record() for p in presences]},
+        "hotlines": {"hotlines": [s.as_dict() for s in stats]},
+    }

@@ -1,0 +1,238 @@
+"""Call reports per hotline and day (`hotline report`), computed by Postgres.
+
+Definitions (the panel's `services/hotline_stats.py` uses the same ones, so its service
+level today and this report agree):
+- day: the local day in the hotline's own time zone when the call arrived.
+- calls: every call that reached the hotline. Each ended call has exactly one outcome, so
+  answered + abandoned + voicemail + forwarded + closed + no_agents + timeout = calls
+  (minus calls still in progress).
+- offered: calls that entered the queue (and were answered or ended): the calls agents
+  could have answered. Closed, no-agent and queue-full calls are never offered.
+- wait: from arrival until answered, or until the call ended when it was not answered.
+  Average and maximum over the offered calls.
+- service level: share of offered calls answered within the threshold (the hotline's
+  service_level_s, or the one asked for), in percent.
+Per-agent figures exist only on request (`agent_report`), works-council friendly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import Date, and_, case, cast, exists, func, literal, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+
+from ari_app.db.models import Agent, Call, CallEvent, CallStatus, Hotline, Outcome
+from ari_app.domain.errors import InvalidValue, NotFound
+
+ENTER_QUEUE_EVENT = "ENTERQUEUE"  # logged by the inbound flow when a caller is queued
+NO_ANSWER_EVENT = "RINGNOANSWER"  # logged when an agent was rung and did not answer
+OUTCOMES = (
+    Outcome.ANSWERED,
+    Outcome.ABANDONED,
+    Outcome.VOICEMAIL,
+    Outcome.FORWARDED,
+    Outcome.CLOSED,
+    Outcome.NO_AGENTS,
+    Outcome.TIMEOUT,
+)
+
+
+@dataclass(frozen=True)
+class DayReport:
+    hotline: str
+    name: str
+    day: date
+    calls: int
+    offered: int
+    outcomes: dict[str, int]  # outcome value -> calls, every outcome of OUTCOMES present
+    avg_wait_s: float | None
+    max_wait_s: int | None
+    service_level_s: int
+    answered_in_time: int
+
+    @property
+    def service_level_pct(self) -> float | None:
+        return None if not self.offered else round(100 * self.answered_in_time / self.offered, 1)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "hotline": self.hotline,
+            "name": self.name,
+            "day": self.day.isoformat(),
+            "calls": self.calls,
+            "offered": self.offered,
+            **self.outcomes,
+            "avg_wait_s": self.avg_wait_s,
+            "max_wait_s": self.max_wait_s,
+            "service_level_s": self.service_level_s,
+            "service_level_pct": self.service_level_pct,
+        }
+
+
+@dataclass(frozen=True)
+class AgentDayReport:
+    hotline: str
+    day: date
+    agent: str
+    name: str
+    answered: int
+    talk_time_s: int
+    not_answered: int  # times the agent was rung for a call and did not take it
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "hotline": self.hotline,
+            "day": self.day.isoformat(),
+            "agent": self.agent,
+            "name": self.name,
+            "answered": self.answered,
+            "talk_time_s": self.talk_time_s,
+            "avg_talk_s": round(self.talk_time_s / self.answered, 1) if self.answered else None,
+            "not_answered": self.not_answered,
+        }
+
+
+async def _hotline_exists(session: AsyncSession, number: str) -> bool:
+    return await session.scalar(select(Hotline.id).where(Hotline.number == number)) is not None
+
+
+def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.count(case((condition, 1)))
+
+
+def _local_day() -> ColumnElement[date]:
+    return cast(func.timezone(Hotline.timezone, Call.entered_at), Date)
+
+
+def _seconds(interval: Any) -> ColumnElement[Any]:
+    return func.extract("epoch", interval)
+
+
+async def _scope(
+    session: AsyncSession, start: date, end: date, hotline_number: str | None
+) -> list[ColumnElement[bool]]:
+    """WHERE clauses for calls of the period (local days), optionally of one hotline."""
+    if start > end:
+        raise InvalidValue(f"report: from {start.isoformat()} is after to {end.isoformat()}")
+    if hotline_number is not None and not await _hotline_exists(session, hotline_number):
+        raise NotFound(f"no hotline with number {hotline_number}")
+    # A UTC range one day wider than asked lets the index on entered_at do the coarse work;
+    # the local day then decides exactly (no time zone is more than a day off UTC).
+    low = datetime.combine(start - timedelta(days=1), time(), UTC)
+    high = datetime.combine(end + timedelta(days=2), time(), UTC)
+    clauses = [
+        Call.entered_at >= low,
+        Call.entered_at < high,
+        _local_day().between(start, end),
+    ]
+    if hotline_number is not None:
+        clauses.append(Hotline.number == hotline_number)
+    return clauses
+
+
+async def hotline_report(
+    session: AsyncSession,
+    start: date,
+    end: date,
+    *,
+    hotline_number: str | None = None,
+    service_level_s: int | None = None,
+) -> list[DayReport]:
+    """Figures per hotline and local day from `start` to `end` (inclusive); days without
+    calls are left out. `service_level_s` overrides every hotline's own threshold."""
+    clauses = await _scope(session, start, end, hotline_number)
+    answered = Call.answered_at.is_not(None)
+    queued = or_(
+        answered,
+        exists().where(CallEvent.call_id == Call.id, CallEvent.event == ENTER_QUEUE_EVENT),
+    )
+    offered = and_(queued, or_(answered, Call.status == CallStatus.ENDED))
+    wait = _seconds(func.coalesce(Call.answered_at, Call.ended_at) - Call.entered_at)
+    threshold = Hotline.service_level_s if service_level_s is None else literal(service_level_s)
+    in_time = and_(offered, answered, _seconds(Call.answered_at - Call.entered_at) <= threshold)
+    day = _local_day().label("day")
+    query = (
+        select(
+            Hotline.number,
+            Hotline.name,
+            day,
+            Hotline.service_level_s,
+            func.count(),
+            _count_if(offered),
+            *(_count_if(Call.outcome == outcome) for outcome in OUTCOMES),
+            func.avg(case((offered, wait))),
+            func.max(case((offered, wait))),
+            _count_if(in_time),
+        )
+        .join(Hotline, Hotline.id == Call.hotline_id)
+        .where(*clauses)
+        .group_by(Hotline.id, Hotline.number, Hotline.name, Hotline.service_level_s, day)
+        .order_by(Hotline.number, day)
+    )
+    reports = []
+    for result_row in (await session.execute(query)).all():
+        row: tuple[Any, ...] = tuple(result_row)
+        number, name, row_day, own_sl, calls, n_offered = row[:6]
+        by_outcome = row[6 : 6 + len(OUTCOMES)]
+        avg_wait, max_wait, n_in_time = row[6 + len(OUTCOMES) :]
+        reports.append(
+            DayReport(
+                hotline=number,
+                name=name,
+                day=row_day,
+                calls=int(calls),
+                offered=int(n_offered),
+                outcomes={o.value: int(n) for o, n in zip(OUTCOMES, by_outcome, strict=True)},
+                avg_wait_s=None if avg_wait is None else round(float(avg_wait), 1),
+                max_wait_s=None if max_wait is None else round(float(max_wait)),
+                service_level_s=own_sl if service_level_s is None else service_level_s,
+                answered_in_time=int(n_in_time),
+            )
+        )
+    return reports
+
+
+async def agent_report(
+    session: AsyncSession, start: date, end: date, *, hotline_number: str | None = None
+) -> list[AgentDayReport]:
+    """Per hotline, local day and agent: calls answered, talk time, rings not answered."""
+    clauses = await _scope(session, start, end, hotline_number)
+    day = _local_day().label("day")
+    talk = _seconds(Call.ended_at - Call.answered_at)
+    answered_rows = await session.execute(
+        select(
+            Hotline.number,
+            day,
+            Agent.number,
+            Agent.name,
+            func.count(),
+            func.coalesce(func.sum(talk), 0),
+        )
+        .join(Hotline, Hotline.id == Call.hotline_id)
+        .join(Agent, Agent.id == Call.agent_id)
+        .where(*clauses, Call.outcome == Outcome.ANSWERED)
+        .group_by(Hotline.number, day, Agent.number, Agent.name)
+    )
+    missed_rows = await session.execute(
+        select(Hotline.number, day, Agent.number, Agent.name, func.count())
+        .select_from(CallEvent)
+        .join(Call, Call.id == CallEvent.call_id)
+        .join(Hotline, Hotline.id == Call.hotline_id)
+        .join(Agent, Agent.id == CallEvent.agent_id)
+        .where(*clauses, CallEvent.event == NO_ANSWER_EVENT)
+        .group_by(Hotline.number, day, Agent.number, Agent.name)
+    )
+    figures: dict[tuple[str, date, str], list[Any]] = {}
+    for row in answered_rows:
+        hotline, row_day, agent, name, n, seconds = tuple[Any, ...](row)
+        figures[(hotline, row_day, agent)] = [name, int(n), round(float(seconds)), 0]
+    for hotline, row_day, agent, name, n in missed_rows:
+        figures.setdefault((hotline, row_day, agent), [name, 0, 0, 0])[3] = int(n)
+    return [
+        AgentDayReport(hotline, row_day, agent, name, answered, talk_s, missed)
+        for (hotline, row_day, agent), (name, answered, talk_s, missed) in sorted(figures.items())
+    ]

@@ -1,0 +1,128 @@
+"""What is going on per hotline right now: agents by exposed presence, callers waiting.
+
+Used by `hotline status`. Presence comes from `ari_app.services.presence.agent_presences`
+(the panel's source, built on `ari_app.domain.presence.exposed_presence`) and leaves this
+module only as a `presence_record` (agent, name, presence), so no internal state (paused,
+wrap-up, logged out) and no reason can leak through here.
+
+Counting follows the panel (`services/hotline_stats.py`): an agent counts as logged in to a
+hotline when logged in to it and not paused. Counting paused agents would tell "paused"
+from "logged out" for an agent who is shown as not available, which presence must hide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ari_app.db.models import AgentLogin, AgentState, Call, CallStatus, Hotline, Membership
+from ari_app.domain.errors import NotFound
+from ari_app.domain.presence import Presence
+from ari_app.services.presence import agent_presences
+
+
+@dataclass(frozen=True)
+class HotlineStatus:
+    """One hotline now. `logged_in` counts the agents logged in to it (not paused) by
+    exposed presence; `agents` (only when asked for) lists every member's presence record."""
+
+    number: str
+    name: str
+    logged_in: dict[str, int]
+    waiting: int
+    longest_wait_s: int
+    agents: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def logged_in_total(self) -> int:
+        return sum(self.logged_in.values())
+
+    def as_dict(self, *, with_agents: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "hotline": self.number,
+            "name": self.name,
+            "agents_logged_in": dict(self.logged_in),
+            "callers_waiting": self.waiting,
+            "longest_wait_s": self.longest_wait_s,
+        }
+        if with_agents:
+            out["agents"] = [dict(a) for a in self.agents]
+        return out
+
+
+async def db_now(session: AsyncSession) -> datetime:
+    """The database's clock: it stamped entered_at, and the CLI may run on another host."""
+    now = await session.scalar(select(func.now()))
+    assert now is not None
+    return now
+
+
+async def hotline_status(
+    session: AsyncSession, hotline_number: str | None = None, *, with_agents: bool = False
+) -> list[HotlineStatus]:
+    """Status of one hotline (NotFound if unknown) or of all, in number order."""
+    query = select(Hotline.id, Hotline.number, Hotline.name).order_by(Hotline.number)
+    if hotline_number is not None:
+        query = query.where(Hotline.number == hotline_number)
+    hotlines = (await session.execute(query)).all()
+    if hotline_number is not None and not hotlines:
+        raise NotFound(f"no hotline with number {hotline_number}")
+    ids = [hotline_id for hotline_id, _, _ in hotlines]
+    now = await db_now(session)
+    presence = {p.agent_id: p for p in await agent_presences(session, now)}
+
+    counts = {i: {p.value: 0 for p in Presence} for i in ids}
+    logins = await session.execute(
+        select(AgentLogin.hotline_id, AgentLogin.agent_id)
+        .join(AgentState, AgentState.agent_id == AgentLogin.agent_id)
+        .where(AgentLogin.hotline_id.in_(ids), AgentState.paused.is_(False))
+    )
+    for hotline_id, agent_id in logins:
+        if agent_id in presence:
+            counts[hotline_id][presence[agent_id].presence.value] += 1
+
+    agents: dict[int, list[dict[str, str]]] = {i: [] for i in ids}
+    if with_agents:
+        members = await session.execute(
+            select(Membership.hotline_id, Membership.agent_id)
+            .where(Membership.hotline_id.in_(ids))
+            .order_by(Membership.hotline_id, Membership.position, Membership.agent_id)
+        )
+        for hotline_id, agent_id in members:
+            if agent_id in presence:
+                agents[hotline_id].append(presence[agent_id].record())
+
+    queue_rows = await session.execute(
+        select(Call.hotline_id, func.count(), func.min(Call.entered_at))
+        .where(Call.hotline_id.in_(ids), Call.status == CallStatus.WAITING)
+        .group_by(Call.hotline_id)
+    )
+    queues = {
+        hotline_id: (int(n), max(0, int((now - first).total_seconds())))
+        for hotline_id, n, first in queue_rows
+        if hotline_id is not None
+    }
+    return [
+        HotlineStatus(
+            number=number,
+            name=name,
+            logged_in=counts[hotline_id],
+            waiting=queues.get(hotline_id, (0, 0))[0],
+            longest_wait_s=queues.get(hotline_id, (0, 0))[1],
+            agents=agents[hotline_id],
+        )
+        for hotline_id, number, name in hotlines
+    ]
+
+
+async def agent_presence(session: AsyncSession, agent_id: int) -> Presence:
+    """One agent's presence as colleagues see it."""
+    now = await db_now(session)
+    for p in await agent_presences(session, now):
+        if p.agent_id == agent_id:
+            return p.presence
+    raise NotFound(f"no agent with id {agent_id}")

@@ -1,0 +1,127 @@
+"""Voicemail rows for ops: list, mark done, delete; recordings are fetched and deleted
+through the ARI client passed in (Asterisk keeps the audio, Postgres the metadata)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ari_app.ari.client import AriClient
+from ari_app.ari.errors import AriNotFound
+from ari_app.db.models import Hotline, Voicemail
+from ari_app.domain.errors import NotFound
+
+FETCH_TIMEOUT_S = 60.0  # a few MB of WAV; the client's default is for small REST answers
+
+
+@dataclass(frozen=True)
+class VoicemailInfo:
+    id: int
+    hotline: str
+    recorded_at: datetime
+    caller_number: str | None
+    duration_s: int
+    recording_name: str
+    heard_at: datetime | None
+    done_at: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "hotline": self.hotline,
+            "recorded_at": self.recorded_at.isoformat(),
+            "caller": self.caller_number,
+            "duration_s": self.duration_s,
+            "recording": self.recording_name,
+            "heard_at": self.heard_at.isoformat() if self.heard_at else None,
+            "done_at": self.done_at.isoformat() if self.done_at else None,
+        }
+
+
+async def _hotline_exists(session: AsyncSession, number: str) -> bool:
+    return await session.scalar(select(Hotline.id).where(Hotline.number == number)) is not None
+
+
+def _info(vm: Voicemail, hotline_number: str) -> VoicemailInfo:
+    return VoicemailInfo(
+        id=vm.id,
+        hotline=hotline_number,
+        recorded_at=vm.recorded_at,
+        caller_number=vm.caller_number,
+        duration_s=vm.duration_s,
+        recording_name=vm.recording_name,
+        heard_at=vm.heard_at,
+        done_at=vm.done_at,
+    )
+
+
+async def list_voicemails(
+    session: AsyncSession, hotline_number: str | None = None, *, include_done: bool = False
+) -> list[VoicemailInfo]:
+    """Voicemails, oldest first; by default only those not marked done."""
+    query = (
+        select(Voicemail, Hotline.number)
+        .join(Hotline, Hotline.id == Voicemail.hotline_id)
+        .order_by(Voicemail.recorded_at, Voicemail.id)
+    )
+    if hotline_number is not None:
+        if not await _hotline_exists(session, hotline_number):
+            raise NotFound(f"no hotline with number {hotline_number}")
+        query = query.where(Hotline.number == hotline_number)
+    if not include_done:
+        query = query.where(Voicemail.done_at.is_(None))
+    return [_info(vm, number) for vm, number in (await session.execute(query))]
+
+
+async def get_voicemail(session: AsyncSession, voicemail_id: int) -> VoicemailInfo:
+    row = (
+        await session.execute(
+            select(Voicemail, Hotline.number)
+            .join(Hotline, Hotline.id == Voicemail.hotline_id)
+            .where(Voicemail.id == voicemail_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"no voicemail with id {voicemail_id}")
+    return _info(row[0], row[1])
+
+
+async def _row(session: AsyncSession, voicemail_id: int) -> Voicemail:
+    vm = await session.get(Voicemail, voicemail_id, with_for_update=True)
+    if vm is None:
+        raise NotFound(f"no voicemail with id {voicemail_id}")
+    return vm
+
+
+async def mark_done(session: AsyncSession, voicemail_id: int, now: datetime) -> bool:
+    """Mark a voicemail done; False when it was done already (the first time is kept)."""
+    vm = await _row(session, voicemail_id)
+    if vm.done_at is not None:
+        return False
+    vm.done_at = now
+    await session.flush()
+    return True
+
+
+async def delete_voicemail(session: AsyncSession, voicemail_id: int, ari: AriClient) -> bool:
+    """Delete the row and its recording on Asterisk. Returns whether Asterisk still had the
+    recording. The row goes first (flushed, not committed): if Asterisk fails, the caller's
+    transaction rolls back and the voicemail stays listed, so nothing is lost silently."""
+    vm = await _row(session, voicemail_id)
+    await session.delete(vm)
+    await session.flush()
+    return await ari.delete_stored_recording(vm.recording_name, missing_ok=True)
+
+
+async def fetch_recording(ari: AriClient, info: VoicemailInfo) -> bytes:
+    """The recording's audio as Asterisk stored it (WAV)."""
+    try:
+        return await ari.get_stored_recording_file(info.recording_name, timeout=FETCH_TIMEOUT_S)
+    except AriNotFound:
+        raise NotFound(
+            f"the recording of voicemail {info.id} ({info.recording_name}) is gone from Asterisk"
+        ) from None

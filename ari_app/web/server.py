@@ -1,0 +1,369 @@
+"""The team panel server (aiohttp): the page, the JSON/SSE presence API, per-hotline
+aggregates, /metrics and /healthz.
+
+Privacy: every agent in every response comes from `presence_record` (agent, name,
+presence); the aggregates are counts. Nothing here reads call direction, the other party,
+a target or a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ari_app.config import Settings
+from ari_app.services.hotline_stats import hotline_stats, panel_snapshot
+from ari_app.services.presence import (
+    DEFAULT_TICK_S,
+    HubClosed,
+    PresenceHub,
+    agent_presences,
+    read_presence,
+)
+from ari_app.web.auth import access_middleware, check_listen, is_loopback
+from ari_app.web.metrics import CONTENT_TYPE, Metrics
+
+log = logging.getLogger(__name__)
+
+Sessions = async_sessionmaker[AsyncSession]
+DbPing = Callable[[], Awaitable[bool]]
+
+HEARTBEAT_S = 15.0  # SSE comment line: proxies keep the stream, dead clients are noticed
+RETRY_MS = 1000  # EventSource reconnect delay after a server restart
+MAX_STREAMS = 100
+DB_TIMEOUT_S = 2.0
+
+# Scripts and styles only from this server; no framing, no other origin at all.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": CSP,
+}
+STATIC = {
+    "/": ("panel.html", "text/html"),
+    "/static/panel.js": ("panel.js", "text/javascript"),
+    "/static/panel.css": ("panel.css", "text/css"),
+}
+
+
+@dataclass
+class PanelContext:
+    sessions: Sessions
+    hub: PresenceHub
+    metrics: Metrics
+    ari_connected: Callable[[], bool]
+    db_ping: DbPing
+
+
+CTX = web.AppKey("panel", PanelContext)
+STATIC_KEY = web.AppKey("static", dict[str, bytes])
+
+
+def sessions_ping(sessions: Sessions) -> DbPing:
+    """A DB ping for /healthz: SELECT 1 within DB_TIMEOUT_S."""
+
+    async def ping() -> bool:
+        async def query() -> None:
+            async with sessions() as session:
+                await session.execute(text("SELECT 1"))
+
+        try:
+            await asyncio.wait_for(query(), DB_TIMEOUT_S)
+        except Exception as exc:
+            log.warning("healthz: database unreachable: %s", exc)
+            return False
+        return True
+
+    return ping
+
+
+class PathAccessLogger(AbstractAccessLogger):
+    """Access log without query strings, so a `?token=` never lands in a log file."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.debug(
+            "%s %s %s %d %.3fs",
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            time,
+        )
+
+
+def _static(name: str) -> bytes:
+    return (resources.files("ari_app.web") / "static" / name).read_bytes()
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, headers={"Cache-Control": "no-store"})
+
+
+def _db_error(exc: Exception) -> web.Response:
+    log.warning("panel: database unavailable: %s", exc)
+    return _json({"error": "database unavailable"}, status=503)
+
+
+@web.middleware
+async def security_headers(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # 404, 405: raised by the router
+        _harden(exc)
+        raise
+    if not response.prepared:  # SSE sets its own before streaming
+        _harden(response)
+    return response
+
+
+def _harden(response: web.StreamResponse) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
+async def page(request: web.Request) -> web.Response:
+    name, content_type = STATIC[request.path]
+    return web.Response(
+        body=request.app[STATIC_KEY][name],
+        content_type=content_type,
+        charset="utf-8",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+async def favicon(_: web.Request) -> web.Response:
+    return web.Response(status=204)
+
+
+async def api_presence(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    try:
+        async with ctx.sessions() as session:
+            agents = await read_presence(session)
+    except Exception as exc:
+        return _db_error(exc)
+    return _json({"agents": agents})
+
+
+async def api_hotlines(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    try:
+        async with ctx.sessions() as session:
+            stats = await hotline_stats(session, _now())
+    except Exception as exc:
+        return _db_error(exc)
+    return _json({"hotlines": [s.as_dict() for s in stats]})
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _sse(event: str, data: Any) -> bytes:
+    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return f"event: {event}\ndata: {payload}\n\n".encode()
+
+
+async def api_stream(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: `presence` ({"agents": [...]}) and `hotlines` ({"hotlines":
+    [...]}), each sent at once on connect and again whenever it changes."""
+    ctx = request.app[CTX]
+    if ctx.hub.subscribers >= MAX_STREAMS:
+        return _json({"error": "too many panel streams"}, status=503)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",  # a reverse proxy must not buffer the stream
+            "X-Content-Type-Options": "nosniff",
+        }
+    )
+    await response.prepare(request)
+    try:
+        await response.write(f"retry: {RETRY_MS}\n\n".encode())
+        async with ctx.hub.subscribe() as subscription:
+            while True:
+                changes = await subscription.next(HEARTBEAT_S)
+                if not changes:
+                    await response.write(b": keepalive\n\n")
+                for topic, data in changes:
+                    await response.write(_sse(topic, data))
+    except (HubClosed, ConnectionError):
+        pass  # server stopping or client gone
+    return response
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    try:
+        async with ctx.sessions() as session:
+            now = _now()
+            presences = await agent_presences(session, now)
+            stats = await hotline_stats(session, now, presences)
+    except Exception as exc:
+        log.warning("metrics: database unavailable: %s", exc)
+        ctx.metrics.db_unreachable()
+    else:
+        ctx.metrics.update_from(presences, stats)
+    return web.Response(body=ctx.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 when ARI is connected and the database answers, else 503 (for load balancers and
+    service managers; no token needed, tells nothing about anyone)."""
+    ctx = request.app[CTX]
+    try:
+        ari = bool(ctx.ari_connected())
+    except Exception:
+        ari = False
+    db = await ctx.db_ping()
+    ok = ari and db
+    return _json(
+        {"status": "ok" if ok else "unavailable", "ari": ari, "db": db}, 200 if ok else 503
+    )
+
+
+def build_web_app(
+    *,
+    sessions: Sessions,
+    hub: PresenceHub,
+    metrics: Metrics,
+    ari_connected: Callable[[], bool],
+    db_ping: DbPing | None = None,
+    token: str = "",
+) -> web.Application:
+    """The panel application. `token` empty = no authentication (loopback binds only; the
+    caller checks that with `check_listen`)."""
+    app = web.Application(middlewares=[security_headers, access_middleware(token)])
+    app[CTX] = PanelContext(
+        sessions=sessions,
+        hub=hub,
+        metrics=metrics,
+        ari_connected=ari_connected,
+        db_ping=db_ping or sessions_ping(sessions),
+    )
+    app[STATIC_KEY] = {name: _static(name) for name, _ in STATIC.values()}
+    for path in STATIC:
+        app.router.add_get(path, page)
+    app.router.add_get("/favicon.ico", favicon)
+    app.router.add_get("/api/presence", api_presence)
+    app.router.add_get("/api/presence/stream", api_stream)
+    app.router.add_get("/api/hotlines", api_hotlines)
+    app.router.add_get("/metrics", metrics_endpoint)
+    app.router.add_get("/healthz", healthz)
+
+    async def end_streams(_: web.Application) -> None:
+        await hub.close()  # open SSE streams return, so shutdown does not wait for them
+
+    app.on_shutdown.append(end_streams)
+    return app
+
+
+class PanelServer:
+    """Runs the panel app, the presence hub and the event-loop lag monitor.
+
+    Refuses (ConfigError) to listen beyond loopback without a token.
+    """
+
+    def __init__(
+        self,
+        sessions: Sessions,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        token: str = "",
+        ari_connected: Callable[[], bool] = lambda: False,
+        metrics: Metrics | None = None,
+        hub: PresenceHub | None = None,
+        db_ping: DbPing | None = None,
+        tick_s: float = DEFAULT_TICK_S,
+    ) -> None:
+        check_listen(host, token)
+        self.host, self._port, self._token = host, port, bool(token)
+        self.metrics = metrics if metrics is not None else Metrics()
+        if hub is None:
+            hub = PresenceHub(sessions, sources=(panel_snapshot,), tick_s=tick_s)
+        self.hub = hub
+        self.app = build_web_app(
+            sessions=sessions,
+            hub=self.hub,
+            metrics=self.metrics,
+            ari_connected=ari_connected,
+            db_ping=db_ping,
+            token=token,
+        )
+        self._runner: web.AppRunner | None = None
+        self._lag_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, sessions: Sessions, **kwargs: Any) -> PanelServer:
+        return cls(
+            sessions,
+            host=settings.panel_host,
+            port=settings.panel_port,
+            token=settings.panel_token,
+            **kwargs,
+        )
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0)."""
+        if self._runner is not None:
+            for address in self._runner.addresses:
+                if isinstance(address, tuple):
+                    return int(address[1])
+        return self._port
+
+    @property
+    def url(self) -> str:
+        host = self.host if is_loopback(self.host) else "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        self.hub.start()
+        self._lag_task = asyncio.create_task(self.metrics.monitor_loop_lag(), name="loop-lag")
+        runner = web.AppRunner(self.app, access_log_class=PathAccessLogger, shutdown_timeout=2.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host or None, self._port).start()
+        except BaseException:
+            await runner.cleanup()
+            await self._stop_tasks()
+            raise
+        self._runner = runner
+        log.info("team panel on %s (token %s)", self.url, "required" if self._token else "off")
+
+    async def _stop_tasks(self) -> None:
+        await self.hub.close()
+        task, self._lag_task = self._lag_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def stop(self) -> None:
+        await self._stop_tasks()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()

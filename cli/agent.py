@@ -1,0 +1,299 @@
+"""`hotline agent`: agents, their PIN, internal device and external numbers."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ari_app.db.models import Agent, TargetKind
+from ari_app.services import admin
+from ari_app.services.status import agent_presence
+
+from . import output
+from .common import PHONE, json_option, record, run
+
+
+async def agent_dict(session: AsyncSession, agent: Agent) -> dict[str, Any]:
+    targets = await admin.targets_of(session, agent)
+    hotlines = await admin.hotlines_of(session, agent)
+    device = next((t.address for t in targets if t.kind is TargetKind.DEVICE), None)
+    return {
+        "number": agent.number,
+        "name": agent.name,
+        "pin_set": agent.pin_hash is not None,
+        "device": device,
+        "external_numbers": [t.address for t in targets if t.kind is TargetKind.EXTERNAL],
+        "hotlines": [h.number for h, _ in hotlines],
+        "logged_in": [h.number for h, logged_in in hotlines if logged_in],
+        "presence": (await agent_presence(session, agent.id)).value,
+    }
+
+
+def read_pin(from_stdin: bool) -> str:
+    """The new PIN from a hidden prompt (typed twice) or one line of stdin; never argv."""
+    if from_stdin:
+        return sys.stdin.readline().strip()
+    pin: str = click.prompt("New PIN", hide_input=True, confirmation_prompt=True)
+    return pin.strip()
+
+
+@click.group()
+def agent() -> None:
+    """Agents: the people who answer hotline calls.
+
+    \b
+    Example:
+      hotline agent create 101 --name "Anna Amsel" --device PJSIP/1001
+      echo 480159 | hotline agent set-pin 101 --stdin
+    """
+
+
+@agent.command()
+@click.argument("number")
+@click.option("--name", required=True, help="The agent's name as colleagues see it.")
+@click.option("--device", help="Internal device (Asterisk dial string), e.g. PJSIP/1001.")
+@click.option(
+    "--external", type=PHONE, multiple=True, help="Mobile/home number for remote login (repeat)."
+)
+@click.option("--pin-stdin", is_flag=True, help="Read the agent's PIN from stdin.")
+def create(
+    number: str, name: str, device: str | None, external: tuple[str, ...], pin_stdin: bool
+) -> None:
+    """Create agent NUMBER (digits; typed on a keypad for remote login).
+
+    \b
+    Example:
+      echo 480159 | hotline agent create 101 --name "Anna Amsel" --device PJSIP/1001 \\
+        --external +4915112345678 --pin-stdin
+    """
+    pin = read_pin(True) if pin_stdin else None
+
+    async def unit(session: AsyncSession) -> Agent:
+        created = await admin.create_agent(
+            session, number, name, pin=pin, device=device, external_numbers=external
+        )
+        await record(
+            session,
+            "agent_create",
+            agent=created,
+            number=created.number,
+            device=device,
+            external_numbers=list(external),
+            pin_set=pin is not None,
+        )
+        return created
+
+    created = run(unit)
+    output.done(f"created agent {created.number} ({created.name})")
+
+
+@agent.command(name="list")
+@json_option
+def list_(as_json: bool) -> None:
+    """List all agents.
+
+    \b
+    Example:
+      hotline agent list
+    """
+
+    async def unit(session: AsyncSession) -> list[dict[str, Any]]:
+        return [await agent_dict(session, a) for a in await admin.list_agents(session)]
+
+    agents = run(unit)
+    if as_json:
+        output.echo_json(agents)
+        return
+    output.echo_table(
+        ["NUMBER", "NAME", "PIN", "DEVICE", "EXTERNAL", "HOTLINES"],
+        [
+            [
+                a["number"],
+                a["name"],
+                a["pin_set"],
+                a["device"],
+                a["external_numbers"],
+                a["hotlines"],
+            ]
+            for a in agents
+        ],
+        empty="no agents (create one with: hotline agent create)",
+    )
+
+
+@agent.command()
+@click.argument("number")
+@json_option
+def show(number: str, as_json: bool) -> None:
+    """Show agent NUMBER: device, external numbers, hotlines, presence.
+
+    \b
+    Example:
+      hotline agent show 101 --json
+    """
+
+    async def unit(session: AsyncSession) -> dict[str, Any]:
+        return await agent_dict(session, await admin.get_agent(session, number))
+
+    data = run(unit)
+    if as_json:
+        output.echo_json(data)
+        return
+    output.echo_fields(
+        [
+            ("number", data["number"]),
+            ("name", data["name"]),
+            ("PIN set", data["pin_set"]),
+            ("device", data["device"]),
+            ("external", data["external_numbers"]),
+            ("hotlines", data["hotlines"]),
+            ("logged in to", data["logged_in"]),
+            ("presence", data["presence"]),
+        ]
+    )
+
+
+@agent.command()
+@click.argument("number")
+@click.option("--name", help="New name.")
+@click.option("--number", "new_number", help="New agent number.")
+def update(number: str, name: str | None, new_number: str | None) -> None:
+    """Rename or renumber agent NUMBER.
+
+    \b
+    Example:
+      hotline agent update 101 --name "Anna Amsel-Berg"
+    """
+    if name is None and new_number is None:
+        raise click.UsageError("nothing to change; give --name and/or --number")
+
+    async def unit(session: AsyncSession) -> str:
+        found = await admin.get_agent(session, number)
+        changed = await admin.update_agent(session, found, name=name, number=new_number)
+        await record(session, "agent_update", agent=found, number=number, changed=changed)
+        return found.number
+
+    output.done(f"updated agent {run(unit)}")
+
+
+@agent.command()
+@click.argument("number")
+@click.confirmation_option(prompt="Delete this agent with devices, numbers and memberships?")
+def delete(number: str) -> None:
+    """Delete agent NUMBER (refused while the agent is on a call).
+
+    \b
+    Example:
+      hotline agent delete 101 --yes
+    """
+
+    async def unit(session: AsyncSession) -> None:
+        found = await admin.get_agent(session, number)
+        await record(session, "agent_delete", agent=found, number=found.number)
+        await admin.delete_agent(session, found)
+
+    run(unit)
+    output.done(f"deleted agent {number}")
+
+
+@agent.command(name="set-pin")
+@click.argument("number")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the PIN from stdin (scripts).")
+def set_pin(number: str, from_stdin: bool) -> None:
+    """Set the PIN of agent NUMBER (prompted twice, hidden; never on the command line).
+
+    \b
+    Example:
+      hotline agent set-pin 101
+      echo 480159 | hotline agent set-pin 101 --stdin
+    """
+    pin = read_pin(from_stdin)
+
+    async def unit(session: AsyncSession) -> None:
+        found = await admin.get_agent(session, number)
+        await admin.set_pin(session, found, pin)
+        await record(session, "agent_set_pin", agent=found)
+
+    run(unit)
+    output.done(f"PIN of agent {number} set")
+
+
+@agent.command()
+@click.argument("number")
+@click.argument("dial_string", required=False)
+@click.option("--unbind", is_flag=True, help="Remove the agent's device.")
+def device(number: str, dial_string: str | None, unbind: bool) -> None:
+    """Bind DIAL_STRING as the internal device of agent NUMBER, or --unbind it.
+
+    \b
+    Example:
+      hotline agent device 101 PJSIP/1001
+      hotline agent device 101 --unbind
+    """
+    if unbind == (dial_string is not None):
+        raise click.UsageError("give either DIAL_STRING or --unbind")
+
+    async def unit(session: AsyncSession) -> str:
+        found = await admin.get_agent(session, number)
+        if dial_string is None:
+            old = await admin.unbind_device(session, found)
+            await record(session, "agent_device_unbind", agent=found, device=old)
+            return f"agent {number} has no device now (was {old})"
+        bound = await admin.bind_device(session, found, dial_string)
+        await record(session, "agent_device_bind", agent=found, device=bound)
+        return f"agent {number} uses device {bound}"
+
+    output.done(run(unit))
+
+
+@agent.group()
+def number() -> None:
+    """External numbers (mobile, home) an agent may log in from and take calls on.
+
+    \b
+    Example:
+      hotline agent number add 101 +4915112345678
+    """
+
+
+@number.command(name="add")
+@click.argument("agent_number")
+@click.argument("phone", type=PHONE)
+def number_add(agent_number: str, phone: str) -> None:
+    """Add external number PHONE to agent AGENT_NUMBER.
+
+    \b
+    Example:
+      hotline agent number add 101 +4915112345678
+    """
+
+    async def unit(session: AsyncSession) -> str:
+        found = await admin.get_agent(session, agent_number)
+        added = await admin.add_external(session, found, phone)
+        await record(session, "agent_number_add", agent=found, external=added)
+        return added
+
+    output.done(f"agent {agent_number} may use {run(unit)}")
+
+
+@number.command(name="remove")
+@click.argument("agent_number")
+@click.argument("phone", type=PHONE)
+def number_remove(agent_number: str, phone: str) -> None:
+    """Remove external number PHONE from agent AGENT_NUMBER.
+
+    \b
+    Example:
+      hotline agent number remove 101 +4915112345678
+    """
+
+    async def unit(session: AsyncSession) -> str:
+        found = await admin.get_agent(session, agent_number)
+        removed = await admin.remove_external(session, found, phone)
+        await record(session, "agent_number_remove", agent=found, external=removed)
+        return removed
+
+    output.done(f"agent {agent_number} may no longer use {run(unit)}")

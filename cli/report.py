@@ -1,0 +1,128 @@
+"""`hotline report`: call figures per hotline and day as a table, CSV or JSON."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import click
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ari_app.services import reports
+
+from . import output
+from .common import DATE, DURATION, run
+
+HOTLINE_COLUMNS = [
+    *("hotline", "name", "day", "calls", "offered"),
+    *(o.value for o in reports.OUTCOMES),
+    *("avg_wait_s", "max_wait_s", "service_level_s", "service_level_pct"),
+]
+AGENT_COLUMNS = [
+    *("hotline", "day", "agent", "name"),
+    *("answered", "talk_time_s", "avg_talk_s", "not_answered"),
+]
+
+
+def _hotline_table(rows: list[dict[str, Any]]) -> None:
+    headers = [
+        *("HOTLINE", "DAY", "CALLS", "OFFERED"),
+        *(o.value.upper() for o in reports.OUTCOMES),
+        *("AVG WAIT", "MAX WAIT", "SERVICE LEVEL"),
+    ]
+    table = []
+    for r in rows:
+        level = r["service_level_pct"]
+        goal = output.seconds(r["service_level_s"])
+        table.append(
+            [
+                *(r["hotline"], r["day"], r["calls"], r["offered"]),
+                *(r[o.value] for o in reports.OUTCOMES),
+                output.seconds(r["avg_wait_s"]),
+                output.seconds(r["max_wait_s"]),
+                "-" if level is None else f"{level:.1f}% <={goal}",
+            ]
+        )
+    output.echo_table(headers, table, empty="no calls in this period")
+
+
+def _agent_table(rows: list[dict[str, Any]]) -> None:
+    headers = ["HOTLINE", "DAY", "AGENT", "NAME", "ANSWERED", "TALK TIME", "AVG TALK", "MISSED"]
+    table = [
+        [
+            *(r["hotline"], r["day"], r["agent"], r["name"], r["answered"]),
+            output.seconds(r["talk_time_s"]),
+            output.seconds(r["avg_talk_s"]),
+            r["not_answered"],
+        ]
+        for r in rows
+    ]
+    output.echo_table(headers, table, empty="no agent calls in this period")
+
+
+@click.command()
+@click.option("--from", "start", type=DATE, required=True, help="First day (YYYY-MM-DD).")
+@click.option("--to", "end", type=DATE, help="Last day, inclusive (default: today).")
+@click.option("--hotline", help="Only this hotline.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option(
+    "--service-level",
+    type=DURATION,
+    help="Answer-time goal for the service level (default: each hotline's own).",
+)
+@click.option(
+    "--per-agent",
+    is_flag=True,
+    help="Figures per agent instead of per hotline (off by default on purpose).",
+)
+def report(
+    start: date,
+    end: date | None,
+    hotline: str | None,
+    fmt: str,
+    as_json: bool,
+    service_level: int | None,
+    per_agent: bool,
+) -> None:
+    """Calls per hotline and day: offered, answered, abandoned, voicemail, forwarded,
+    closed, no agents, timeout, average and longest wait, and the service level (share
+    of offered calls answered within the goal). Days are the hotline's local days.
+
+    \b
+    Example:
+      hotline report --from 2026-11-01 --to 2026-11-30
+      hotline report --from 2026-11-01 --hotline 500 --format csv > november.csv
+      hotline report --from 2026-11-01 --service-level 30s --json
+    """
+    last = end or date.today()
+    fmt = "json" if as_json else fmt
+
+    async def unit(session: AsyncSession) -> list[dict[str, Any]]:
+        if per_agent:
+            return [
+                r.as_dict()
+                for r in await reports.agent_report(session, start, last, hotline_number=hotline)
+            ]
+        return [
+            r.as_dict()
+            for r in await reports.hotline_report(
+                session, start, last, hotline_number=hotline, service_level_s=service_level
+            )
+        ]
+
+    rows = run(unit)
+    if fmt == "json":
+        output.echo_json(rows)
+    elif fmt == "csv":
+        output.echo_csv(AGENT_COLUMNS if per_agent else HOTLINE_COLUMNS, rows)
+    elif per_agent:
+        _agent_table(rows)
+    else:
+        _hotline_table(rows)

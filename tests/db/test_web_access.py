@@ -1,0 +1,171 @@
+"""Who may read the panel: loopback by default, a token everywhere else, no CORS."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from web_support import seed_team
+
+from ari_app.config import load_settings
+from ari_app.domain.errors import ConfigError
+from ari_app.web.auth import check_listen
+from ari_app.web.server import PanelServer
+
+pytestmark = pytest.mark.db
+
+Sessions = async_sessionmaker[AsyncSession]
+TOKEN = "s3cret-panel-token-0123"
+PROTECTED = (
+    "/",
+    "/static/panel.js",
+    "/static/panel.css",
+    "/api/presence",
+    "/api/hotlines",
+    "/api/presence/stream",
+    "/metrics",
+)
+
+
+@pytest.fixture
+async def exposed(sessions: Sessions) -> AsyncIterator[PanelServer]:
+    """Bound to all addresses (not loopback) with a token; reached through 127.0.0.1."""
+    await seed_team(sessions)
+    server = PanelServer(sessions, host="0.0.0.0", port=0, token=TOKEN, ari_connected=lambda: True)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def status_of(url: str, **headers: str) -> tuple[int, aiohttp.typedefs.LooseHeaders]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(url, headers=headers, allow_redirects=False) as resp,
+    ):
+        return resp.status, resp.headers
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "panel.example", ""])
+def test_non_loopback_bind_without_token_refuses_to_start(sessions: Sessions, host: str) -> None:
+    with pytest.raises(ConfigError, match="HOTLINE_PANEL_TOKEN"):
+        PanelServer(sessions, host=host, port=0)
+
+
+def test_settings_decide_the_bind(sessions: Sessions) -> None:
+    env = {"HOTLINE_DATABASE_URL": "postgresql://x@127.0.0.1/db"}
+    PanelServer.from_settings(load_settings(env, need_ari=False), sessions)  # loopback default
+    wide = {**env, "HOTLINE_PANEL_LISTEN": "0.0.0.0:8080"}
+    with pytest.raises(ConfigError):
+        PanelServer.from_settings(load_settings(wide, need_ari=False), sessions)
+    PanelServer.from_settings(
+        load_settings({**wide, "HOTLINE_PANEL_TOKEN": TOKEN}, need_ari=False), sessions
+    )
+
+
+def test_short_tokens_are_refused() -> None:
+    with pytest.raises(ConfigError, match="at least"):
+        check_listen("0.0.0.0", "short")
+    check_listen("127.0.0.1", "")
+    check_listen("localhost", "")
+    check_listen("::1", "")
+
+
+async def test_without_token_everything_but_healthz_is_401(exposed: PanelServer) -> None:
+    for path in PROTECTED:
+        status, headers = await status_of(exposed.url + path)
+        assert status == 401, path
+        assert headers["WWW-Authenticate"].startswith("Basic"), "browsers prompt for it"
+    status, _ = await status_of(exposed.url + "/healthz")
+    assert status == 200
+
+
+async def test_wrong_token_is_401(exposed: PanelServer) -> None:
+    wrong = base64.b64encode(b"panel:nope").decode()
+    for auth in ("Bearer nope", f"Basic {wrong}", "Basic !!!", TOKEN):
+        status, _ = await status_of(exposed.url + "/api/presence", Authorization=auth)
+        assert status == 401, auth
+    status, _ = await status_of(exposed.url + "/api/presence?token=nope")
+    assert status == 401
+
+
+async def test_with_token_everything_is_200(exposed: PanelServer) -> None:
+    basic = base64.b64encode(f"wallscreen:{TOKEN}".encode()).decode()
+    for auth in (f"Bearer {TOKEN}", f"Basic {basic}"):
+        for path in PROTECTED:
+            if path.endswith("/stream"):
+                continue  # endless; checked below
+            status, _ = await status_of(exposed.url + path, Authorization=auth)
+            assert status == 200, (auth, path)
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http,
+        http.get(exposed.url + "/api/presence/stream") as resp,
+    ):
+        assert resp.status == 200
+        assert (await resp.content.readline()).startswith(b"retry:")
+
+
+async def test_token_in_url_becomes_a_cookie_for_the_page_and_its_stream(
+    exposed: PanelServer,
+) -> None:
+    jar = aiohttp.CookieJar(unsafe=True)  # cookies for an IP address host
+    async with aiohttp.ClientSession(cookie_jar=jar) as http:
+        async with http.get(f"{exposed.url}/?token={TOKEN}", allow_redirects=False) as resp:
+            assert resp.status == 303
+            assert resp.headers["Location"] == "/", "the token leaves the address bar"
+            cookie = resp.headers["Set-Cookie"]
+            assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+            assert TOKEN not in cookie, "the cookie holds a MAC, not the token"
+        for path in ("/", "/api/presence", "/api/hotlines", "/metrics"):
+            async with http.get(exposed.url + path) as resp:
+                assert resp.status == 200, path
+        async with http.get(exposed.url + "/api/presence/stream") as resp:
+            assert resp.status == 200
+
+
+async def test_no_cors_headers_for_any_origin(exposed: PanelServer) -> None:
+    for path in (*PROTECTED[:-2], "/healthz"):
+        _, headers = await status_of(
+            exposed.url + path, Origin="http://evil.example", Authorization=f"Bearer {TOKEN}"
+        )
+        assert not [h for h in headers if h.lower().startswith("access-control-")], path
+    async with (
+        aiohttp.ClientSession() as http,
+        http.options(
+            exposed.url + "/api/presence",
+            headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "GET"},
+        ) as resp,
+    ):
+        assert resp.status in (401, 405)
+        assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+async def test_loopback_panel_answers_only_to_loopback_host_names(sessions: Sessions) -> None:
+    """DNS rebinding: a foreign site's name resolving to 127.0.0.1 must not read presence."""
+    server = PanelServer(sessions, port=0)
+    await server.start()
+    try:
+        port = server.port
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"):
+            status, _ = await status_of(server.url + "/api/presence", Host=host)
+            assert status == 200, host
+        status, _ = await status_of(server.url + "/api/presence", Host=f"evil.example:{port}")
+        assert status == 421
+        status, _ = await status_of(server.url + "/healthz", Host="evil.example")
+        assert status in (200, 503)
+    finally:
+        await server.stop()
+
+
+async def test_page_sends_security_headers(exposed: PanelServer) -> None:
+    status, headers = await status_of(exposed.url + "/", Authorization=f"Bearer {TOKEN}")
+    assert status == 200
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    status, headers = await status_of(exposed.url + "/nope", Authorization=f"Bearer {TOKEN}")
+    assert status == 404 and "Content-Security-Policy" in headers
