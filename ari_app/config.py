@@ -11,9 +11,13 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from urllib.parse import urlsplit
 
-from ari_app.domain.errors import ConfigError
+from ari_app.domain import values
+from ari_app.domain.errors import ConfigError, InvalidValue
+from ari_app.domain.features import FeatureCodes
+from ari_app.domain.pin import PIN_MAX_LENGTH, PIN_MIN_LENGTH, LockoutPolicy
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -31,6 +35,10 @@ class Settings:
     panel_token: str = field(default="", repr=False)
     log_level: str = "INFO"
     node: str = "node1"
+    # Feature codes and PIN rules (HOTLINE_FEATURE_CODES, HOTLINE_PIN_*): phone edges only.
+    feature_codes: FeatureCodes = field(default_factory=FeatureCodes)
+    pin_min_length: int = PIN_MIN_LENGTH
+    pin_lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
 
     def dial_external(self, number: str) -> str:
         """Dial string for an external number ops configured (never caller-typed digits)."""
@@ -85,6 +93,52 @@ def _parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _feature_codes(env: Mapping[str, str]) -> FeatureCodes:
+    """`login=*21,logout=*22,pause=*23,status=*24,voicemail=*98`; unnamed codes keep
+    their defaults. The dialplan's [hotline-features] patterns must match the codes."""
+    text = env.get("HOTLINE_FEATURE_CODES", "").strip()
+    if not text:
+        return FeatureCodes()
+    names = ("login", "logout", "pause", "status", "voicemail")
+    codes: dict[str, str] = {}
+    for part in text.split(","):
+        name, sep, code = part.partition("=")
+        name = name.strip().lower()
+        if not sep or name not in names or name in codes:
+            raise ConfigError(
+                f"HOTLINE_FEATURE_CODES: {part.strip()!r} must be <feature>=<code> with a"
+                f" feature out of {', '.join(names)}, each at most once"
+            )
+        codes[name] = code.strip()
+    try:
+        return FeatureCodes(**codes)
+    except InvalidValue as exc:
+        raise ConfigError(f"HOTLINE_FEATURE_CODES: {exc.message}") from None
+
+
+def _int_between(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    if not (text.isdigit() and text.isascii()) or not low <= int(text) <= high:
+        raise ConfigError(f"{name} must be a whole number from {low} to {high}, got {text!r}")
+    return int(text)
+
+
+def _pin_lockout(env: Mapping[str, str]) -> LockoutPolicy:
+    failures = _int_between(env, "HOTLINE_PIN_MAX_FAILURES", 3, 1, 100)
+    text = env.get("HOTLINE_PIN_LOCKOUT", "").strip()
+    seconds = 15 * 60
+    if text:
+        try:
+            seconds = values.duration(text)
+        except InvalidValue:
+            seconds = 0
+        if seconds <= 0:
+            raise ConfigError(f"HOTLINE_PIN_LOCKOUT must be a duration like 15m, got {text!r}")
+    return LockoutPolicy(max_failures=failures, lock_for=timedelta(seconds=seconds))
+
+
 def load_settings(env: Mapping[str, str] | None = None, *, need_ari: bool = True) -> Settings:
     """Read and validate settings; need_ari=False for DB-only commands."""
     env = os.environ if env is None else env
@@ -116,6 +170,12 @@ def load_settings(env: Mapping[str, str] | None = None, *, need_ari: bool = True
         panel_token=env.get("HOTLINE_PANEL_TOKEN", "").strip(),
         log_level=level,
         node=env.get("HOTLINE_NODE", "").strip() or os.uname().nodename,
+        feature_codes=_feature_codes(env),
+        # 4: below that, domain.pin.check_pin_policy refuses the minimum itself
+        pin_min_length=_int_between(
+            env, "HOTLINE_PIN_MIN_LENGTH", PIN_MIN_LENGTH, 4, PIN_MAX_LENGTH
+        ),
+        pin_lockout=_pin_lockout(env),
     )
 
 

@@ -302,6 +302,8 @@ class PrivateAsterisk:
         for path in dirs.values():
             path.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "keys" / "keys").mkdir(exist_ok=True)  # res_crypto looks there
+        # ARI stores recordings here; without it POST .../record fails with a 500.
+        (self.run_dir / "spool" / "recording").mkdir(exist_ok=True)
         phone_template = (TEMPLATE_DIR / "pjsip-phone.conf").read_text()
         phone_sections = "\n".join(
             render_template(

@@ -268,13 +268,17 @@ def _play(pcap: Path) -> str:
     return f"<nop><action><exec play_pcap_audio={quoteattr(str(pcap))}/></action></nop>"
 
 
-def _media_steps(audio: Audio, dtmf: str, dtmf_delay: float, dtmf_interval: float) -> list[str]:
-    """Actions after the answer: audio, then DTMF digits (',' is a one-second pause).
+def _media_steps(
+    audio: Audio, dtmf: str, dtmf_delay: float, dtmf_interval: float, audio_delay: float = 0.0
+) -> list[str]:
+    """Actions after the answer: audio (after ``audio_delay``), then DTMF digits (',' is a
+    one-second pause); ``dtmf_delay`` counts from the start of the audio.
 
     sipp plays one pcap per call at a time; starting a DTMF pcap stops the audio.
     """
     steps: list[str] = []
     if audio:
+        steps.append(_pause(audio_delay))
         steps.append(_play(audio if isinstance(audio, Path) else AUDIO_PCAP))
     if dtmf:
         steps.append(_pause(dtmf_delay))
@@ -319,6 +323,7 @@ def uac_scenario(
     dtmf: str = "",
     dtmf_delay: float = 0.5,
     dtmf_interval: float = 0.3,
+    audio_delay: float = 0.0,
     extra_headers: Sequence[str] = (),
 ) -> str:
     """Scenario XML for one outgoing call; see :func:`start_call` for the parameters."""
@@ -401,7 +406,7 @@ Content-Length: 0"""
         '<action><ereg regexp=".*" search_in="hdr" header="To:" assign_to="dialog_to"/>'
         "</action></recv>",
         _send(ack),
-        *_media_steps(audio, dtmf, dtmf_delay, dtmf_interval),
+        *_media_steps(audio, dtmf, dtmf_delay, dtmf_interval, audio_delay),
         '<label id="incall"/>',
     ]
     if hangup_after is None:
@@ -849,6 +854,7 @@ async def start_call(
     dtmf: str = "",
     dtmf_delay: float = 0.5,
     dtmf_interval: float = 0.3,
+    audio_delay: float = 0.0,
     extra_headers: Sequence[str] = (),
     name: str = "caller",
 ) -> SippCall:
@@ -878,9 +884,12 @@ async def start_call(
         dtmf=dtmf,
         dtmf_delay=dtmf_delay,
         dtmf_interval=dtmf_interval,
+        audio_delay=audio_delay,
         extra_headers=extra_headers,
     )
-    media_time = dtmf_delay + len(dtmf) * max(dtmf_interval, 0.2) + dtmf.count(",") if dtmf else 0
+    media_time = audio_delay + (
+        dtmf_delay + len(dtmf) * max(dtmf_interval, 0.2) + dtmf.count(",") if dtmf else 0
+    )
     talk = hangup_after if hangup_after is not None else bye_timeout
     budget = answer_timeout + media_time + talk + 10.0
     call = SippCall(workdir, name, budget)
@@ -920,6 +929,7 @@ async def call(
     dtmf: str = "",
     dtmf_delay: float = 0.5,
     dtmf_interval: float = 0.3,
+    audio_delay: float = 0.0,
     extra_headers: Sequence[str] = (),
     name: str = "caller",
 ) -> CallResult:
@@ -938,6 +948,7 @@ async def call(
         dtmf=dtmf,
         dtmf_delay=dtmf_delay,
         dtmf_interval=dtmf_interval,
+        audio_delay=audio_delay,
         extra_headers=extra_headers,
         name=name,
     )
