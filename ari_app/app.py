@@ -6,21 +6,29 @@ import asyncio
 import contextlib
 import logging
 import signal
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from ari_app.ari.client import AriClient
 from ari_app.ari.stream import EventStream
 from ari_app.config import Settings
 from ari_app.db.session import make_engine, make_sessionmaker
+from ari_app.device_presence import DevicePresence
 from ari_app.dispatch import Dispatcher
+from ari_app.flows import escalation
 from ari_app.flows.base import FlowContext, FlowFactory
+from ari_app.flows.feature import FeatureFlow
 from ari_app.flows.greeting import GreetingFlow
 from ari_app.flows.inbound import InboundFlow
-from ari_app.services import routing
+from ari_app.flows.service import ServiceFlow
+from ari_app.services import retention, routing
+from ari_app.web.metrics import Metrics
+from ari_app.web.server import PanelServer
 
 log = logging.getLogger(__name__)
 
 SWEEP_S = 1.0
+PURGE_EVERY_S = 24 * 3600
+STAFFING_S = 2.0  # below-minimum checks (ops logout from the CLI, other nodes)
 
 
 def flow_table() -> dict[str, FlowFactory]:
@@ -28,6 +36,8 @@ def flow_table() -> dict[str, FlowFactory]:
     return {
         "inbound": InboundFlow,
         "greeting": GreetingFlow,
+        "feature": FeatureFlow,
+        "service": ServiceFlow,
     }
 
 
@@ -48,6 +58,8 @@ class HotlineApp:
             self.ari, on_event=self.dispatcher.on_event, on_connect=self.on_connect
         )
         self._stopping = asyncio.Event()
+        self._wire_presence_and_staffing()
+        self._wire_panel()
 
     async def on_connect(self) -> None:
         """After every (re)connect: reconcile Postgres with what Asterisk still has."""
@@ -69,18 +81,80 @@ class HotlineApp:
             except Exception as exc:
                 log.warning("wrap-up sweep failed: %s", exc)
 
+    # --- device presence and staffing minimum (issue 4) ---------------------------------
+    def _wire_presence_and_staffing(self) -> None:
+        self.device_presence = DevicePresence(self.ari, self.sessions)
+        # A phone that became idle may free an agent for waiting callers; the panel's hub
+        # can subscribe to `device_presence.changed` as well.
+        self.device_presence.changed.subscribe(self.ctx.agents_changed.notify)
+        self.stream.add_handler(self.device_presence.on_event)
+        self.stream.add_connect_hook(self.reconcile_presence_and_staffing)
+
+    async def reconcile_presence_and_staffing(self) -> None:
+        """After every (re)connect: follow the agents' devices again, and escalate hotlines
+        that are below their staffing minimum (e.g. after a restart)."""
+        await self.device_presence.on_connect()
+        await escalation.check_staffing(self.ctx, "reconcile")
+
+    async def watch_presence_and_staffing(self) -> None:
+        """Device-state updates, and a periodic staffing check for changes made outside this
+        process (ops logout from the CLI, other nodes)."""
+        presence = asyncio.create_task(self.device_presence.run(), name="device-presence")
+        try:
+            while True:
+                await asyncio.sleep(STAFFING_S)
+                await escalation.check_staffing(self.ctx, "check")
+        finally:
+            presence.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await presence
+            self.device_presence.close()
+
+    # --- team panel, metrics, data retention ------------------------------------------
+    def _wire_panel(self) -> None:
+        self.metrics = Metrics()
+        self.metrics.bind_ari(
+            connected=lambda: self.stream.connected, reconnects=lambda: self.stream.reconnects
+        )
+        self.ctx.metrics = self.metrics
+        # Raises ConfigError (one clear line) when bound beyond loopback without a token.
+        self.panel = PanelServer.from_settings(
+            self.settings,
+            self.sessions,
+            ari_connected=lambda: self.stream.connected,
+            metrics=self.metrics,
+        )
+        self.ctx.agents_changed.subscribe(self.panel.hub.notify)
+
+    async def purge_daily(self) -> None:
+        """Pseudonymise old caller numbers and delete old voicemails, once a day."""
+        while True:
+            try:
+                cutoff = datetime.now(UTC) - timedelta(seconds=self.settings.retention_s)
+                async with self.sessions() as session, session.begin():
+                    result = await retention.purge_older_than(session, cutoff, self.ari)
+                log.info("purge before %s: %s", cutoff.isoformat(timespec="seconds"), result)
+            except Exception as exc:
+                log.warning("daily purge failed (retried tomorrow): %s", exc)
+            await asyncio.sleep(PURGE_EVERY_S)
+
     def request_stop(self) -> None:
         self._stopping.set()
 
     async def run(self, grace_s: float = 30.0) -> None:
+        await self.panel.start()
+        log.info("team panel on %s", self.panel.url)
         tasks = [
             asyncio.create_task(self.stream.run(), name="ari-events"),
             asyncio.create_task(self.sweep(), name="sweep"),
+            asyncio.create_task(self.watch_presence_and_staffing(), name="presence-staffing"),
+            asyncio.create_task(self.purge_daily(), name="purge"),
         ]
         try:
             await self._stopping.wait()
             log.info("stopping: %d call(s) in progress", self.dispatcher.active_calls)
             await self.dispatcher.shutdown(grace_s)
+            await escalation.stop_escalations()
         finally:
             await self.stream.close()
             for task in tasks:
@@ -88,6 +162,7 @@ class HotlineApp:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await self.panel.stop()
             await self.ari.close()
             await self.engine.dispose()
             log.info("stopped")

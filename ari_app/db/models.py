@@ -56,8 +56,9 @@ class AgentActivity(enum.StrEnum):
 
 class CallStatus(enum.StrEnum):
     NEW = "new"
-    WAITING = "waiting"
+    WAITING = "waiting"  # in the queue
     BRIDGED = "bridged"
+    ACTION = "action"  # out of the queue, in an action: voicemail, forward, announcement
     ENDED = "ended"
 
 
@@ -107,7 +108,7 @@ class Hotline(Base):
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
     holidays: Mapped[list[Holiday]] = relationship(
-        back_populates="hotline", cascade="all, delete-orphan", lazy="raise"
+        back_populates="hotline", cascade="all, delete-orphan", lazy="raise", passive_deletes=True
     )
 
     __table_args__ = (

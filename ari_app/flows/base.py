@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from ari_app.ari.client import AriClient
     from ari_app.config import Settings
+    from ari_app.web.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class FlowContext:
     sessions: async_sessionmaker[AsyncSession]
     # Notified whenever an agent may have become free (call end, wrap-up over, login).
     agents_changed: Broadcast = field(default_factory=Broadcast)
+    metrics: Metrics | None = None
 
     @property
     def node(self) -> str:

@@ -33,6 +33,7 @@ from ari_app.db.models import Call, CallStatus, Hotline, Outcome, TargetKind, Vo
 from ari_app.domain.actions import Action, Announce, Forward, parse_action
 from ari_app.domain.actions import Voicemail as VoicemailAction
 from ari_app.domain.hours import OpeningHours
+from ari_app.flows import escalation
 from ari_app.flows.base import CallFlow, FlowContext, Timer
 from ari_app.services import calls, routing
 from ari_app.services.routing import Offer
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 UNKNOWN_NUMBER_SOUND = "sound:ss-noservice"
 DEFAULT_VM_GREETING = "sound:vm-intro"
 GOODBYE_SOUND = "sound:auth-thankyou"
-CONFIRM_TIMEOUT_S = 15
+CONFIRM_TIMEOUT_S = 10  # prompt (about 3 s) + time to press 1
 POLL_S = 2.0  # covers agents freed by other nodes
 BUSY_DEVICE_STATES = {"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"}
 CAUSE_BUSY, CAUSE_REJECTED = 17, 21
@@ -99,6 +100,10 @@ class InboundFlow(CallFlow[S]):
         self.caller_gone = False
         self.recording: str | None = None
         self.started = time.monotonic()
+        self.retry_at = 0.0  # no new ring before this (retry delay after a no-answer)
+        self.queued_at: float | None = None
+        self.answered_at: float | None = None
+        self.outcome_counted = False
         self.first_originate_logged = False
         self._wake = lambda: self.deliver(Timer("distribute"))
 
@@ -142,6 +147,7 @@ class InboundFlow(CallFlow[S]):
             await self._run_action(decision, "StasisStart")
             return
         self._transition(S.QUEUED, "StasisStart")
+        self.queued_at = time.monotonic()
         if hotline.greeting_sound:
             await self._play([f"sound:{hotline.greeting_sound}"])
         else:
@@ -172,6 +178,10 @@ class InboundFlow(CallFlow[S]):
     # -- waiting --------------------------------------------------------------------------
     async def on_timer_distribute(self, _: Timer) -> None:
         if self.state is not S.QUEUED or self.call_id is None or self.hotline is None:
+            return
+        wait = self.retry_at - time.monotonic()
+        if wait > 0:  # a wake-up during the retry delay: not yet
+            self.start_timer("distribute", wait)
             return
         hotline = self.hotline
         async with self.ctx.sessions() as session, session.begin():
@@ -349,6 +359,7 @@ class InboundFlow(CallFlow[S]):
             self.finish()
             return
         now = _now()
+        self.answered_at = time.monotonic()
         async with self.ctx.sessions() as session, session.begin():
             if leg.agent_id is not None:
                 await routing.agent_connected(session, agent_id=leg.agent_id, call_id=self.call_id)
@@ -398,6 +409,7 @@ class InboundFlow(CallFlow[S]):
                 agent_id,
                 self.hotline.no_answer_limit,
             )
+            await escalation.check_staffing(self.ctx, "auto_pause")  # below min_agents now?
         self.ctx.agents_changed.notify()
 
     # -- hangups --------------------------------------------------------------------------
@@ -428,6 +440,7 @@ class InboundFlow(CallFlow[S]):
         if self.state is S.RINGING and not any(not x.cancelled for x in self.legs.values()):
             self._transition(S.QUEUED, f"no answer (cause {event.cause})")
             assert self.hotline is not None
+            self.retry_at = time.monotonic() + self.hotline.retry_delay_s
             self.start_timer("distribute", self.hotline.retry_delay_s)
         elif self.state is S.FORWARDING and leg.agent_id is None:
             await self._announce_and_hang_up("sound:all-circuits-busy-now", "forward failed")
@@ -470,6 +483,7 @@ class InboundFlow(CallFlow[S]):
             await calls.close_call(
                 session, self.call_id, outcome, now=now, agent_id=leg.agent_id if leg else None
             )
+        self._count(outcome)
         self._transition(S.DONE, cause)
         self.finish()
 
@@ -480,6 +494,16 @@ class InboundFlow(CallFlow[S]):
         self.cancel_timer("distribute")
         self.cancel_timer("max_wait")
         await self._stop_media()
+        if self.call_id is not None:
+            # Out of the queue: no longer counted as waiting, nor ahead of later callers.
+            async with self.ctx.sessions() as session, session.begin():
+                await calls.set_status(session, self.call_id, CallStatus.ACTION)
+                await calls.log_event(
+                    session,
+                    self.call_id,
+                    f"EXIT_{self.reason.value.upper()}",
+                    action=type(action).__name__.lower(),
+                )
         if isinstance(action, VoicemailAction):
             assert self.hotline is not None
             self._transition(S.VM_GREETING, cause)
@@ -584,6 +608,7 @@ class InboundFlow(CallFlow[S]):
                     )
                 )
                 await calls.close_call(session, self.call_id, Outcome.VOICEMAIL, now=_now())
+            self._count(Outcome.VOICEMAIL)
         else:
             await self.ari.delete_stored_recording(self.recording, missing_ok=True)
             await self._close(self.reason)
@@ -610,6 +635,18 @@ class InboundFlow(CallFlow[S]):
             return
         async with self.ctx.sessions() as session, session.begin():
             await calls.close_call(session, self.call_id, outcome, now=_now())
+        self._count(outcome)
+
+    def _count(self, outcome: Outcome) -> None:
+        """Metrics: one outcome per call; the wait only for callers who were queued."""
+        if self.outcome_counted or self.ctx.metrics is None:
+            return
+        self.outcome_counted = True
+        number = self.hotline.number if self.hotline else "unknown"
+        wait = None
+        if self.queued_at is not None:
+            wait = (self.answered_at or time.monotonic()) - self.queued_at
+        self.ctx.metrics.call_ended(number, outcome.value, wait)
 
     async def _play(self, media: list[str]) -> None:
         if self.moh_on:

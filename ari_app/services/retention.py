@@ -23,16 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ari_app.ari.client import AriClient
 from ari_app.ari.errors import AriError
+from ari_app.config import MIN_RETENTION_S, retention_seconds
 from ari_app.db.models import AuditEntry, Call, CallEvent, Voicemail
-from ari_app.domain import values
-from ari_app.domain.errors import ConfigError, InvalidValue
+from ari_app.domain.errors import InvalidValue
 from ari_app.services import audit
 from ari_app.services.audit import Path
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RETENTION = "90d"
-MIN_RETENTION_S = 86400  # a shorter period would purge today's voicemails: surely a typo
 # Keys of call_events.data / audit_log.detail that may hold a caller's number.
 CALLER_KEYS = ("caller", "caller_number")
 
@@ -56,12 +54,7 @@ def check_retention(seconds: int) -> int:
 
 def retention_from_env(env: Mapping[str, str] | None = None) -> int:
     """Seconds from HOTLINE_RETENTION (a duration like 90d), default 90 days."""
-    env = os.environ if env is None else env
-    text = env.get("HOTLINE_RETENTION", "").strip() or DEFAULT_RETENTION
-    try:
-        return check_retention(values.duration(text))
-    except InvalidValue as exc:
-        raise ConfigError(f"HOTLINE_RETENTION: {exc.message}") from None
+    return retention_seconds(os.environ if env is None else env)
 
 
 def _rowcount(result: Any) -> int:
