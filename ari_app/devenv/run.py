@@ -46,9 +46,9 @@ Hotline {DEMO_HOTLINE} "Bürgerbüro" is up. Agents {agents} (PIN {DEMO_PIN}) ar
 on phones {devices}.
 
 Be agent phone 1001 (answers every call; in another terminal):
-  sipp -sn uas -i {phone.address} -p {phone.port} -mi {phone.address}
+  sipp -sn uas -aa -i {phone.address} -p {phone.port} -mi {phone.address}
 Call the hotline as a citizen coming in over the trunk:
-  sipp -sn uac -s {DEMO_HOTLINE} -i {pbx.trunk_in_address} -p 5060 -m 1 -d 10000 {sip}
+  sipp -sn uac -aa -s {DEMO_HOTLINE} -i {pbx.trunk_in_address} -p 5060 -m 1 -d 10000 {sip}
 Asterisk CLI: asterisk -C {pbx.config_path} -r
 Press Ctrl-C to stop everything.
 """
