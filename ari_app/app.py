@@ -133,7 +133,7 @@ class HotlineApp:
                 cutoff = datetime.now(UTC) - timedelta(seconds=self.settings.retention_s)
                 async with self.sessions() as session, session.begin():
                     result = await retention.purge_older_than(session, cutoff, self.ari)
-                log.info("purge before %s: %s", cutoff.isoformat(timespec="seconds"), result)
+                log.debug("purge before %s: %s", cutoff.isoformat(timespec="seconds"), result)
             except Exception as exc:
                 log.warning("daily purge failed (retried tomorrow): %s", exc)
             await asyncio.sleep(PURGE_EVERY_S)
@@ -143,7 +143,6 @@ class HotlineApp:
 
     async def run(self, grace_s: float = 30.0) -> None:
         await self.panel.start()
-        log.info("team panel on %s", self.panel.url)
         tasks = [
             asyncio.create_task(self.stream.run(), name="ari-events"),
             asyncio.create_task(self.sweep(), name="sweep"),
