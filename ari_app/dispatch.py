@@ -29,6 +29,19 @@ class Dispatcher:
     def release(self, channel_id: str) -> None:
         self._owners.pop(channel_id, None)
 
+    def owner(self, channel_id: str) -> CallFlow[Any] | None:
+        return self._owners.get(channel_id)
+
+    def owned_channels(self) -> list[str]:
+        return list(self._owners)
+
+    def adopt(self, flow: CallFlow[Any], channel_ids: list[str]) -> None:
+        """Run a flow for channels that entered Stasis under a previous process."""
+        for channel_id in channel_ids:
+            self.claim(channel_id, flow)
+        task = asyncio.create_task(self._run(flow), name=f"call-{flow.channel_id}")
+        self._keep(task)
+
     # -- routing --------------------------------------------------------------------
     @property
     def active_calls(self) -> int:

@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from ari_app.ari.events import Event
 from ari_app.signals import Broadcast
@@ -22,6 +25,11 @@ if TYPE_CHECKING:
     from ari_app.web.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# What "the database is unavailable" looks like: SQLAlchemy's wrappers, refused connections.
+DB_ERRORS = (SQLAlchemyError, OSError)
+PERSIST_FOR_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -122,7 +130,18 @@ class CallFlow(Generic[S]):
             await self.start()
             while not self.finished:
                 event = await self.inbox.get()
-                await self._handle(event)
+                try:
+                    await self._handle(event)
+                except DB_ERRORS as exc:
+                    # The call goes on without the database; the flow decides what that means.
+                    log.error(
+                        "call=%s flow=%s database unavailable in %s: %s",
+                        self.channel_id,
+                        self.name,
+                        self.state.name,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                    )
+                    await self.on_database_unavailable(event)
         except asyncio.CancelledError:
             log.info("call=%s flow=%s cancelled in %s", self.channel_id, self.name, self.state.name)
             raise
@@ -155,7 +174,32 @@ class CallFlow(Generic[S]):
         if result is not None:
             await result
 
+    async def persist(self, what: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """One unit of work that must not be lost (a call's end, an agent's release): retried
+        with backoff while the database is down, for up to PERSIST_FOR_S."""
+        delay, deadline = 0.5, time.monotonic() + PERSIST_FOR_S
+        while True:
+            try:
+                async with self.ctx.sessions() as session, session.begin():
+                    return await work(session)
+            except DB_ERRORS as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning(
+                    "call=%s flow=%s %s not stored yet (database unavailable, retry in %.1fs): %s",
+                    self.channel_id,
+                    self.name,
+                    what,
+                    delay,
+                    type(exc).__name__,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     # -- to override ------------------------------------------------------------------
+    async def on_database_unavailable(self, event: FlowEvent) -> None:
+        """A handler failed for want of the database; by default the event is dropped."""
+
     async def start(self) -> None:
         """Called once when the flow's task starts (the channel is in Stasis)."""
 

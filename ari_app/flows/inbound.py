@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ari_app.ari.errors import AriError
 from ari_app.ari.events import (
@@ -106,6 +107,7 @@ class InboundFlow(CallFlow[S]):
         self.outcome_counted = False
         self.first_originate_logged = False
         self._wake = lambda: self.deliver(Timer("distribute"))
+        self._adoption: tuple[Call, str | None] | None = None
 
     # -- start: lookup and decision -------------------------------------------------------
     async def on_StasisStart(self, event: StasisStart) -> None:
@@ -146,17 +148,49 @@ class InboundFlow(CallFlow[S]):
         if decision is not None:
             await self._run_action(decision, "StasisStart")
             return
-        self._transition(S.QUEUED, "StasisStart")
-        self.queued_at = time.monotonic()
-        if hotline.greeting_sound:
+        await self._enter_queue(hotline, "StasisStart", waited_s=0.0)
+
+    async def _enter_queue(self, hotline: Hotline, cause: str, *, waited_s: float) -> None:
+        self._transition(S.QUEUED, cause)
+        self.queued_at = time.monotonic() - waited_s
+        if hotline.greeting_sound and waited_s == 0:
             await self._play([f"sound:{hotline.greeting_sound}"])
         else:
             await self._moh(True)
         self.ctx.agents_changed.subscribe(self._wake)
-        self.start_timer("max_wait", hotline.max_wait_s)
+        self.start_timer("max_wait", max(1.0, hotline.max_wait_s - waited_s))
         if hotline.announce_frequency_s > 0:
             self.start_timer("announce", hotline.announce_frequency_s)
         await self.on_timer_distribute(Timer("distribute"))
+
+    # -- adoption after a restart (see ari_app/reconcile.py) -------------------------------
+    @classmethod
+    def adopt(
+        cls, ctx: FlowContext, call: Call, hotline: Hotline, agent_leg: str | None = None
+    ) -> InboundFlow:
+        """A flow for a call a previous process handled: still waiting (agent_leg None) or
+        bridged with the agent's channel `agent_leg`. Its queue place (queue_seq) is kept."""
+        flow = cls(ctx, call.channel_id, (call.dialled_number,))
+        flow.call_id, flow.queue_seq, flow.hotline = call.id, call.queue_seq, hotline
+        flow.caller_number = call.caller_number or ""
+        flow._adoption = (call, agent_leg)
+        return flow
+
+    async def start(self) -> None:
+        if self._adoption is None:
+            return  # a new call: StasisStart comes through the inbox
+        call, agent_leg = self._adoption
+        assert self.hotline is not None
+        if agent_leg is None:
+            waited = (_now() - call.entered_at).total_seconds()
+            await self._enter_queue(self.hotline, "adopted", waited_s=max(0.0, waited))
+            return
+        leg = Leg(agent_leg, call.agent_id, "", TargetKind.DEVICE, answered=True)
+        self.legs[agent_leg] = leg
+        self.connected, self.bridge_id = leg, call.bridge_id
+        self.ctx.registry.claim(agent_leg, self)
+        self.answered_at = self.queued_at = time.monotonic()
+        self._transition(S.BRIDGED, "adopted")
 
     async def _decide(self, session: Any, hotline: Hotline | None) -> Action | None:
         """None: queue the caller; else the action to run instead (reason in self.reason)."""
@@ -174,6 +208,11 @@ class InboundFlow(CallFlow[S]):
             self.reason = Outcome.TIMEOUT
             return parse_action(hotline.timeout_action)
         return None
+
+    async def on_database_unavailable(self, event: Any) -> None:
+        # Waiting callers keep their place and their music; distribution resumes later.
+        if self.state in (S.QUEUED, S.RINGING):
+            self.start_timer("distribute", POLL_S)
 
     # -- waiting --------------------------------------------------------------------------
     async def on_timer_distribute(self, _: Timer) -> None:
@@ -392,16 +431,17 @@ class InboundFlow(CallFlow[S]):
 
     async def _release(self, agent_id: int, *, unanswered: bool) -> None:
         assert self.call_id is not None and self.hotline is not None
-        async with self.ctx.sessions() as session, session.begin():
+        call_id, limit = self.call_id, self.hotline.no_answer_limit
+
+        async def store(session: AsyncSession) -> bool:
             paused = await routing.release_agent(
-                session,
-                agent_id=agent_id,
-                call_id=self.call_id,
-                unanswered=unanswered,
-                limit=self.hotline.no_answer_limit,
+                session, agent_id=agent_id, call_id=call_id, unanswered=unanswered, limit=limit
             )
             if unanswered:
-                await calls.log_event(session, self.call_id, "RINGNOANSWER", agent_id=agent_id)
+                await calls.log_event(session, call_id, "RINGNOANSWER", agent_id=agent_id)
+            return paused
+
+        paused = await self.persist("agent release", store)
         if paused:
             log.warning(
                 "call=%s agent %s set not available after %d unanswered calls",
@@ -470,22 +510,25 @@ class InboundFlow(CallFlow[S]):
         leg = self.connected
         now = _now()
         assert self.call_id is not None and self.hotline is not None
+        call_id, wrapup_s = self.call_id, self.hotline.wrapup_s
         outcome = Outcome.FORWARDED if self.state is S.FORWARDED else Outcome.ANSWERED
-        async with self.ctx.sessions() as session, session.begin():
-            if leg is not None and leg.agent_id is not None:
-                await routing.agent_finished(
-                    session,
-                    agent_id=leg.agent_id,
-                    call_id=self.call_id,
-                    wrapup_s=self.hotline.wrapup_s,
-                    now=now,
-                )
-            await calls.close_call(
-                session, self.call_id, outcome, now=now, agent_id=leg.agent_id if leg else None
-            )
-        self._count(outcome)
         self._transition(S.DONE, cause)
         self.finish()
+        # Both parties are released before anything is stored: a slow or absent database
+        # must never keep a phone line open.
+        await self._hang_up_all()
+
+        async def store(session: AsyncSession) -> None:
+            if leg is not None and leg.agent_id is not None:
+                await routing.agent_finished(
+                    session, agent_id=leg.agent_id, call_id=call_id, wrapup_s=wrapup_s, now=now
+                )
+            await calls.close_call(
+                session, call_id, outcome, now=now, agent_id=leg.agent_id if leg else None
+            )
+
+        await self.persist("call end", store)
+        self._count(outcome)
 
     # -- actions --------------------------------------------------------------------------
     async def _run_action(self, action: Action, cause: str) -> None:
@@ -633,8 +676,12 @@ class InboundFlow(CallFlow[S]):
     async def _close(self, outcome: Outcome) -> None:
         if self.call_id is None:
             return
-        async with self.ctx.sessions() as session, session.begin():
-            await calls.close_call(session, self.call_id, outcome, now=_now())
+        call_id, now = self.call_id, _now()
+
+        async def store(session: AsyncSession) -> None:
+            await calls.close_call(session, call_id, outcome, now=now)
+
+        await self.persist("call outcome", store)
         self._count(outcome)
 
     def _count(self, outcome: Outcome) -> None:
@@ -676,16 +723,21 @@ class InboundFlow(CallFlow[S]):
         if self.moh_on:
             await self._moh(False)
 
-    async def cleanup(self) -> None:
-        self.ctx.agents_changed.unsubscribe(self._wake)
+    async def _hang_up_all(self) -> None:
+        """Hang up every channel of this call and destroy its bridge (404s are races)."""
         for leg in list(self.legs.values()):
             await self._safe(self.ari.hangup(leg.channel_id))
-            if leg.agent_id is not None and self.call_id is not None and leg is not self.connected:
-                await self._safe(self._release(leg.agent_id, unanswered=False))
         if self.bridge_id is not None:
             await self._safe(self.ari.destroy_bridge(self.bridge_id))
         if not self.caller_gone:
             await self._safe(self.ari.hangup(self.channel_id))
+
+    async def cleanup(self) -> None:
+        self.ctx.agents_changed.unsubscribe(self._wake)
+        await self._hang_up_all()
+        for leg in list(self.legs.values()):
+            if leg.agent_id is not None and self.call_id is not None and leg is not self.connected:
+                await self._safe(self._release(leg.agent_id, unanswered=False))
         if self.call_id is not None and self.state is not S.DONE:
             await self._safe(self._close(Outcome.ABANDONED))
         self.ctx.agents_changed.notify()

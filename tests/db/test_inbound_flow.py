@@ -104,6 +104,7 @@ async def test_agent_answers_and_call_is_bridged_then_wrapup(
     dispatcher.on_event(event("StasisEnd", channel=channel("caller")))
     await ari.wait_for(lambda: any(c.args[0] == leg for c in ari.called("hangup")))
     await ari.wait_command("destroy_bridge")
+    await ari.wait_for(lambda: dispatcher.active_calls == 0)  # stored after the hangups
     call = await _call(sessions)
     assert call.outcome is Outcome.ANSWERED and call.agent_id == 1
     assert call.answered_at is not None and call.first_ring_at is not None

@@ -1,0 +1,163 @@
+"""Reconnect, then reconcile (DESIGN.md, convention 8).
+
+After every (re)connect to ARI, Postgres is compared with the channels and bridges
+Asterisk still has:
+- live flows whose channels vanished while the link was down are told so;
+- calls a previous process left open are adopted: waiting callers go back to the queue
+  in their original order (Asterisk kept them, with their music, while we were away),
+  bridged calls are followed until they end so their records are closed;
+- records of calls whose channels are gone are closed, their agents released;
+- channels left in our app that nothing can take over hear an apology and are hung up.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ari_app.ari.events import ChannelDestroyed
+from ari_app.ari.models import Channel
+from ari_app.db.models import AgentActivity, AgentState, Call, CallStatus, Hotline, Outcome
+from ari_app.flows.inbound import InboundFlow
+from ari_app.flows.orphan import OrphanFlow
+from ari_app.services import calls, routing
+
+if TYPE_CHECKING:
+    from ari_app.dispatch import Dispatcher
+    from ari_app.flows.base import FlowContext
+
+log = logging.getLogger(__name__)
+
+OPEN = (CallStatus.NEW, CallStatus.WAITING, CallStatus.BRIDGED, CallStatus.ACTION)
+
+
+@dataclass
+class Reconciled:
+    adopted_waiting: int = 0
+    adopted_bridged: int = 0
+    closed: int = 0
+    orphans: list[str] = field(default_factory=list)
+    vanished: int = 0
+
+
+async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
+    result = Reconciled()
+    ari = ctx.ari
+    channels = {c.id: c for c in await ari.list_channels()}
+    bridges = {b.id: b for b in await ari.list_bridges()}
+    in_app = set((await ari.get_application()).channel_ids)
+
+    # Live flows (a reconnect without restart) may have missed their channels' end.
+    for channel_id in dispatcher.owned_channels():
+        if channel_id not in channels:
+            flow = dispatcher.owner(channel_id)
+            if flow is not None:
+                result.vanished += 1
+                flow.deliver(_destroyed(ctx.app_name, channel_id))
+
+    now = datetime.now(UTC)
+    async with ctx.sessions() as session, session.begin():
+        open_calls = list(
+            await session.scalars(
+                select(Call)
+                .where(Call.node == ctx.node, Call.status.in_(OPEN))
+                .order_by(Call.queue_seq)
+            )
+        )
+        hotlines = {h.id: h for h in await session.scalars(select(Hotline))}
+        taken: set[str] = set()  # channels a flow (live or adopted) looks after
+        keep_reserved: set[uuid.UUID] = set()
+        for call in open_calls:
+            if dispatcher.owner(call.channel_id) is not None:
+                keep_reserved.add(call.id)
+                continue
+            hotline = hotlines.get(call.hotline_id) if call.hotline_id else None
+            bridge = bridges.get(call.bridge_id) if call.bridge_id else None
+            others = [c for c in (bridge.channels if bridge else ()) if c != call.channel_id]
+            if call.channel_id not in channels:
+                await _close_vanished(session, call, now)
+                result.closed += 1
+            elif hotline and call.status is CallStatus.BRIDGED and bridge and len(others) == 1:
+                dispatcher.adopt(
+                    InboundFlow.adopt(ctx, call, hotline, agent_leg=others[0]),
+                    [call.channel_id, others[0]],
+                )
+                taken.update((call.channel_id, others[0]))
+                keep_reserved.add(call.id)
+                result.adopted_bridged += 1
+            elif hotline and call.status in (CallStatus.WAITING, CallStatus.NEW):
+                await _release_all(session, call.id)
+                dispatcher.adopt(InboundFlow.adopt(ctx, call, hotline), [call.channel_id])
+                taken.add(call.channel_id)
+                result.adopted_waiting += 1
+            else:
+                await _close_vanished(session, call, now)  # half-done action: apologise
+                result.closed += 1
+        # Agents rung by a process that died stay "ringing" forever unless released here.
+        stuck = update(AgentState).where(
+            AgentState.reserved_by_node == ctx.node, AgentState.reserved_call_id.is_not(None)
+        )
+        if keep_reserved:
+            stuck = stuck.where(AgentState.reserved_call_id.not_in(keep_reserved))
+        await session.execute(
+            stuck.values(reserved_call_id=None, reserved_by_node=None, activity=AgentActivity.IDLE)
+        )
+
+    for channel_id in sorted(in_app & set(channels)):
+        if channel_id in taken or dispatcher.owner(channel_id) is not None:
+            continue
+        result.orphans.append(channel_id)
+        dispatcher.adopt(OrphanFlow(ctx, channel_id, ()), [channel_id])
+    ctx.agents_changed.notify()
+    log.info(
+        "reconciled: %d waiting and %d bridged call(s) adopted, %d closed, %d orphan"
+        " channel(s), %d vanished",
+        result.adopted_waiting,
+        result.adopted_bridged,
+        result.closed,
+        len(result.orphans),
+        result.vanished,
+    )
+    return result
+
+
+def _destroyed(app: str, channel_id: str) -> ChannelDestroyed:
+    return ChannelDestroyed(
+        type="ChannelDestroyed",
+        application=app,
+        channel=Channel(id=channel_id, name="", state="Down"),
+        cause=16,
+        cause_txt="gone while the ARI link was down",
+    )
+
+
+async def _release_all(session: AsyncSession, call_id: uuid.UUID) -> None:
+    """Agents still reserved for a call that is going back to the queue."""
+    await session.execute(
+        update(AgentState)
+        .where(AgentState.reserved_call_id == call_id)
+        .values(reserved_call_id=None, reserved_by_node=None, activity=AgentActivity.IDLE)
+    )
+
+
+async def _close_vanished(session: AsyncSession, call: Call, now: datetime) -> None:
+    """The caller left while no process was watching: close the record as it stood."""
+    if call.status is CallStatus.BRIDGED and call.agent_id is not None:
+        wrapup = 0
+        if call.hotline_id is not None:
+            hotline = await session.get(Hotline, call.hotline_id)
+            wrapup = hotline.wrapup_s if hotline else 0
+        await routing.agent_finished(
+            session, agent_id=call.agent_id, call_id=call.id, wrapup_s=wrapup, now=now
+        )
+        outcome = Outcome.ANSWERED
+    else:
+        await _release_all(session, call.id)
+        outcome = Outcome.ABANDONED
+    await calls.close_call(session, call.id, outcome, now=now, agent_id=call.agent_id)
