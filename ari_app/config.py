@@ -20,6 +20,8 @@ from ari_app.domain.features import FeatureCodes
 from ari_app.domain.pin import PIN_MAX_LENGTH, PIN_MIN_LENGTH, LockoutPolicy
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_RETENTION = "90d"
+MIN_RETENTION_S = 86400  # a shorter period would purge today's voicemails: surely a typo
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class Settings:
     panel_token: str = field(default="", repr=False)
     log_level: str = "INFO"
     node: str = "node1"
+    retention_s: int = 90 * 86400
     # Feature codes and PIN rules (HOTLINE_FEATURE_CODES, HOTLINE_PIN_*): phone edges only.
     feature_codes: FeatureCodes = field(default_factory=FeatureCodes)
     pin_min_length: int = PIN_MIN_LENGTH
@@ -137,6 +140,18 @@ def _pin_lockout(env: Mapping[str, str]) -> LockoutPolicy:
         if seconds <= 0:
             raise ConfigError(f"HOTLINE_PIN_LOCKOUT must be a duration like 15m, got {text!r}")
     return LockoutPolicy(max_failures=failures, lock_for=timedelta(seconds=seconds))
+
+
+def retention_seconds(env: Mapping[str, str]) -> int:
+    """HOTLINE_RETENTION: how long caller numbers and voicemails are kept (default 90d)."""
+    text = env.get("HOTLINE_RETENTION", "").strip() or DEFAULT_RETENTION
+    try:
+        seconds = values.duration(text)
+    except InvalidValue as exc:
+        raise ConfigError(f"HOTLINE_RETENTION: {exc.message}") from None
+    if seconds < MIN_RETENTION_S:
+        raise ConfigError("HOTLINE_RETENTION: must be at least 1d (a day)")
+    return seconds
 
 
 def load_settings(env: Mapping[str, str] | None = None, *, need_ari: bool = True) -> Settings:
