@@ -20,6 +20,7 @@ from ari_app.flows.feature import FeatureFlow
 from ari_app.flows.greeting import GreetingFlow
 from ari_app.flows.inbound import InboundFlow
 from ari_app.flows.service import ServiceFlow
+from ari_app.reconcile import reconcile
 from ari_app.services import retention, routing
 from ari_app.web.metrics import Metrics
 from ari_app.web.server import PanelServer
@@ -68,6 +69,11 @@ class HotlineApp:
             self.settings.ari_app,
             self.stream.reconnects,
         )
+        try:
+            await reconcile(self.ctx, self.dispatcher)
+        except Exception:
+            # Never keep the event stream from running; the next reconnect tries again.
+            log.exception("reconciliation failed")
 
     async def sweep(self) -> None:
         """Ends wrap-ups that are over and wakes the callers waiting for an agent."""

@@ -35,7 +35,7 @@ from ari_app.domain.actions import Action, Announce, Forward, parse_action
 from ari_app.domain.actions import Voicemail as VoicemailAction
 from ari_app.domain.hours import OpeningHours
 from ari_app.flows import escalation
-from ari_app.flows.base import CallFlow, FlowContext, Timer
+from ari_app.flows.base import CallFlow, FlowContext, Stop, Timer
 from ari_app.services import calls, routing
 from ari_app.services.routing import Offer
 
@@ -140,28 +140,35 @@ class InboundFlow(CallFlow[S]):
             await self._to_dialplan_fallback()
             return
         self.call_id, self.queue_seq, self.hotline = call.id, call.queue_seq, hotline
-        await self.ari.answer(self.channel_id)
         if hotline is None:
+            await self.ari.answer(self.channel_id)
             await self._close(Outcome.REJECTED_UNKNOWN_NUMBER)
             await self._announce_and_hang_up(UNKNOWN_NUMBER_SOUND, "unknown number")
             return
         if decision is not None:
+            await self.ari.answer(self.channel_id)
             await self._run_action(decision, "StasisStart")
             return
-        await self._enter_queue(hotline, "StasisStart", waited_s=0.0)
+        await self._enter_queue(hotline, "StasisStart", waited_s=0.0, answer=True)
 
-    async def _enter_queue(self, hotline: Hotline, cause: str, *, waited_s: float) -> None:
+    async def _enter_queue(
+        self, hotline: Hotline, cause: str, *, waited_s: float, answer: bool = False
+    ) -> None:
         self._transition(S.QUEUED, cause)
         self.queued_at = time.monotonic() - waited_s
-        if hotline.greeting_sound and waited_s == 0:
-            await self._play([f"sound:{hotline.greeting_sound}"])
-        else:
-            await self._moh(True)
         self.ctx.agents_changed.subscribe(self._wake)
         self.start_timer("max_wait", max(1.0, hotline.max_wait_s - waited_s))
         if hotline.announce_frequency_s > 0:
             self.start_timer("announce", hotline.announce_frequency_s)
+        # Agents ring first; answering the caller takes Asterisk a while (about 200 ms) and
+        # must not delay them. The agent's answer is handled after this (one inbox).
         await self.on_timer_distribute(Timer("distribute"))
+        if answer:
+            await self.ari.answer(self.channel_id)
+        if hotline.greeting_sound and waited_s == 0:
+            await self._play([f"sound:{hotline.greeting_sound}"])
+        else:
+            await self._moh(True)
 
     # -- adoption after a restart (see ari_app/reconcile.py) -------------------------------
     @classmethod
@@ -483,6 +490,7 @@ class InboundFlow(CallFlow[S]):
             self.retry_at = time.monotonic() + self.hotline.retry_delay_s
             self.start_timer("distribute", self.hotline.retry_delay_s)
         elif self.state is S.FORWARDING and leg.agent_id is None:
+            await self._close(self.reason)
             await self._announce_and_hang_up("sound:all-circuits-busy-now", "forward failed")
 
     async def _caller_left(self) -> None:
@@ -499,9 +507,22 @@ class InboundFlow(CallFlow[S]):
         elif self.state is S.RECORDING:
             self.start_timer("recording_lost", 5)  # RecordingFinished normally follows
         else:
-            if self.state is S.VM_GREETING:
+            if self.state in (S.VM_GREETING, S.FORWARDING):
                 await self._close(self.reason)
             self._transition(S.DONE, "caller hung up")
+            self.finish()
+
+    async def on_Stop(self, event: Stop) -> None:
+        """Shutdown after the grace period: a conversation ends as answered (agent released);
+        a caller still waiting goes to the dialplan fallback rather than being dropped."""
+        if self.state in (S.BRIDGED, S.FORWARDED):
+            await self._call_over(f"stop: {event.reason}")
+        elif self.state in (S.QUEUED, S.RINGING) and not self.caller_gone:
+            await self._cancel_legs()
+            await self._stop_media()
+            await self._close(Outcome.TIMEOUT)
+            await self._to_dialplan_fallback()
+        else:
             self.finish()
 
     async def _call_over(self, cause: str) -> None:

@@ -211,3 +211,26 @@ async def set_paused(
         agent_id=agent.id,
     )
     await session.flush()
+
+
+async def toggle_paused(
+    session: AsyncSession, agent: Agent, *, path: Path, actor: str
+) -> bool | None:
+    """Feature code *23: not available <-> available, for all the agent's hotlines. Returns
+    the new state, None (nothing changed) when the agent is logged in nowhere; Refused by
+    the staffing rule like `set_paused`."""
+    logged = await session.scalar(
+        select(func.count()).select_from(AgentLogin).where(AgentLogin.agent_id == agent.id)
+    )
+    if not logged:
+        return None
+    paused = not (await _state(session, agent)).paused
+    await set_paused(session, agent, paused, path=path, actor=actor)
+    return paused
+
+
+async def own_status(session: AsyncSession, agent: Agent, hotline_id: int) -> tuple[bool, bool]:
+    """(logged in to the hotline, not available) for the agent's own status by phone."""
+    logged = await session.get(AgentLogin, (agent.id, hotline_id))
+    state = await session.get(AgentState, agent.id)
+    return logged is not None, bool(state is not None and state.paused)

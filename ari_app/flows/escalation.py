@@ -1,0 +1,303 @@
+"""Escalation: a hotline fell below its staffing minimum by a path the staffing rule cannot
+refuse (ops logout, auto-pause after unanswered calls, reconciliation after a restart), so
+the app calls the hotline's escalation numbers one after another, in the configured order,
+with an announcement, until one confirms with 1. Every call and its outcome is audited
+(services/staffing.py keeps the episode, so a hotline is escalated once, by one node).
+
+`check_staffing(ctx, trigger)` is the one entry point: it opens episodes for short hotlines
+and starts an `EscalationFlow` task for each. The flow is an outbound call flow: it has no
+channel of its own when it starts; it claims each leg it originates, so the leg's events
+come to it through the dispatcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import uuid
+from typing import Any
+
+from ari_app.ari.errors import AriError
+from ari_app.ari.events import (
+    ChannelDestroyed,
+    ChannelDtmfReceived,
+    PlaybackFinished,
+    StasisStart,
+)
+from ari_app.device_presence import external_calls
+from ari_app.flows.base import CallFlow, FlowContext, Stop, Timer
+from ari_app.flows.playlist import Playlist
+from ari_app.services import staffing
+from ari_app.services.staffing import CallOutcome, Shortage
+
+log = logging.getLogger(__name__)
+
+RING_S = 30  # ring time per escalation number
+CONFIRM_S = 30  # after the answer: time to press 1 (the announcement repeats meanwhile)
+NEXT_CALL_S = 2.0  # pause between two numbers
+ROUND_PAUSE_S = 30.0  # pause before the list is called again
+ROUNDS = 3  # the list is called at most this often; then the episode ends unconfirmed
+ANNOUNCE_REPEAT = 3
+
+
+def announcement(hotline_number: str) -> list[str]:
+    """'All circuits are busy now, for <hotline>. If this is correct, press 1.'"""
+    return [
+        "sound:all-circuits-busy-now",
+        "sound:for",
+        f"digits:{hotline_number}",
+        "sound:if-correct-press",
+        "digits:1",
+    ]
+
+
+THANK_YOU = ["sound:auth-thankyou"]
+
+
+class E(enum.Enum):
+    NEW = "new"
+    DIALLING = "dialling"  # a number rings
+    ANNOUNCING = "announcing"  # answered: the announcement plays, waiting for 1
+    THANKING = "thanking"  # confirmed: thank-you, then hang up
+    WAITING = "waiting"  # between two calls
+    DONE = "done"
+
+
+class EscalationFlow(CallFlow[E]):
+    name = "escalation"
+    initial = E.NEW
+
+    def __init__(self, ctx: FlowContext, shortage: Shortage) -> None:
+        super().__init__(ctx, f"escalation-{shortage.hotline_id}-{uuid.uuid4().hex[:8]}", ())
+        self.shortage = shortage
+        self.numbers = list(shortage.escalation_numbers)
+        self.attempt = 0  # calls placed so far
+        self.leg: str | None = None
+        self.number: str | None = None
+        self.outcome: CallOutcome | None = None  # of the current call, once known
+        self.playlist: Playlist | None = None
+        self.plays = 0
+        self.ended = False  # the episode's end is audited
+        self.stopping = False
+
+    # -- calling --------------------------------------------------------------------------
+    async def start(self) -> None:
+        if not self.numbers:
+            log.warning(
+                "call=%s hotline %s has no escalation numbers: nobody to call",
+                self.channel_id,
+                self.shortage.number,
+            )
+            await self._end(None)
+            return
+        await self._next_call("start")
+
+    async def _next_call(self, cause: str) -> None:
+        if self.attempt >= len(self.numbers) * ROUNDS:
+            log.warning(
+                "call=%s hotline %s: no escalation number confirmed",
+                self.channel_id,
+                self.shortage.number,
+            )
+            await self._end(None)
+            return
+        async with self.ctx.sessions() as session:
+            short = await staffing.is_short(session, self.shortage.hotline_id)
+        if not short:
+            log.info(
+                "call=%s hotline %s staffed again: escalation stops",
+                self.channel_id,
+                self.shortage.number,
+            )
+            self._transition(E.DONE, "staffed again")
+            self.ended = True  # the next staffing check closes the episode
+            self.finish()
+            return
+        number = self.numbers[self.attempt % len(self.numbers)]
+        self.attempt += 1
+        leg = f"{self.channel_id}-n{self.attempt}"
+        self.leg, self.number, self.outcome, self.plays = leg, number, None, 0
+        self.ctx.registry.claim(leg, self)
+        external_calls.started(number)
+        self._transition(E.DIALLING, cause)
+        try:
+            await self.ari.originate(
+                self.ctx.settings.dial_external(number),
+                app=self.ctx.app_name,
+                app_args=["escalationleg", str(self.shortage.hotline_id)],
+                caller_id=f'"{self.shortage.name}" <{self.shortage.number}>',
+                timeout=RING_S,
+                channel_id=leg,
+            )
+        except AriError as exc:
+            log.warning("call=%s originate to escalation number failed: %s", self.channel_id, exc)
+            self.outcome = "failed"
+            await self._leg_gone(leg)
+
+    async def on_StasisStart(self, event: StasisStart) -> None:
+        if event.channel.id != self.leg or self.state is not E.DIALLING:
+            await self.ari.hangup(event.channel.id)
+            return
+        self._transition(E.ANNOUNCING, "answered")
+        self.start_timer("confirm", CONFIRM_S)
+        self.playlist = Playlist(self.ari, self.leg)
+        await self._announce()
+
+    async def _announce(self) -> None:
+        assert self.playlist is not None
+        self.plays += 1
+        await self.playlist.play(announcement(self.shortage.number))
+
+    async def on_PlaybackFinished(self, event: PlaybackFinished) -> None:
+        if self.playlist is None or not await self.playlist.finished(event.playback.id):
+            return
+        if self.state is E.ANNOUNCING and self.plays < ANNOUNCE_REPEAT:
+            await self._announce()
+        elif self.state is E.THANKING and self.leg is not None:
+            await self.ari.hangup(self.leg)
+
+    async def on_ChannelDtmfReceived(self, event: ChannelDtmfReceived) -> None:
+        if event.channel.id != self.leg or self.state is not E.ANNOUNCING:
+            return
+        if event.digit != "1":
+            return
+        assert self.number is not None
+        self.cancel_timer("confirm")
+        self.outcome = "confirmed"
+        assert self.playlist is not None
+        await self.playlist.stop()
+        async with self.ctx.sessions() as session, session.begin():
+            await staffing.record_call(session, self.shortage.hotline_id, self.number, "confirmed")
+            await staffing.record_end(session, self.shortage.hotline_id, self.number)
+        self.ended = True
+        log.info(
+            "call=%s hotline %s: escalation confirmed by call %d",
+            self.channel_id,
+            self.shortage.number,
+            self.attempt,
+        )
+        self._transition(E.THANKING, "pressed 1")
+        if not await self.playlist.play(THANK_YOU) and self.leg is not None:
+            await self.ari.hangup(self.leg)
+
+    async def on_timer_confirm(self, _: Timer) -> None:
+        if self.state is E.ANNOUNCING and self.leg is not None:
+            self.outcome = "not_confirmed"
+            await self.ari.hangup(self.leg)
+
+    async def on_ChannelDestroyed(self, event: ChannelDestroyed) -> None:
+        if event.channel.id != self.leg:
+            return
+        if self.outcome is None:
+            self.outcome = "not_confirmed" if self.state is E.ANNOUNCING else "no_answer"
+        await self._leg_gone(event.channel.id)
+
+    async def _leg_gone(self, leg: str) -> None:
+        self.ctx.registry.release(leg)
+        if self.number is not None:
+            external_calls.ended(self.number)
+        self.cancel_timer("confirm")
+        number, outcome = self.number, self.outcome
+        self.leg = self.number = None
+        self.playlist = None
+        if self.state is E.THANKING:
+            self._transition(E.DONE, "confirmed")
+            self.finish()
+            return
+        assert number is not None and outcome is not None
+        async with self.ctx.sessions() as session, session.begin():
+            await staffing.record_call(session, self.shortage.hotline_id, number, outcome)
+        round_over = self.attempt % len(self.numbers) == 0
+        self._transition(E.WAITING, outcome)
+        self.start_timer("next", ROUND_PAUSE_S if round_over else NEXT_CALL_S)
+
+    async def on_timer_next(self, _: Timer) -> None:
+        if self.state is E.WAITING:
+            await self._next_call("next number")
+
+    async def on_Stop(self, event: Stop) -> None:
+        self.stopping = True  # the episode stays open: the next start resumes it
+        self.finish()
+
+    # -- helpers --------------------------------------------------------------------------
+    async def _end(self, confirmed_by: str | None) -> None:
+        async with self.ctx.sessions() as session, session.begin():
+            await staffing.record_end(session, self.shortage.hotline_id, confirmed_by)
+        self.ended = True
+        self._transition(E.DONE, "over")
+        self.finish()
+
+    async def cleanup(self) -> None:
+        if self.leg is not None:
+            self.ctx.registry.release(self.leg)
+            try:
+                await self.ari.hangup(self.leg)
+            except AriError as exc:
+                log.debug("call=%s hangup of the escalation call: %s", self.channel_id, exc)
+            if self.number is not None:
+                external_calls.ended(self.number)
+            self.leg = None
+        if not self.ended and not self.stopping:
+            # A failure inside the flow: end the episode rather than retry it forever.
+            try:
+                async with self.ctx.sessions() as session, session.begin():
+                    await staffing.record_end(session, self.shortage.hotline_id, None)
+            except Exception as exc:
+                log.warning("call=%s could not audit the escalation end: %s", self.channel_id, exc)
+
+
+# -- running escalations of this process -----------------------------------------------
+_running: dict[int, tuple[EscalationFlow, asyncio.Task[None]]] = {}
+
+
+def running_hotlines() -> frozenset[int]:
+    return frozenset(_running)
+
+
+def _spawn(ctx: FlowContext, shortage: Shortage) -> None:
+    flow = EscalationFlow(ctx, shortage)
+    task = asyncio.create_task(flow.run(), name=f"escalation-{shortage.number}")
+    _running[shortage.hotline_id] = (flow, task)
+
+    def done(_: asyncio.Task[None]) -> None:
+        if _running.get(shortage.hotline_id, (None, None))[1] is task:
+            del _running[shortage.hotline_id]
+
+    task.add_done_callback(done)
+
+
+async def check_staffing(ctx: FlowContext, trigger: str) -> list[str]:
+    """Escalate every hotline below its staffing minimum that is not escalated yet; returns
+    their numbers. Safe to call often and from anywhere (never raises)."""
+    try:
+        async with ctx.sessions() as session, session.begin():
+            started = await staffing.open_escalations(
+                session, node=ctx.node, trigger=trigger, running=running_hotlines()
+            )
+    except Exception as exc:
+        log.warning("staffing check (%s) failed: %s", trigger, exc)
+        return []
+    for shortage in started:
+        if shortage.hotline_id not in _running:
+            _spawn(ctx, shortage)
+    return [s.number for s in started]
+
+
+async def stop_escalations(timeout: float = 5.0) -> None:
+    """App shutdown: hang up running escalation calls (their episodes stay open and are
+    resumed by the next start)."""
+    entries = list(_running.values())
+    for flow, _ in entries:
+        flow.deliver(Stop("shutdown"))
+    tasks = [task for _, task in entries]
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+def flows() -> list[Any]:
+    """The escalation flows running in this process (for tests and diagnostics)."""
+    return [flow for flow, _ in _running.values()]

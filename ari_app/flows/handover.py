@@ -1,0 +1,621 @@
+"""Handing an on-call duty over to a colleague (issue 4): the staffing rule refused a logout
+or pause, so the app calls the hotline's other members one after another and asks them to
+take over. On 1 the colleague is logged in, and only then is the requester logged out (or
+paused); nobody within the handover time: the requester stays.
+
+Public API (stable; the feature-code and service-line flows call it):
+
+    result = await start_handover(self, agent_id, hotline_ids, action=HandoverAction.LOGOUT)
+    await self._play(result.requester_media)  # the confirmation to the requester
+
+The handover runs as its own flow (`HandoverFlow`): its own task and inbox, claiming the
+colleague legs it originates so their events come to it through the dispatcher. The
+requester's flow only awaits the result, so its caller hears music on hold meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ari_app.ari.errors import AriError
+from ari_app.ari.events import (
+    ChannelDestroyed,
+    ChannelDtmfReceived,
+    PlaybackFinished,
+    StasisStart,
+)
+from ari_app.db.models import (
+    Agent,
+    AgentLogin,
+    AgentState,
+    AgentTarget,
+    Hotline,
+    Membership,
+    TargetKind,
+)
+from ari_app.device_presence import external_calls
+from ari_app.domain.errors import HotlineError
+from ari_app.flows.base import CallFlow, FlowContext, Stop, Timer
+from ari_app.flows.playlist import Playlist
+from ari_app.services import agents, audit
+from ari_app.services.audit import Path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 120.0  # the whole handover; Settings.handover_timeout_s overrides it
+CONFIRM_S = 20  # after the colleague answered: time to press 1 (the question repeats)
+ASK_REPEAT = 3
+GOODBYE_S = 10.0  # the colleague's confirmation is cut off after this
+
+
+class HandoverAction(enum.StrEnum):
+    LOGOUT = "logout"  # the requester logs out of `hotline_ids`
+    PAUSE = "pause"  # the requester becomes not available (all their hotlines)
+
+
+class HandoverOutcome(enum.StrEnum):
+    DONE = "done"  # a colleague took over; the requester is logged out / paused
+    NOBODY = "nobody"  # nobody accepted in time: the requester stays logged in
+    NOT_NEEDED = "not_needed"  # staffing allows it now: the requester was logged out / paused
+    NO_COLLEAGUES = "no_colleagues"  # no other member to ask: the requester stays
+    FAILED = "failed"  # something broke (database, ARI, shutdown): the requester stays
+
+
+@dataclass(frozen=True)
+class HandoverResult:
+    outcome: HandoverOutcome
+    action: HandoverAction = HandoverAction.LOGOUT
+    colleagues: tuple[str, ...] = ()  # agent numbers of the colleagues who took over
+    hotlines: tuple[str, ...] = ()  # numbers of the hotlines that needed a colleague
+
+    @property
+    def done(self) -> bool:
+        """True when the requester is now logged out (or paused)."""
+        return self.outcome in (HandoverOutcome.DONE, HandoverOutcome.NOT_NEEDED)
+
+    @property
+    def requester_media(self) -> list[str]:
+        """What to play to the requester afterwards (ARI media URIs)."""
+        finished = (
+            ["sound:agent-loggedoff"]
+            if self.action is HandoverAction.LOGOUT
+            else ["sound:do-not-disturb", "sound:activated"]
+        )
+        if self.outcome is HandoverOutcome.DONE:
+            taken = [f"digits:{number}" for number in self.colleagues]
+            return ["sound:pbx-transfer", *taken, "sound:agent-loginok", *finished]
+        if self.outcome is HandoverOutcome.NOT_NEEDED:
+            return finished
+        # Refused: the requester stays logged in (nobody took over / nobody to ask).
+        if self.outcome is HandoverOutcome.NOBODY:
+            return ["sound:im-sorry", "sound:number-not-answering", "sound:cancelled"]
+        if self.outcome is HandoverOutcome.NO_COLLEAGUES:
+            return ["sound:im-sorry", "sound:feature-not-avail-line", "sound:cancelled"]
+        return ["sound:im-sorry", "sound:please-try-call-later"]
+
+
+def ask_media(requester_number: str, hotline_numbers: Sequence[str]) -> list[str]:
+    """'Transfer from <requester> for <hotline> [and <hotline>]. If this is correct, press 1.'"""
+    media = ["sound:pbx-transfer", "sound:vm-from", f"digits:{requester_number}", "sound:for"]
+    for index, number in enumerate(hotline_numbers):
+        if index:
+            media.append("sound:vm-and")
+        media.append(f"digits:{number}")
+    return [*media, "sound:if-correct-press", "digits:1"]
+
+
+COLLEAGUE_CONFIRMED = ["sound:agent-loginok"]
+
+
+@dataclass
+class Colleague:
+    agent_id: int
+    number: str
+    hotline_ids: list[int]  # the short hotlines the colleague is a member of
+    targets: list[tuple[str, TargetKind]]  # bound device first, then the external numbers
+
+
+@dataclass
+class Leg:
+    channel_id: str
+    colleague: Colleague
+    address: str
+    kind: TargetKind
+    playlist: Playlist
+    answered: bool = False
+    closing: bool = False  # confirmation plays, then we hang up
+
+
+class H(enum.Enum):
+    NEW = "new"
+    CALLING = "calling"  # the current colleague's targets ring
+    ASKING = "asking"  # a colleague answered: the question plays, waiting for 1
+    ENDING = "ending"  # decided; legs still closing
+    DONE = "done"
+
+
+@dataclass
+class _Plan:
+    requester: Agent
+    leaving: list[Hotline]  # what the requester leaves (LOGOUT) / all their hotlines (PAUSE)
+    short: list[Hotline] = field(default_factory=list)
+    colleagues: list[Colleague] = field(default_factory=list)
+
+
+class HandoverFlow(CallFlow[H]):
+    name = "handover"
+    initial = H.NEW
+
+    def __init__(
+        self,
+        ctx: FlowContext,
+        agent_id: int,
+        hotline_ids: Sequence[int],
+        *,
+        action: HandoverAction,
+        path: Path,
+        timeout_s: float,
+    ) -> None:
+        super().__init__(ctx, f"handover-{uuid.uuid4().hex[:12]}", ())
+        self.agent_id = agent_id
+        self.hotline_ids = list(hotline_ids)
+        self.action = action
+        self.path: Path = path
+        self.timeout_s = timeout_s
+        self.result: asyncio.Future[HandoverResult] = asyncio.get_running_loop().create_future()
+        self.requester_number = ""
+        self.short_ids: set[int] = set()
+        self.short_numbers: dict[int, str] = {}
+        self.queue: list[Colleague] = []
+        self.current: Colleague | None = None
+        self.legs: dict[str, Leg] = {}
+        self.asking: Leg | None = None
+        self.accepted: list[str] = []
+        self.ring_s = 20
+        self.asks = 0
+        self.legs_made = 0
+
+    # -- plan -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        try:
+            async with self.ctx.sessions() as session, session.begin():
+                plan = await self._plan(session)
+                if plan is not None and not plan.short:
+                    await self._leave(session, plan.requester, plan.leaving)
+        except HotlineError as exc:
+            log.warning("call=%s handover refused: %s", self.channel_id, exc.message)
+            self._decide(HandoverOutcome.FAILED)
+            return
+        if plan is None:
+            self._decide(HandoverOutcome.FAILED)
+            return
+        if not plan.short:
+            self.ctx.agents_changed.notify()  # presence changed (panel)
+            self._decide(HandoverOutcome.NOT_NEEDED)
+            return
+        self.requester_number = plan.requester.number
+        self.short_ids = {h.id for h in plan.short}
+        self.short_numbers = {h.id: h.number for h in plan.short}
+        self.ring_s = min(h.ring_timeout_s for h in plan.short)
+        self.queue = plan.colleagues
+        if not self.queue:
+            log.info("call=%s handover: no colleague to ask", self.channel_id)
+            self._decide(HandoverOutcome.NO_COLLEAGUES)
+            return
+        self.start_timer("deadline", self.timeout_s)
+        await self._next_colleague("start")
+
+    async def _plan(self, session: AsyncSession) -> _Plan | None:
+        requester = await session.get(Agent, self.agent_id)
+        if requester is None:
+            return None
+        member_of = select(Membership.hotline_id).where(Membership.agent_id == requester.id)
+        query = select(Hotline).where(Hotline.id.in_(member_of)).order_by(Hotline.number)
+        if self.action is HandoverAction.LOGOUT and self.hotline_ids:
+            query = query.where(Hotline.id.in_(self.hotline_ids))
+        leaving = list(await session.scalars(query))
+        plan = _Plan(requester, leaving)
+        plan.short = await agents.understaffed_by_leaving(session, requester, leaving)
+        if plan.short:
+            plan.colleagues = await _colleagues(session, requester.id, plan.short)
+        return plan
+
+    async def _leave(self, session: AsyncSession, requester: Agent, leaving: list[Hotline]) -> None:
+        """Log the requester out of `leaving` (or pause them); the staffing rule still
+        applies, so a colleague who left meanwhile makes this fail rather than leave a
+        hotline short."""
+        actor = f"agent:{requester.number}"
+        if self.action is HandoverAction.PAUSE:
+            await agents.set_paused(session, requester, True, path=self.path, actor=actor)
+            return
+        for hotline in leaving:
+            await agents.logout(
+                session, requester, hotline_number=hotline.number, path=self.path, actor=actor
+            )
+
+    # -- calling colleagues ---------------------------------------------------------------
+    async def _next_colleague(self, cause: str) -> None:
+        while self.queue:
+            colleague = self.queue.pop(0)
+            if not set(colleague.hotline_ids) & self.short_ids:
+                continue  # what they could take over is covered already
+            self.current = colleague
+            for address, kind in colleague.targets:
+                await self._ring(colleague, address, kind)
+            if any(leg.colleague is colleague for leg in self.legs.values()):
+                self._transition(H.CALLING, f"{cause}: agent {colleague.number}")
+                return
+        self.current = None
+        self._transition(H.ENDING, "nobody left to ask")
+        self._decide(HandoverOutcome.NOBODY)
+        self._finish_when_idle()
+
+    async def _ring(self, colleague: Colleague, address: str, kind: TargetKind) -> None:
+        self.legs_made += 1
+        leg_id = f"{self.channel_id}-l{self.legs_made}"
+        leg = Leg(leg_id, colleague, address, kind, Playlist(self.ari, leg_id))
+        self.legs[leg.channel_id] = leg
+        self.ctx.registry.claim(leg.channel_id, self)
+        endpoint = (
+            address if kind is TargetKind.DEVICE else self.ctx.settings.dial_external(address)
+        )
+        if kind is TargetKind.EXTERNAL:
+            external_calls.started(address)
+        first = min(self.short_ids)
+        try:
+            await self.ari.originate(
+                endpoint,
+                app=self.ctx.app_name,
+                app_args=["handoverleg", self.channel_id],
+                caller_id=f'"Handover {self.requester_number}" <{self.short_numbers[first]}>',
+                timeout=self.ring_s,
+                channel_id=leg.channel_id,
+            )
+        except AriError as exc:
+            log.warning(
+                "call=%s handover: calling agent %s failed: %s",
+                self.channel_id,
+                colleague.number,
+                exc,
+            )
+            self._forget(leg)
+
+    async def on_StasisStart(self, event: StasisStart) -> None:
+        leg = self.legs.get(event.channel.id)
+        if leg is None:
+            return
+        leg.answered = True
+        if self.state is not H.CALLING or leg.colleague is not self.current:
+            await self._hang_up(leg)
+            return
+        self.asking = leg
+        for other in list(self.legs.values()):
+            if other is not leg and not other.closing:  # a colleague's "logged in" plays on
+                await self._hang_up(other)
+        self._transition(H.ASKING, f"agent {leg.colleague.number} answered")
+        self.asks = 0
+        self.start_timer("confirm", CONFIRM_S)
+        await self._ask(leg)
+
+    async def _ask(self, leg: Leg) -> None:
+        self.asks += 1
+        hotlines = [self.short_numbers[h] for h in sorted(self.short_ids)]
+        await leg.playlist.play(ask_media(self.requester_number, hotlines))
+
+    async def on_PlaybackFinished(self, event: PlaybackFinished) -> None:
+        leg = next((x for x in self.legs.values() if x.playlist.current == event.playback.id), None)
+        if leg is None or not await leg.playlist.finished(event.playback.id):
+            return
+        if leg.closing:
+            await self._hang_up(leg)
+        elif leg is self.asking and self.state is H.ASKING and self.asks < ASK_REPEAT:
+            await self._ask(leg)
+
+    async def on_ChannelDtmfReceived(self, event: ChannelDtmfReceived) -> None:
+        leg = self.legs.get(event.channel.id)
+        if leg is None or leg is not self.asking or self.state is not H.ASKING:
+            return
+        self.cancel_timer("confirm")
+        await leg.playlist.stop()
+        if event.digit != "1":
+            log.info("call=%s agent %s declined", self.channel_id, leg.colleague.number)
+            await self._hang_up(leg)
+            return
+        await self._accept(leg)
+
+    async def _accept(self, leg: Leg) -> None:
+        colleague = leg.colleague
+        self.asking = None
+        try:
+            taken = await self._log_in_colleague(leg)
+            async with self.ctx.sessions() as session, session.begin():
+                plan = await self._plan(session)
+                if plan is None:
+                    raise HotlineError("the requester is gone")
+                if not plan.short:
+                    await self._leave(session, plan.requester, plan.leaving)
+        except (HotlineError, OSError) as exc:
+            log.warning("call=%s handover failed after the accept: %s", self.channel_id, exc)
+            await self._hang_up(leg)
+            self._transition(H.ENDING, "failed")
+            self._decide(HandoverOutcome.FAILED)
+            self._finish_when_idle()
+            return
+        self.ctx.agents_changed.notify()
+        self.accepted.append(colleague.number)
+        log.info(
+            "call=%s agent %s took over hotline(s) %s from agent %s",
+            self.channel_id,
+            colleague.number,
+            ", ".join(taken),
+            self.requester_number,
+        )
+        leg.closing = True
+        self.start_timer(f"goodbye:{leg.channel_id}", GOODBYE_S)
+        if not await leg.playlist.play(COLLEAGUE_CONFIRMED):
+            await self._hang_up(leg)
+        self.short_ids = {h.id for h in plan.short}
+        if not plan.short:
+            self._transition(H.ENDING, f"agent {colleague.number} took over")
+            self._decide(HandoverOutcome.DONE)
+            self._finish_when_idle()
+        else:  # another hotline of the requester still needs someone
+            await self._next_colleague("partly covered")
+
+    async def _log_in_colleague(self, leg: Leg) -> list[str]:
+        """Log the colleague in (first transaction, so the requester leaves only after)."""
+        colleague = leg.colleague
+        actor = f"agent:{colleague.number}"
+        path: Path = "device" if leg.kind is TargetKind.DEVICE else "service"
+        taken = []
+        async with self.ctx.sessions() as session, session.begin():
+            agent = await session.get(Agent, colleague.agent_id)
+            if agent is None:
+                raise HotlineError(f"agent {colleague.number} is gone")
+            target = agents.Target(leg.address, leg.kind)
+            for hotline_id in colleague.hotline_ids:
+                if hotline_id not in self.short_ids:
+                    continue
+                number = self.short_numbers[hotline_id]
+                await agents.login(
+                    session, agent, target=target, hotline_number=number, path=path, actor=actor
+                )
+                await audit.record(
+                    session,
+                    actor=actor,
+                    action="handover",
+                    path=path,
+                    agent_id=self.agent_id,
+                    hotline_id=hotline_id,
+                    to_agent=colleague.number,
+                    requested=self.action.value,
+                )
+                taken.append(number)
+            state = await session.get(AgentState, agent.id)
+            if state is not None and state.paused:
+                await agents.set_paused(session, agent, False, path=path, actor=actor)
+        self.ctx.agents_changed.notify()
+        return taken
+
+    async def on_timer_confirm(self, _: Timer) -> None:
+        if self.asking is not None and self.state is H.ASKING:
+            log.info(
+                "call=%s agent %s did not press 1", self.channel_id, self.asking.colleague.number
+            )
+            await self._hang_up(self.asking)
+
+    async def on_timer_deadline(self, _: Timer) -> None:
+        if self.result.done():
+            return
+        log.info("call=%s handover: nobody accepted in %.0f s", self.channel_id, self.timeout_s)
+        self._transition(H.ENDING, "deadline")
+        self._decide(HandoverOutcome.NOBODY)
+        for leg in list(self.legs.values()):
+            if not leg.closing:
+                await self._hang_up(leg)
+        self._finish_when_idle()
+
+    async def _handle(self, event: Any) -> None:
+        if isinstance(event, Timer) and event.name.startswith("goodbye:"):
+            self._timers.pop(event.name, None)
+            leg = self.legs.get(event.name.removeprefix("goodbye:"))
+            if leg is not None:
+                await self._hang_up(leg)
+            return
+        await super()._handle(event)
+
+    async def on_ChannelDestroyed(self, event: ChannelDestroyed) -> None:
+        leg = self.legs.get(event.channel.id)
+        if leg is None:
+            return
+        self._forget(leg)
+        if leg is self.asking:
+            self.asking = None
+            self.cancel_timer("confirm")
+        if self.state in (H.ENDING, H.DONE):
+            self._finish_when_idle()
+            return
+        current_legs = [x for x in self.legs.values() if x.colleague is self.current]
+        if self.state in (H.CALLING, H.ASKING) and not current_legs and self.asking is None:
+            who = leg.colleague.number
+            await self._next_colleague(f"agent {who} not reached (cause {event.cause})")
+
+    async def on_Stop(self, event: Stop) -> None:
+        self._decide(HandoverOutcome.FAILED)
+        self.finish()
+
+    # -- helpers --------------------------------------------------------------------------
+    def _decide(self, outcome: HandoverOutcome) -> None:
+        if self.result.done():
+            return
+        hotlines = tuple(sorted(self.short_numbers.values()))
+        self.result.set_result(HandoverResult(outcome, self.action, tuple(self.accepted), hotlines))
+        log.info(
+            "call=%s handover for agent %s: %s", self.channel_id, self.requester_number, outcome
+        )
+
+    def _finish_when_idle(self) -> None:
+        if not self.legs:
+            self.cancel_timer("deadline")
+            self._transition(H.DONE, "all legs gone")
+            self.finish()
+
+    def _forget(self, leg: Leg) -> None:
+        if self.legs.pop(leg.channel_id, None) is None:
+            return
+        self.ctx.registry.release(leg.channel_id)
+        self.cancel_timer(f"goodbye:{leg.channel_id}")
+        leg.playlist.current, leg.playlist.pending = None, []
+        if leg.kind is TargetKind.EXTERNAL:
+            external_calls.ended(leg.address)
+
+    async def _hang_up(self, leg: Leg) -> None:
+        try:
+            await self.ari.hangup(leg.channel_id)
+        except AriError as exc:
+            log.debug("call=%s hangup %s: %s", self.channel_id, leg.channel_id, exc)
+
+    async def cleanup(self) -> None:
+        self._decide(HandoverOutcome.FAILED)  # no-op when decided
+        for leg in list(self.legs.values()):
+            await self._hang_up(leg)
+            self._forget(leg)
+
+
+async def _colleagues(
+    session: AsyncSession, requester_id: int, short: Sequence[Hotline]
+) -> list[Colleague]:
+    """The other members of the short hotlines, hotline by hotline in membership position
+    order, who are not available there now, each with their configured targets."""
+    order = {hotline.id: index for index, hotline in enumerate(short)}
+    result = await session.execute(
+        select(Membership.hotline_id, Membership.position, Agent.id, Agent.number)
+        .join(Agent, Agent.id == Membership.agent_id)
+        .where(Membership.hotline_id.in_(order), Membership.agent_id != requester_id)
+    )
+    rows = sorted(result.all(), key=lambda r: (order[r[0]], r[1], r[3]))
+    on_duty = {
+        (agent_id, hotline_id)
+        for agent_id, hotline_id in await session.execute(
+            select(AgentLogin.agent_id, AgentLogin.hotline_id)
+            .join(AgentState, AgentState.agent_id == AgentLogin.agent_id)
+            .where(AgentLogin.hotline_id.in_(order), AgentState.paused.is_(False))
+        )
+    }
+    by_agent: dict[int, Colleague] = {}
+    for hotline_id, _, agent_id, number in rows:
+        if (agent_id, hotline_id) in on_duty:
+            continue
+        colleague = by_agent.get(agent_id)
+        if colleague is None:
+            colleague = by_agent[agent_id] = Colleague(agent_id, number, [], [])
+        colleague.hotline_ids.append(hotline_id)
+    for target in await session.scalars(
+        select(AgentTarget)
+        .where(AgentTarget.agent_id.in_(by_agent))
+        .order_by(AgentTarget.kind, AgentTarget.id)
+    ):
+        by_agent[target.agent_id].targets.append((target.address, target.kind))
+    return [c for c in by_agent.values() if c.targets]
+
+
+# Handover tasks of this process (a reference keeps them from being garbage-collected).
+_tasks: set[asyncio.Task[None]] = set()
+
+
+async def start_handover(
+    flow: CallFlow[Any],
+    agent_id: int,
+    hotline_ids: Sequence[int],
+    *,
+    action: HandoverAction = HandoverAction.LOGOUT,
+    path: Path = "device",
+    timeout_s: float | None = None,
+) -> HandoverResult:
+    """Hand the requester's duty over, then log the requester out (or pause them).
+
+    `flow` is the requester's call (feature code or service line): its channel
+    `flow.channel_id` hears music on hold while colleagues are called; the confirmation to
+    the requester is left to the caller (play `result.requester_media`).
+    `hotline_ids`: the hotlines the requester wants to leave (LOGOUT; empty = all), ignored
+    for PAUSE (pause covers all their hotlines). Only those that would fall below
+    `min_agents` need a colleague; the rest are simply left. `path`: the audit path of the
+    requester's call (device, hotdesk, service).
+
+    The colleagues are the other members of those hotlines, in membership position order,
+    who are not available there now. Each is called on their configured targets (the bound
+    device and the configured external numbers, all at once); they hear who asks to hand over
+    which hotline and press 1 to accept. On 1 the colleague is logged in (to the short
+    hotlines they are a member of, on the target they answered, and unpaused) and hears
+    "agent logged in"; then, in a second transaction, the requester is logged out / paused.
+    Nobody within `timeout_s` (default Settings.handover_timeout_s, else 120 s) or nobody
+    left to ask: the requester stays logged in (outcome NOBODY).
+
+    Runs in its own task with its own inbox (the colleague legs' events go there); events of
+    the requester's own channel wait in the requester flow's inbox meanwhile, and the
+    handover goes on even if the requester hangs up. Never raises for ARI or database
+    failures (outcome FAILED).
+    """
+    ctx = flow.ctx
+    if timeout_s is None:
+        timeout_s = float(getattr(ctx.settings, "handover_timeout_s", DEFAULT_TIMEOUT_S))
+    handover = HandoverFlow(
+        ctx, agent_id, hotline_ids, action=action, path=path, timeout_s=timeout_s
+    )
+    log.info(
+        "call=%s agent id %s asks for a handover (%s): %s",
+        flow.channel_id,
+        agent_id,
+        action.value,
+        handover.channel_id,
+    )
+    task = asyncio.create_task(handover.run(), name=handover.channel_id)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    moh = await _moh(flow, on=True)
+    try:
+        waiting: set[asyncio.Future[Any]] = {handover.result, task}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        handover.deliver(Stop("requester flow cancelled"))
+        raise
+    finally:
+        if moh:
+            await _moh(flow, on=False)
+    if handover.result.done():
+        return handover.result.result()
+    return HandoverResult(HandoverOutcome.FAILED, action)
+
+
+async def _moh(flow: CallFlow[Any], *, on: bool) -> bool:
+    try:
+        if on:
+            await flow.ari.start_moh(flow.channel_id)
+        else:
+            await flow.ari.stop_moh(flow.channel_id)
+    except AriError as exc:
+        log.debug("call=%s music on hold %s: %s", flow.channel_id, on, exc)
+        return False
+    return True
+
+
+async def wait_handovers(timeout: float = 5.0) -> None:
+    """Wait for running handover flows (their colleague legs) to end; for shutdown/tests."""
+    if _tasks:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait(set(_tasks), timeout=timeout)
+
+
+def active_handovers() -> int:
+    """Handover flows running in this process (for tests and diagnostics)."""
+    return sum(not task.done() for task in _tasks)

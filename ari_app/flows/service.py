@@ -1,0 +1,235 @@
+"""The remote agent service line (`[hotline-service]`, args: [dialled number]) for phones
+outside the PBX: agent number + PIN always (caller ID can be spoofed), then a menu:
+
+    1 log in   2 log out   3 toggle not available   4 status   5 voicemail   6 hand over
+
+A login delivers calls to the agent's configured external number that is the caller ID;
+a number ops never configured for the agent is refused (and audited). After each action
+the menu comes back; the agent hangs up when done.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+
+from ari_app.ari.events import StasisStart
+from ari_app.db.models import Agent, TargetKind
+from ari_app.domain.errors import Refused
+from ari_app.flows.base import FlowContext
+from ari_app.flows.feature import (
+    LOGGED_IN,
+    LOGGED_OUT,
+    PAUSED,
+    UNPAUSED,
+    status_media,
+)
+from ari_app.flows.handover import HandoverAction
+from ari_app.flows.mailbox import MailboxBrowser
+from ari_app.flows.prompts import (
+    NOT_AVAILABLE,
+    InteractiveFlow,
+    Question,
+    actor,
+    spoken_number,
+)
+from ari_app.services import admin, agents, audit, auth, mailbox, status
+from ari_app.services.agents import Target
+
+log = logging.getLogger(__name__)
+
+LOGIN, LOGOUT, PAUSE, STATUS, VOICEMAIL, HANDOVER = "123456"
+# "For <x>, press <n>" from core sounds: agent logged in / agent logged off / do not
+# disturb / calls waiting / messages / transfer.
+_OPTIONS = (
+    (LOGIN, "sound:agent-loginok"),
+    (LOGOUT, "sound:agent-loggedoff"),
+    (PAUSE, "sound:do-not-disturb"),
+    (STATUS, "sound:queue-callswaiting"),
+    (VOICEMAIL, "sound:vm-messages"),
+    (HANDOVER, "sound:transfer"),
+)
+MENU = Question.menu(
+    [m for key, what in _OPTIONS for m in ("sound:for", what, "sound:vm-press", f"digits:{key}")],
+    "".join(key for key, _ in _OPTIONS),
+    "service menu",
+)
+
+
+class S(enum.Enum):
+    NEW = "new"
+    AUTH = "auth"
+    MENU = "menu"
+    ACTING = "acting"
+    MAILBOX = "mailbox"
+    DONE = "done"
+
+
+class ServiceFlow(InteractiveFlow[S]):
+    name = "service"
+    initial = S.NEW
+    done = S.DONE
+
+    def __init__(self, ctx: FlowContext, channel_id: str, args: tuple[str, ...]) -> None:
+        super().__init__(ctx, channel_id, args)
+        self.caller: str | None = None
+        self.agent: Agent | None = None
+
+    async def on_StasisStart(self, event: StasisStart) -> None:
+        if event.channel.id != self.channel_id:
+            return
+        await self.ari.answer(self.channel_id)
+        self.caller = auth.caller_number(event.channel.caller.number)
+        self._transition(S.AUTH, f"caller {self.caller or 'withheld'}")
+        await self.authenticate(
+            known=None,
+            caller=auth.number_subject(self.caller),
+            path="service",
+            then=self._logged_on,
+        )
+
+    async def _logged_on(self, agent: Agent) -> None:
+        self.agent = agent
+        await self._menu("PIN ok")
+
+    async def _menu(self, cause: str) -> None:
+        self._transition(S.MENU, cause)
+        await self.ask(MENU, self._chosen)
+
+    async def _then_menu(self, media: list[str] | tuple[str, ...], cause: str) -> None:
+        async def back() -> None:
+            await self._menu(cause)
+
+        await self.say(media, then=back)
+
+    async def _chosen(self, key: str) -> None:
+        agent = self.agent
+        assert agent is not None
+        self._transition(S.ACTING, f"option {key}")
+        if key == LOGIN:
+            await self._login(agent)
+        elif key == LOGOUT:
+            await self._logout(agent)
+        elif key == PAUSE:
+            await self._toggle_pause(agent)
+        elif key == STATUS:
+            await self._status(agent)
+        elif key == VOICEMAIL:
+            await self._voicemail(agent)
+        else:
+            await self._hand_over(agent, HandoverAction.LOGOUT, logged_in_only=True)
+
+    async def _login(self, agent: Agent) -> None:
+        try:
+            async with self.sessions() as session, session.begin():
+                number = await auth.external_number(session, agent, self.caller)
+                if number is None:
+                    await audit.record(
+                        session,
+                        actor=actor(agent),
+                        action="login_refused",
+                        path="service",
+                        agent_id=agent.id,
+                        caller=self.caller or auth.ANONYMOUS,
+                        why="not a configured number of the agent",
+                    )
+                else:
+                    await agents.login(
+                        session,
+                        agent,
+                        target=Target(number, TargetKind.EXTERNAL),
+                        path="service",
+                        actor=actor(agent),
+                    )
+        except Refused as exc:
+            log.info("call=%s login refused: %s", self.channel_id, exc.message)
+            number = None
+        if number is None:
+            log.info(
+                "call=%s agent %s: login from %s refused",
+                self.channel_id,
+                agent.number,
+                self.caller or "a withheld number",
+            )
+            await self._then_menu(NOT_AVAILABLE, "login refused")
+            return
+        self.ctx.agents_changed.notify()
+        await self._then_menu(LOGGED_IN, "logged in")
+
+    async def _logout(self, agent: Agent) -> None:
+        try:
+            async with self.sessions() as session, session.begin():
+                await agents.logout(session, agent, path="service", actor=actor(agent))
+        except Refused as exc:
+            log.info("call=%s logout refused: %s", self.channel_id, exc.message)
+            await self._hand_over(agent, HandoverAction.LOGOUT, logged_in_only=False)
+            return
+        await self._then_menu(LOGGED_OUT, "logged out")
+
+    async def _toggle_pause(self, agent: Agent) -> None:
+        try:
+            async with self.sessions() as session, session.begin():
+                paused = await agents.toggle_paused(
+                    session, agent, path="service", actor=actor(agent)
+                )
+        except Refused as exc:
+            log.info("call=%s pause refused: %s", self.channel_id, exc.message)
+            await self._hand_over(agent, HandoverAction.PAUSE, logged_in_only=False)
+            return
+        if paused is None:
+            await self._then_menu(LOGGED_OUT, "not logged in")
+            return
+        if not paused:
+            self.ctx.agents_changed.notify()
+        await self._then_menu(PAUSED if paused else UNPAUSED, "toggled")
+
+    async def _hand_over(
+        self, agent: Agent, action: HandoverAction, *, logged_in_only: bool
+    ) -> None:
+        async with self.sessions() as session:
+            hotlines = [
+                hotline
+                for hotline, logged_in in await admin.hotlines_of(session, agent)
+                if logged_in or not logged_in_only
+            ]
+        if not hotlines:
+            await self._then_menu(LOGGED_OUT, "nothing to hand over")
+            return
+        media = await self.hand_over(agent, [h.id for h in hotlines], action, "service")
+        await self._then_menu(media, f"{action.value} handover over")
+
+    async def _status(self, agent: Agent) -> None:
+        """Each of the agent's hotlines: its number, then as for *24."""
+        media: list[str] = []
+        async with self.sessions() as session, session.begin():
+            for hotline in await mailbox.member_hotlines(session, agent.id):
+                now = (await status.hotline_status(session, hotline.number))[0]
+                logged_in, paused = await agents.own_status(session, agent, hotline.id)
+                media += [
+                    "sound:for",
+                    spoken_number(hotline.number),
+                    *status_media(logged_in, paused, now.logged_in_total, now.waiting),
+                ]
+                await audit.record(
+                    session,
+                    actor=actor(agent),
+                    action="status",
+                    path="service",
+                    agent_id=agent.id,
+                    hotline_id=hotline.id,
+                )
+        await self._then_menu(media or list(NOT_AVAILABLE), "status told")
+
+    async def _voicemail(self, agent: Agent) -> None:
+        """The voicemail of all the agent's hotlines together, newest first."""
+        async with self.sessions() as session:
+            hotlines = await mailbox.member_hotlines(session, agent.id)
+        if not hotlines:
+            await self._then_menu(NOT_AVAILABLE, "no hotline")
+            return
+        self._transition(S.MAILBOX, "option 5")
+
+        async def back() -> None:
+            await self._menu("mailbox left")
+
+        await MailboxBrowser(self, agent, hotlines, path="service", on_exit=back).start()

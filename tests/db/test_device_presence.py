@@ -1,0 +1,136 @@
+"""Device presence against the real Postgres with a fake ARI: subscriptions to agents'
+devices, `AgentState.device_busy` from device states and from calls the app placed to
+agents' external numbers, and the exposed presence that results."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from flow_fakes import FakeAriClient, event
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ari_app.db.models import AgentState, TargetKind
+from ari_app.device_presence import DevicePresence, external_calls
+from ari_app.services import admin, agents, presence
+
+pytestmark = pytest.mark.db
+Sessions = async_sessionmaker[AsyncSession]
+
+
+class Ari(FakeAriClient):
+    async def subscribe(self, event_source: Any, **_: Any) -> None:
+        self._note("subscribe", event_source)
+
+
+async def _agents(sessions: Sessions) -> None:
+    async with sessions() as session, session.begin():
+        hotline = await admin.create_hotline(session, "500", "Bürgerbüro")
+        anna = await admin.create_agent(
+            session, "101", "Anna", device="PJSIP/1001", external_numbers=["01701"]
+        )
+        bert = await admin.create_agent(session, "102", "Bert", device="PJSIP/1002")
+        for agent in (anna, bert):
+            await admin.add_member(session, hotline, agent)
+        await agents.login(session, anna, target=None, path="cli", actor="t")
+
+
+async def _busy(sessions: Sessions) -> dict[int, bool]:
+    async with sessions() as session:
+        return {
+            agent_id: (await session.get(AgentState, agent_id)).device_busy  # type: ignore[union-attr]
+            for agent_id in (1, 2)
+        }
+
+
+async def _presence(sessions: Sessions) -> dict[str, str]:
+    async with sessions() as session:
+        return {r["agent"]: r["presence"] for r in await presence.read_presence(session)}
+
+
+def _device_event(device: str, state: str) -> Any:
+    return event("DeviceStateChanged", device_state={"name": device, "state": state})
+
+
+async def test_connect_subscribes_and_seeds(sessions: Sessions) -> None:
+    await _agents(sessions)
+    ari = Ari(device_states={"PJSIP/1002": "INUSE"})
+    tracker = DevicePresence(ari, sessions)  # type: ignore[arg-type]
+    changed = asyncio.Event()
+    tracker.changed.subscribe(changed.set)
+    await tracker.on_connect()
+    (subscribe,) = ari.called("subscribe")
+    assert sorted(subscribe.args[0]) == ["deviceState:PJSIP/1001", "deviceState:PJSIP/1002"]
+    assert await _busy(sessions) == {1: False, 2: True}
+    assert changed.is_set()
+    # Bert is logged out, yet on a call: colleagues see "on a call", whatever the call.
+    assert await _presence(sessions) == {"101": "available", "102": "on_call"}
+    # A reconnect subscribes again (Asterisk may have restarted and forgotten them).
+    await tracker.on_connect()
+    assert len(ari.called("subscribe")) == 2
+    tracker.close()
+
+
+async def test_device_state_events_update_presence(sessions: Sessions) -> None:
+    await _agents(sessions)
+    ari = Ari()
+    tracker = DevicePresence(ari, sessions)  # type: ignore[arg-type]
+    await tracker.on_connect()
+    runner = asyncio.create_task(tracker.run())
+    try:
+        for state, expected in (("RINGING", True), ("INUSE", True), ("NOT_INUSE", False)):
+            tracker.on_event(_device_event("PJSIP/1001", state))
+            await _until(tracker, sessions, {1: expected, 2: False})
+        tracker.on_event(_device_event("PJSIP/1001", "ONHOLD"))
+        await _until(tracker, sessions, {1: True, 2: False})
+        assert (await _presence(sessions))["101"] == "on_call"
+        tracker.on_event(_device_event("PJSIP/1001", "NOT_INUSE"))
+        await _until(tracker, sessions, {1: False, 2: False})
+        # A call the app placed to Anna's mobile counts as a call too.
+        with external_calls.call("01701"):
+            await _until(tracker, sessions, {1: True, 2: False})
+        await _until(tracker, sessions, {1: False, 2: False})
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        tracker.close()
+
+
+async def test_hot_desk_device_counts_not_the_bound_one(sessions: Sessions) -> None:
+    await _agents(sessions)
+    async with sessions() as session, session.begin():
+        anna = await admin.get_agent(session, "101")
+        await agents.login(
+            session,
+            anna,
+            target=agents.Target("PJSIP/1005", TargetKind.DEVICE),
+            path="hotdesk",
+            actor="t",
+        )
+    ari = Ari(device_states={"PJSIP/1001": "INUSE", "PJSIP/1005": "NOT_INUSE"})
+    tracker = DevicePresence(ari, sessions)  # type: ignore[arg-type]
+    await tracker.on_connect()
+    sources = ari.called("subscribe")[0].args[0]
+    assert "deviceState:PJSIP/1005" in sources
+    # Someone else uses Anna's desk phone: Anna, at the hot desk, is free.
+    assert await _busy(sessions) == {1: False, 2: False}
+    tracker.on_event(_device_event("PJSIP/1005", "INUSE"))
+    await tracker.apply()
+    assert await _busy(sessions) == {1: True, 2: False}
+    tracker.close()
+
+
+async def _until(
+    tracker: DevicePresence, sessions: Sessions, expected: dict[int, bool], timeout: float = 3.0
+) -> None:
+    """Until the stored flags are as expected; woken by the tracker's change signal."""
+    changed = asyncio.Event()
+    tracker.changed.subscribe(changed.set)
+    try:
+        async with asyncio.timeout(timeout):
+            while await _busy(sessions) != expected:
+                await changed.wait()
+                changed.clear()
+    finally:
+        tracker.changed.unsubscribe(changed.set)
