@@ -13,7 +13,7 @@ from ari_app.services import admin
 from ari_app.services.status import agent_presence
 
 from . import output
-from .common import PHONE, json_option, record, run
+from .common import PHONE, json_option, pin_min_length, record, run
 
 
 async def agent_dict(session: AsyncSession, agent: Agent) -> dict[str, Any]:
@@ -73,7 +73,13 @@ def create(
 
     async def unit(session: AsyncSession) -> Agent:
         created = await admin.create_agent(
-            session, number, name, pin=pin, device=device, external_numbers=external
+            session,
+            number,
+            name,
+            pin=pin,
+            device=device,
+            external_numbers=external,
+            pin_min_length=pin_min_length(),
         )
         await record(
             session,
@@ -214,7 +220,7 @@ def set_pin(number: str, from_stdin: bool) -> None:
 
     async def unit(session: AsyncSession) -> None:
         found = await admin.get_agent(session, number)
-        await admin.set_pin(session, found, pin)
+        await admin.set_pin(session, found, pin, min_length=pin_min_length())
         await record(session, "agent_set_pin", agent=found)
 
     run(unit)

@@ -60,6 +60,11 @@ def run_with_ari(unit: Callable[[AsyncSession, AriClient], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
+def pin_min_length() -> int:
+    """HOTLINE_PIN_MIN_LENGTH, validated like every setting."""
+    return load_settings(need_ari=False).pin_min_length
+
+
 def actor() -> str:
     """Who runs the command, for the audit log: `cli:<os user>`."""
     try:

@@ -32,7 +32,7 @@ from ari_app.domain import values
 from ari_app.domain.actions import normalise_action
 from ari_app.domain.errors import Conflict, InvalidValue, NotFound, Refused
 from ari_app.domain.hours import normalise_hours, validate_timezone
-from ari_app.domain.pin import check_pin_policy, hash_pin
+from ari_app.domain.pin import PIN_MIN_LENGTH, check_pin_policy, hash_pin
 from ari_app.domain.strategies import Strategy, parse_strategy
 
 # --- hotline settings: one validation for every edge ------------------------------------
@@ -189,6 +189,7 @@ async def create_agent(
     pin: str | None = None,
     device: str | None = None,
     external_numbers: Iterable[str] = (),
+    pin_min_length: int = PIN_MIN_LENGTH,
 ) -> Agent:
     number = values.agent_number(number)
     name = _name(name, "agent name")
@@ -196,7 +197,7 @@ async def create_agent(
         raise Conflict(f"an agent with number {number} exists already")
     agent = Agent(number=number, name=name)
     if pin is not None:
-        check_pin_policy(pin, agent_number=number)
+        check_pin_policy(pin, min_length=pin_min_length, agent_number=number)
         agent.pin_hash = hash_pin(pin)
     session.add(agent)
     await session.flush()
@@ -404,8 +405,10 @@ async def delete_agent(session: AsyncSession, agent: Agent) -> None:
     await session.execute(delete(Agent).where(Agent.id == agent.id))  # the database cascades
 
 
-async def set_pin(session: AsyncSession, agent: Agent, pin: str) -> None:
-    check_pin_policy(pin, agent_number=agent.number)
+async def set_pin(
+    session: AsyncSession, agent: Agent, pin: str, *, min_length: int = PIN_MIN_LENGTH
+) -> None:
+    check_pin_policy(pin, min_length=min_length, agent_number=agent.number)
     agent.pin_hash = hash_pin(pin)
     await session.flush()
 

@@ -177,3 +177,11 @@ async def test_members(cli: Cli, sessions: Sessions) -> None:
     async with sessions() as session:
         actions = [e.action for e in await session.scalars(select(AuditEntry))]
     assert actions.count("member_add") == 3 and actions.count("member_remove") == 1
+
+
+async def test_pin_min_length_comes_from_the_settings(cli: Cli) -> None:
+    longer = {"HOTLINE_PIN_MIN_LENGTH": "8"}
+    args = ("agent", "create", "150", "--name", "Lena", "--pin-stdin")
+    refused = await cli(*args, input=f"{PIN}\n", env=longer)
+    assert refused.exit_code == 1 and "PIN" in refused.stderr, refused.stderr
+    await cli.ok(*args, input="48015937\n", env=longer)
