@@ -83,7 +83,11 @@ async def close_call(
     values: dict[str, Any] = {"status": CallStatus.ENDED, "ended_at": now, "outcome": outcome}
     if agent_id is not None:
         values["agent_id"] = agent_id
-    await session.execute(
-        update(Call).where(Call.id == call_id, Call.outcome.is_(None)).values(**values)
+    closed = await session.execute(
+        update(Call)
+        .where(Call.id == call_id, Call.outcome.is_(None))
+        .values(**values)
+        .returning(Call.id)
     )
-    await log_event(session, call_id, outcome.value.upper(), agent_id=agent_id)
+    if closed.first() is not None:  # the first outcome only: one per call, in the log too
+        await log_event(session, call_id, outcome.value.upper(), agent_id=agent_id)
