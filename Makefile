@@ -27,6 +27,7 @@ help:
 	@echo "make setup   install system packages and the venv ($(VENV)); run by the two above"
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make clean   remove $(RUN_DIR)/ and the venv's install stamp"
+	@echo "make bench   load benchmark: the app's hotline vs app_queue (about 8 min)"
 
 setup: system-deps venv
 
@@ -50,3 +51,10 @@ run: setup
 
 clean:
 	@scripts/clean.sh "$(RUN_DIR)" "$(VENV)"
+
+# Load benchmark (benchmarks/run.py): the app's hotline against Asterisk's app_queue on one
+# private PBX. Extra arguments: `make bench BENCH_ARGS=--smoke`; output in benchmarks/results/.
+BENCH_ARGS ?=
+.PHONY: bench
+bench: setup
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)

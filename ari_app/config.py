@@ -81,6 +81,11 @@ def _is_loopback(host: str) -> bool:
 
 def _check_ari_url(url: str) -> str:
     parts = urlsplit(url)
+    if "@" in parts.netloc:
+        # Never echo this URL: it holds a secret.
+        raise ConfigError(
+            "HOTLINE_ARI_URL must not contain credentials (use HOTLINE_ARI_USER/_PASSWORD)"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"HOTLINE_ARI_URL must be http(s)://host:port, got {url!r}")
     # Credentials cross this link in clear unless it is loopback or TLS.

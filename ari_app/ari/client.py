@@ -189,6 +189,15 @@ class AriClient:
         if self._own_session and self._session is not None and not self._session.closed:
             await self._session.close()
 
+    async def drop_connections(self) -> None:
+        """Forget the pooled keep-alive connections (the event stream lost its link, so they
+        may be just as dead: reusing one would hang until the timeout). Requests in flight
+        fail with AriConnectionError; the next request opens a fresh connection."""
+        session = self._session
+        if self._own_session and session is not None and not self._closed:
+            self._session = None
+            await session.close()
+
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise AriConnectionError("ARI client is closed")

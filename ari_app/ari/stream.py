@@ -234,6 +234,7 @@ class EventStream:
             _disarm_heartbeat(ws)
             if not self._stop.is_set():
                 log.warning("ARI events: disconnected from %s: %s", where, self._last_error)
+                await self._client.drop_connections()
             if was_connected:
                 for hook in list(self._disconnect_hooks):
                     await self._run_hook(hook, "on_disconnect")
@@ -260,7 +261,7 @@ class EventStream:
     async def _dispatch_text(self, text: str) -> None:
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than json allows
             log.warning("ARI events: dropping a message that is not JSON (%d chars)", len(text))
             return
         event = parse_event(data)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from ari_app.ari.errors import AriConnectionError
 from ari_app.ari.events import Event
 from ari_app.signals import Broadcast
 
@@ -142,6 +143,17 @@ class CallFlow(Generic[S]):
                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
                     )
                     await self.on_database_unavailable(event)
+                except AriConnectionError as exc:
+                    # The ARI link is down: whether the request took effect is unknown. The
+                    # call goes on; after the reconnect, reconciliation tells the flow which of
+                    # its channels are gone (a crash here would leave them to nobody).
+                    log.warning(
+                        "call=%s flow=%s ARI unreachable in %s: %s",
+                        self.channel_id,
+                        self.name,
+                        self.state.name,
+                        exc,
+                    )
         except asyncio.CancelledError:
             log.info("call=%s flow=%s cancelled in %s", self.channel_id, self.name, self.state.name)
             raise
@@ -157,7 +169,11 @@ class CallFlow(Generic[S]):
     async def _handle(self, event: FlowEvent) -> None:
         key = event.name if isinstance(event, Timer) else type(event).__name__
         if isinstance(event, Timer):
-            self._timers.pop(event.name, None)
+            # Done with, also when the event was delivered directly (a wake-up): a pending
+            # handle of that name would fire again later.
+            pending = self._timers.pop(event.name, None)
+            if pending is not None:
+                pending.cancel()
             handler = getattr(self, f"on_timer_{event.name}", None)
         else:
             handler = getattr(self, f"on_{key}", None)

@@ -92,6 +92,7 @@ class InboundFlow(CallFlow[S]):
         self.hotline: Hotline | None = None
         self.queue_seq = 0
         self.legs: dict[str, Leg] = {}
+        self.legs_made = 0  # leg ids stay unique for the call, even after a leg is gone
         self.tried: set[int] = set()
         self.bridge_id: str | None = None
         self.connected: Leg | None = None
@@ -105,6 +106,7 @@ class InboundFlow(CallFlow[S]):
         self.queued_at: float | None = None
         self.answered_at: float | None = None
         self.outcome_counted = False
+        self.outcome_stored = False  # a call has exactly one outcome: the first one stored
         self.first_originate_logged = False
         self._wake = lambda: self.deliver(Timer("distribute"))
         self._adoption: tuple[Call, str | None] | None = None
@@ -230,17 +232,23 @@ class InboundFlow(CallFlow[S]):
             self.start_timer("distribute", wait)
             return
         hotline = self.hotline
-        async with self.ctx.sessions() as session, session.begin():
-            offers = await routing.reserve_agents(
-                session,
-                call_id=self.call_id,
-                hotline=hotline,
-                queue_seq=self.queue_seq,
-                tried=self.tried,
-                node=self.ctx.node,
-                now=_now(),
-            )
-        rung = [offer for offer in offers if await self._ring(offer)]
+        while True:
+            tried = len(self.tried)
+            async with self.ctx.sessions() as session, session.begin():
+                offers = await routing.reserve_agents(
+                    session,
+                    call_id=self.call_id,
+                    hotline=hotline,
+                    queue_seq=self.queue_seq,
+                    tried=self.tried,
+                    node=self.ctx.node,
+                    now=_now(),
+                )
+            rung = [offer for offer in offers if await self._ring(offer)]
+            # Agents that could not be rung (busy phone, failed originate) are `tried` now:
+            # the next ones are offered at once, but nobody twice in one round.
+            if rung or len(self.tried) == tried:
+                break
         if rung:
             self._transition(S.RINGING, "agents reserved")
             async with self.ctx.sessions() as session, session.begin():
@@ -256,7 +264,7 @@ class InboundFlow(CallFlow[S]):
         hotline = self.hotline
         if offer.target_kind is TargetKind.DEVICE and await self._device_busy(offer.target):
             self.tried.add(offer.agent_id)
-            await self._release(offer.agent_id, unanswered=False)
+            await self._release(offer.agent_id, unanswered=False, wake=False)
             return False
         endpoint = (
             offer.target
@@ -265,12 +273,13 @@ class InboundFlow(CallFlow[S]):
         )
         shown = hotline.number if hotline.caller_id_to_agent == "hotline" else self.caller_number
         leg = Leg(
-            f"{self.call_id}-a{offer.agent_id}-{len(self.legs)}",
+            f"{self.call_id}-a{offer.agent_id}-{self.legs_made}",
             offer.agent_id,
             offer.target,
             offer.target_kind,
         )
         self.legs[leg.channel_id] = leg
+        self.legs_made += 1
         self.ctx.registry.claim(leg.channel_id, self)
         try:
             await self.ari.originate(
@@ -287,7 +296,7 @@ class InboundFlow(CallFlow[S]):
             )
             self._forget_leg(leg)
             self.tried.add(offer.agent_id)
-            await self._release(offer.agent_id, unanswered=False)
+            await self._release(offer.agent_id, unanswered=False, wake=False)
             return False
         if not self.first_originate_logged:
             self.first_originate_logged = True
@@ -402,6 +411,7 @@ class InboundFlow(CallFlow[S]):
             await self.ari.add_channel(self.bridge_id, [self.channel_id, leg.channel_id])
         except AriError as exc:
             log.warning("call=%s bridging failed: %s", self.channel_id, exc)
+            self.connected = None  # never connected: cleanup releases the agent
             self.finish()
             return
         now = _now()
@@ -436,7 +446,10 @@ class InboundFlow(CallFlow[S]):
         self.legs.pop(leg.channel_id, None)
         self.ctx.registry.release(leg.channel_id)
 
-    async def _release(self, agent_id: int, *, unanswered: bool) -> None:
+    async def _release(self, agent_id: int, *, unanswered: bool, wake: bool = True) -> None:
+        """Free a reserved agent. `wake=False` when the agent could not be rung at all (busy
+        device, failed originate): waking the waiting callers would offer them the same
+        agent at once, round and round; the distribution poll retries instead."""
         assert self.call_id is not None and self.hotline is not None
         call_id, limit = self.call_id, self.hotline.no_answer_limit
 
@@ -457,7 +470,8 @@ class InboundFlow(CallFlow[S]):
                 self.hotline.no_answer_limit,
             )
             await escalation.check_staffing(self.ctx, "auto_pause")  # below min_agents now?
-        self.ctx.agents_changed.notify()
+        if wake:
+            self.ctx.agents_changed.notify()
 
     # -- hangups --------------------------------------------------------------------------
     async def on_ChannelHangupRequest(self, event: ChannelHangupRequest) -> None:
@@ -509,6 +523,8 @@ class InboundFlow(CallFlow[S]):
         else:
             if self.state in (S.VM_GREETING, S.FORWARDING):
                 await self._close(self.reason)
+            elif self.state is S.NEW:  # e.g. the answer failed while ARI was unreachable
+                await self._close(Outcome.ABANDONED)
             self._transition(S.DONE, "caller hung up")
             self.finish()
 
@@ -533,6 +549,7 @@ class InboundFlow(CallFlow[S]):
         assert self.call_id is not None and self.hotline is not None
         call_id, wrapup_s = self.call_id, self.hotline.wrapup_s
         outcome = Outcome.FORWARDED if self.state is S.FORWARDED else Outcome.ANSWERED
+        self.outcome_stored = True
         self._transition(S.DONE, cause)
         self.finish()
         # Both parties are released before anything is stored: a slow or absent database
@@ -672,6 +689,7 @@ class InboundFlow(CallFlow[S]):
                     )
                 )
                 await calls.close_call(session, self.call_id, Outcome.VOICEMAIL, now=_now())
+            self.outcome_stored = True
             self._count(Outcome.VOICEMAIL)
         else:
             await self.ari.delete_stored_recording(self.recording, missing_ok=True)
@@ -695,8 +713,9 @@ class InboundFlow(CallFlow[S]):
         self.finish()
 
     async def _close(self, outcome: Outcome) -> None:
-        if self.call_id is None:
+        if self.call_id is None or self.outcome_stored:
             return
+        self.outcome_stored = True
         call_id, now = self.call_id, _now()
 
         async def store(session: AsyncSession) -> None:
@@ -766,5 +785,7 @@ class InboundFlow(CallFlow[S]):
     async def _safe(self, awaitable: Any) -> None:
         try:
             await awaitable
+        except AriError as exc:  # Asterisk unreachable: reconciliation cleans up after it
+            log.warning("call=%s cleanup step failed: %s", self.channel_id, exc)
         except Exception:
             log.exception("call=%s cleanup step failed", self.channel_id)

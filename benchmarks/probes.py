@@ -1,0 +1,233 @@
+"""What the benchmark measures besides SIP: CPU and memory from /proc, the app's event-loop
+lag from its /metrics, and the statements the app sends to PostgreSQL.
+
+Every probe reads a counter before and after a load segment; the difference is what the
+segment cost. Nothing here needs the processes' cooperation except /metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import resource
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import asyncpg  # type: ignore[import-untyped]
+
+log = logging.getLogger(__name__)
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SAMPLE_S = 0.5  # the app samples its loop lag every 0.5 s (web/metrics.py LAG_INTERVAL_S)
+_LAG = re.compile(r"^hotline_event_loop_lag_seconds\s+([0-9.eE+-]+)\s*$", re.M)
+
+
+# ---- /proc ---------------------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str]:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()  # the command name may contain spaces
+
+
+def cpu_seconds(pid: int, *, with_children: bool = False) -> float:
+    """User + system CPU of a process (all its threads); with the children it has reaped."""
+    fields = _stat_fields(pid)
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if with_children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / CLK_TCK
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and its live children (PostgreSQL: postmaster and its backends);
+    children that exited are in the parent's cutime/cstime."""
+    total = 0.0
+    with contextlib.suppress(OSError):
+        total = cpu_seconds(pid, with_children=True)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = _stat_fields(int(entry.name))
+        except (OSError, ValueError):
+            continue
+        if fields[1] == str(pid):  # ppid
+            total += (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / (
+                CLK_TCK
+            )
+    return total
+
+
+def loadavg_1m() -> float:
+    """The machine's 1-minute load average (other work on the machine shows here)."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def reaped_children_cpu() -> float:
+    """CPU of this process's children that have exited (the sipp processes)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def memory_kb(pid: int, field: str = "VmRSS") -> int:
+    """A line of /proc/<pid>/status in kB (VmRSS now, VmHWM peak)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(f"{field} not in /proc/{pid}/status")
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Reset VmHWM (Linux >= 4.0, needs the right to write clear_refs); False if not."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+# ---- the app's /metrics ------------------------------------------------------------------
+
+
+def parse_loop_lag(text: str) -> float | None:
+    match = _LAG.search(text)
+    return float(match.group(1)) if match else None
+
+
+class Sampler:
+    """While running: polls the app's RSS and its event-loop lag gauge every SAMPLE_S and
+    keeps the maxima. Scraping /metrics costs the app a DB read; the idle baseline that
+    is subtracted from every segment scrapes at the same pace."""
+
+    def __init__(self, app_pid: int, metrics_url: str) -> None:
+        self.app_pid = app_pid
+        self.metrics_url = metrics_url
+        self.max_rss_kb = 0
+        self.max_lag_s = 0.0
+        self.scrapes = 0
+        self.scrape_errors = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Sampler:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            while True:
+                started = time.monotonic()
+                with contextlib.suppress(OSError, KeyError):
+                    self.max_rss_kb = max(self.max_rss_kb, memory_kb(self.app_pid))
+                try:
+                    async with http.get(self.metrics_url) as resp:
+                        lag = parse_loop_lag(await resp.text())
+                    self.scrapes += 1
+                    if lag is not None:
+                        self.max_lag_s = max(self.max_lag_s, lag)
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    self.scrape_errors += 1
+                    log.debug("metrics scrape failed: %s", exc)
+                await asyncio.sleep(max(0.0, SAMPLE_S - (time.monotonic() - started)))
+
+
+class Profiler:
+    """py-spy sampling the app while in use (collapsed stacks, for flame graphs or
+    `python -m benchmarks.profile`). py-spy is not a dependency: install it into the venv
+    to use --profile. Profiled segments cost more than measured ones: not for figures."""
+
+    def __init__(self, pid: int, out: Path, *, enabled: bool = True) -> None:
+        self.pid = pid
+        self.out = out
+        self.enabled = enabled
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> Profiler:
+        if not self.enabled:
+            return self
+        binary = shutil.which("py-spy", path=str(Path(sys.executable).parent))
+        if binary is None:
+            raise RuntimeError("--profile needs py-spy: .venv/bin/pip install py-spy")
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self._proc = await asyncio.create_subprocess_exec(
+            binary, "record", "--pid", str(self.pid), "--format", "raw", "--rate", "200",
+            "--nonblocking", "--output", str(self.out),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        proc.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        try:
+            await asyncio.wait_for(proc.wait(), 20)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+# ---- PostgreSQL --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DbCount:
+    # Every statement incl. BEGIN/COMMIT/ROLLBACK, one round trip each. Not counted: the
+    # empty query `;` of SQLAlchemy's pre-ping (pg_stat_statements ignores it), one per
+    # connection checkout, between a BEGIN and a ROLLBACK that are counted.
+    statements: int
+    transactions: int  # COMMIT + ROLLBACK (the pre-ping's BEGIN/ROLLBACK is one)
+
+
+_COUNT_SQL = """
+SELECT coalesce(sum(s.calls), 0)::bigint,
+       coalesce(sum(s.calls) FILTER (
+           WHERE upper(rtrim(btrim(s.query), ';')) IN ('COMMIT', 'ROLLBACK', 'END', 'ABORT')
+       ), 0)::bigint
+FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+WHERE d.datname = $1
+"""
+
+
+class DbCounter:
+    """Statement counts of one database from pg_stat_statements (updated as statements
+    finish, unlike pg_stat_database which a backend may flush seconds later). Reads from
+    the `postgres` database, so its own queries are not counted."""
+
+    def __init__(self, admin_dsn: str, dbname: str) -> None:
+        self.admin_dsn = admin_dsn
+        self.dbname = dbname
+        self._conn: asyncpg.Connection | None = None
+
+    async def open(self) -> None:
+        self._conn = await asyncpg.connect(self.admin_dsn)
+        await self._conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def read(self) -> DbCount:
+        assert self._conn is not None, "open() first"
+        row = await self._conn.fetchrow(_COUNT_SQL, self.dbname)
+        assert row is not None
+        return DbCount(statements=int(row[0]), transactions=int(row[1]))
