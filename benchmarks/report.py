@@ -157,15 +157,26 @@ def ratios(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float | None]:
 
 
 def step_figures(segments: Sequence[Segment], idle: Costs) -> dict[str, Any]:
-    """Steps of one side in rate order; the highest rate before the first failed call."""
+    """Steps of one side in rate order (every attempt); the highest rate before the first
+    rate whose every attempt had a failed call."""
     steps = []
     highest: float | None = None
     failed_at: float | None = None
-    for segment in sorted(segments, key=lambda s: s.rate):
+    by_rate: dict[float, list[Segment]] = {}
+    for segment in segments:
+        by_rate.setdefault(segment.rate, []).append(segment)
+    for rate in sorted(by_rate):
+        if failed_at is None:
+            if any(s.passed for s in by_rate[rate]):
+                highest = rate
+            else:
+                failed_at = rate
+    for segment in sorted(segments, key=lambda s: (s.rate, s.attempt)):
         fig = side_figures([segment], idle)
         steps.append(
             {
                 "rate_cps": segment.rate,
+                "attempt": segment.attempt,
                 "attempted": fig["calls"]["attempted"],
                 "failed": fig["calls"]["failed"],
                 "failures": fig["calls"]["failures"],
@@ -176,11 +187,6 @@ def step_figures(segments: Sequence[Segment], idle: Costs) -> dict[str, Any]:
                 "loadavg_1m": fig["loadavg_1m_max"],
             }
         )
-        if failed_at is None:
-            if fig["calls"]["failed"] or fig["calls"]["attempted"] < segment.planned:
-                failed_at = segment.rate
-            else:
-                highest = segment.rate
     return {"highest_zero_failure_cps": highest, "first_failure_cps": failed_at, "steps": steps}
 
 
@@ -292,7 +298,8 @@ def markdown(result: dict[str, Any]) -> str:
     step = result.get("step")
     if step:
         out += [
-            f"### Step mode: {cfg['step_duration_s']:g} s per step, {cfg['step_agents']} agents",
+            f"### Step mode: {cfg['step_duration_s']:g} s per step, {cfg['step_agents']} agents; "
+            f"a failed step is tried {cfg.get('step_retries', 0)} more time(s)",
             "",
             "| side | highest zero-failure rate (calls/s) | first failure at | steps |",
             "|---|---:|---:|---|",
@@ -300,7 +307,8 @@ def markdown(result: dict[str, Any]) -> str:
         for side in ("A", "B"):
             s = step[side]
             tried = ", ".join(
-                f"{x['rate_cps']:g}" + (f" ({x['failed']} failed)" if x["failed"] else "")
+                f"{x['rate_cps']:g}"
+                + (f" ({x['failed']} failed, load {x['loadavg_1m']:g})" if x["failed"] else "")
                 for x in s["steps"]
             )
             out.append(

@@ -53,6 +53,7 @@ SMOKE = {
     "step_rates": "2,4",
     "step_duration": 3.0,
     "step_agents": 8,
+    "step_retries": 0,
     "conc_calls": 6,
     "conc_rate": 3.0,
     "conc_hold": 3.0,
@@ -80,6 +81,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threshold", type=float, default=2.0, help="establishment threshold (2 s)")
     p.add_argument("--step-rates", default="10,20,30,40,50,60,80,100", help="calls/s list")
     p.add_argument("--step-duration", type=float, default=10.0, help="seconds per step (10)")
+    p.add_argument(
+        "--step-retries",
+        type=int,
+        default=1,
+        help="a failed step is tried again this often before the side stops (1)",
+    )
     p.add_argument("--step-agents", type=int, default=150, help="agents in step mode (150)")
     p.add_argument("--step-hold", type=float, default=1.0, help="hold in step mode (1 s)")
     p.add_argument("--conc-calls", type=int, default=200, help="calls in progress (200)")
@@ -195,10 +202,14 @@ class Bench:
             for side in ("A", "B"):
                 if side in stopped:
                     continue
-                seg = await self.segment(side, "step", rate, a.step_duration, hold=a.step_hold)
-                out[side].append(seg)
-                if seg.failed or len(seg.records) < seg.planned:
-                    log.info("step: %s failed first at %g calls/s", side, rate)
+                for attempt in range(1, a.step_retries + 2):
+                    seg = await self.segment(side, "step", rate, a.step_duration, hold=a.step_hold)
+                    seg.attempt = attempt
+                    out[side].append(seg)
+                    if seg.passed:
+                        break
+                    log.info("step: %s failed at %g calls/s (attempt %d)", side, rate, attempt)
+                else:
                     stopped.add(side)
             if stopped == {"A", "B"}:
                 break
@@ -231,6 +242,7 @@ async def bench(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]
             "rounds": args.rounds,
             "step_rates_cps": args.step_rates,
             "step_duration_s": args.step_duration,
+            "step_retries": args.step_retries,
             "step_agents": args.step_agents,
             "step_hold_s": args.step_hold,
             "conc_calls": args.conc_calls,

@@ -101,6 +101,11 @@ class Segment:
     sipp_rc: int = 0
     drained: bool = True
     loadavg: float = 0.0  # 1-minute load average at the end of the segment
+    attempt: int = 1  # step mode: a failed step is tried again (--step-retries)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed and len(self.records) == self.planned
 
     @property
     def failed(self) -> int:
