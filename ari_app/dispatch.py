@@ -8,10 +8,17 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from ari_app.ari.errors import AriError
 from ari_app.ari.events import Event, StasisStart
 from ari_app.flows.base import CallFlow, FlowContext, FlowFactory, Stop
 
 log = logging.getLogger(__name__)
+
+# args[0] of the legs flows originate into our app (flows/inbound.py, handover.py,
+# escalation.py). Such a leg entering Stasis after its call is over (answered just as the
+# call ended) has no dialplan to go back to, and must not run the admin's default context
+# with an agent on the line: it is hung up.
+ORIGINATED_LEGS = frozenset({"agentleg", "forwardleg", "handoverleg", "escalationleg"})
 
 
 class Dispatcher:
@@ -64,6 +71,10 @@ class Dispatcher:
         assert self.ctx is not None, "dispatcher used before the app wired it"
         channel = event.channel
         flow_name = event.args[0] if event.args else ""
+        if flow_name in ORIGINATED_LEGS:
+            log.info("call=%s %s of a call that is over: hung up", channel.id, flow_name)
+            self._keep(asyncio.create_task(self._hang_up(channel.id)))
+            return
         factory = self._flows.get(flow_name)
         if factory is None or not self.accepting:
             why = "unknown flow" if factory is None else "shutting down"
@@ -83,8 +94,17 @@ class Dispatcher:
         try:
             await self.ctx.ari.set_variable(channel_id, "HOTLINE_FALLBACK", "1")
             await self.ctx.ari.continue_in_dialplan(channel_id)
+        except AriError as exc:  # gone meanwhile, or Asterisk unreachable
+            log.warning("call=%s could not return the channel to the dialplan: %s", channel_id, exc)
         except Exception:
             log.exception("call=%s could not return the channel to the dialplan", channel_id)
+
+    async def _hang_up(self, channel_id: str) -> None:
+        assert self.ctx is not None
+        try:
+            await self.ctx.ari.hangup(channel_id)
+        except AriError as exc:
+            log.warning("call=%s could not hang up: %s", channel_id, exc)
 
     async def _run(self, flow: CallFlow[Any]) -> None:
         try:

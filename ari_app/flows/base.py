@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from ari_app.ari.errors import AriConnectionError
+from ari_app.ari.errors import AriError
 from ari_app.ari.events import Event
 from ari_app.signals import Broadcast
 
@@ -143,12 +143,13 @@ class CallFlow(Generic[S]):
                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
                     )
                     await self.on_database_unavailable(event)
-                except AriConnectionError as exc:
-                    # The ARI link is down: whether the request took effect is unknown. The
-                    # call goes on; after the reconnect, reconciliation tells the flow which of
-                    # its channels are gone (a crash here would leave them to nobody).
+                except AriError as exc:
+                    # A channel went away meanwhile (404, or 409/500 while it hangs up): its
+                    # events follow. Or the link is down: after the reconnect, reconciliation
+                    # tells the flow which channels are gone. Either way the flow stays in
+                    # charge; a crash here would leave the call's channels to nobody.
                     log.warning(
-                        "call=%s flow=%s ARI unreachable in %s: %s",
+                        "call=%s flow=%s ARI request failed in %s: %s",
                         self.channel_id,
                         self.name,
                         self.state.name,

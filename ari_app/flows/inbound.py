@@ -389,7 +389,6 @@ class InboundFlow(CallFlow[S]):
 
     async def _connect(self, leg: Leg, state: S, cause: str) -> None:
         assert self.call_id is not None and self.hotline is not None
-        self.connected = leg
         for other in list(self.legs.values()):
             if other is not leg:
                 await self._drop_leg(other)
@@ -411,9 +410,10 @@ class InboundFlow(CallFlow[S]):
             await self.ari.add_channel(self.bridge_id, [self.channel_id, leg.channel_id])
         except AriError as exc:
             log.warning("call=%s bridging failed: %s", self.channel_id, exc)
-            self.connected = None  # never connected: cleanup releases the agent
-            self.finish()
+            self.finish()  # never connected: cleanup releases the agent
             return
+        # Only now: a connection that failed half-way must leave the agent to cleanup.
+        self.connected = leg
         now = _now()
         self.answered_at = time.monotonic()
         async with self.ctx.sessions() as session, session.begin():

@@ -45,6 +45,12 @@ class RefusalAri:
             raise AriConnectionError("ARI down")
         self.commands.append(("continue", channel_id))
 
+    async def hangup(self, channel_id: str, **_: Any) -> bool:
+        if self.fail:
+            raise AriConnectionError("ARI down")
+        self.commands.append(("hangup", channel_id))
+        return True
+
 
 class Echo(enum.Enum):
     RUNNING = "running"
@@ -167,6 +173,17 @@ async def test_stasis_start_for_an_unknown_flow_goes_back_to_the_dialplan(
     [record] = caplog.records
     # The flow name is logged with repr(): a caller-controlled value cannot forge log lines.
     assert "\n" not in record.getMessage()
+
+
+@pytest.mark.parametrize("leg", ["agentleg", "forwardleg", "handoverleg", "escalationleg"])
+async def test_a_leg_answered_after_its_call_ended_is_hung_up(world: Any, leg: str) -> None:
+    """Never sent to the dialplan: it has none of its own, and the admin's default context
+    must not run with an agent on the line."""
+    dispatcher, ari = world
+    start(dispatcher, channel_id="late-leg", args=[leg, "some-call"])
+    await _until(lambda: ari.commands)
+    assert ari.commands == [("hangup", "late-leg")]
+    assert not RecordingFlow.instances
 
 
 async def test_a_refusal_that_fails_is_logged_not_raised(
