@@ -436,7 +436,14 @@ class InboundFlow(CallFlow[S]):
         """Hang up a leg we no longer want; the agent is released when it is destroyed."""
         leg.cancelled = not unanswered
         leg.confirming = False
-        await self.ari.hangup(leg.channel_id)
+        try:
+            await self.ari.hangup(leg.channel_id)
+        except AriError as exc:
+            # Best effort: what called this (the caller left, an agent answered) must go on;
+            # cleanup hangs up again, and reconciliation after a reconnect catches the rest.
+            log.warning(
+                "call=%s could not hang up leg %s: %s", self.channel_id, leg.channel_id, exc
+            )
 
     async def _cancel_legs(self) -> None:
         for leg in list(self.legs.values()):
