@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ari_app.ari.events import Event, parse_event
 from ari_app.ari.models import Channel, DeviceState, LiveRecording, Playback, StoredRecording
+from ari_app.config import load_settings
+from ari_app.dispatch import Dispatcher
+from ari_app.flows.base import FlowContext
 
 
 @dataclass
@@ -123,3 +126,27 @@ def channel(channel_id: str, number: str = "030123") -> dict[str, Any]:
         "creationtime": "2026-11-25T10:00:00.000+0000",
         "language": "en",
     }
+
+
+def fake_dispatcher(
+    sessions: Any, flows: Mapping[str, Any], **env: str
+) -> tuple[FakeAriClient, Dispatcher]:
+    """A real Dispatcher running `flows` against this fake ARI and the real database;
+    `env` adds HOTLINE_* settings."""
+    ari = FakeAriClient()
+    dispatcher = Dispatcher(dict(flows))
+    settings = load_settings(
+        {
+            "HOTLINE_DATABASE_URL": "postgresql://x@localhost/x",
+            "HOTLINE_EXTERNAL_DIAL": "PJSIP/{number}@trunk",
+            **env,
+        },
+        need_ari=False,
+    )
+    dispatcher.ctx = FlowContext(
+        ari=ari,  # type: ignore[arg-type]
+        registry=dispatcher,
+        settings=settings,
+        sessions=sessions,
+    )
+    return ari, dispatcher

@@ -7,14 +7,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from flow_fakes import Command, FakeAriClient, channel, event
+from flow_fakes import Command, FakeAriClient, channel, event, fake_dispatcher
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ari_app.config import load_settings
 from ari_app.db.models import AuditEntry
 from ari_app.dispatch import Dispatcher
-from ari_app.flows.base import FlowContext
 from ari_app.flows.feature import FeatureFlow
 from ari_app.flows.service import ServiceFlow
 from ari_app.services import admin
@@ -90,21 +88,7 @@ class Caller:
 @contextlib.asynccontextmanager
 async def phone_world(sessions: Sessions) -> AsyncIterator[tuple[FakeAriClient, Dispatcher]]:
     """The fake ARI and a dispatcher running the feature and service flows."""
-    ari = FakeAriClient()
-    dispatcher = Dispatcher({"feature": FeatureFlow, "service": ServiceFlow})
-    settings = load_settings(
-        {
-            "HOTLINE_DATABASE_URL": "postgresql://x@localhost/x",
-            "HOTLINE_EXTERNAL_DIAL": "PJSIP/{number}@trunk",
-        },
-        need_ari=False,
-    )
-    dispatcher.ctx = FlowContext(
-        ari=ari,
-        registry=dispatcher,
-        settings=settings,  # type: ignore[arg-type]
-        sessions=sessions,
-    )
+    ari, dispatcher = fake_dispatcher(sessions, {"feature": FeatureFlow, "service": ServiceFlow})
     try:
         yield ari, dispatcher
     finally:

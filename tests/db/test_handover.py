@@ -9,16 +9,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from flow_fakes import FakeAriClient, channel, event
+from flow_fakes import FakeAriClient, channel, event, fake_dispatcher
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ari_app.ari.events import StasisStart
-from ari_app.config import load_settings
 from ari_app.db.models import AgentLogin, AgentState, AuditEntry, TargetKind
 from ari_app.dispatch import Dispatcher
 from ari_app.flows import handover
-from ari_app.flows.base import CallFlow, FlowContext
+from ari_app.flows.base import CallFlow
 from ari_app.flows.handover import HandoverAction, HandoverOutcome, HandoverResult
 from ari_app.services import admin, agents
 
@@ -49,21 +48,7 @@ class Requester(CallFlow[R]):
 @pytest.fixture
 async def world(sessions: Sessions) -> AsyncIterator[tuple[FakeAriClient, Dispatcher]]:
     RESULTS.clear()
-    ari = FakeAriClient()
-    dispatcher = Dispatcher({"requester": Requester})
-    settings = load_settings(
-        {
-            "HOTLINE_DATABASE_URL": "postgresql://x@localhost/x",
-            "HOTLINE_EXTERNAL_DIAL": "PJSIP/{number}@trunk",
-        },
-        need_ari=False,
-    )
-    dispatcher.ctx = FlowContext(
-        ari=ari,  # type: ignore[arg-type]
-        registry=dispatcher,
-        settings=settings,
-        sessions=sessions,
-    )
+    ari, dispatcher = fake_dispatcher(sessions, {"requester": Requester})
     yield ari, dispatcher
     await dispatcher.shutdown(0.5)
     await handover.wait_handovers(1.0)

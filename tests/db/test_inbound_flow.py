@@ -7,14 +7,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from flow_fakes import FakeAriClient, channel, event
+from flow_fakes import FakeAriClient, channel, event, fake_dispatcher
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ari_app.config import load_settings
 from ari_app.db.models import AgentActivity, AgentState, Call, Outcome, Voicemail
 from ari_app.dispatch import Dispatcher
-from ari_app.flows.base import FlowContext
 from ari_app.flows.inbound import InboundFlow
 from ari_app.services import admin, agents
 
@@ -24,21 +22,7 @@ Sessions = async_sessionmaker[AsyncSession]
 
 @pytest.fixture
 async def world(sessions: Sessions) -> AsyncIterator[tuple[FakeAriClient, Dispatcher]]:
-    ari = FakeAriClient()
-    dispatcher = Dispatcher({"inbound": InboundFlow})
-    settings = load_settings(
-        {
-            "HOTLINE_DATABASE_URL": "postgresql://x@localhost/x",
-            "HOTLINE_EXTERNAL_DIAL": "PJSIP/{number}@trunk",
-        },
-        need_ari=False,
-    )
-    dispatcher.ctx = FlowContext(
-        ari=ari,
-        registry=dispatcher,
-        settings=settings,  # type: ignore[arg-type]
-        sessions=sessions,
-    )
+    ari, dispatcher = fake_dispatcher(sessions, {"inbound": InboundFlow})
     yield ari, dispatcher
     await dispatcher.shutdown(0.1)
 

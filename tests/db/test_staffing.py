@@ -7,15 +7,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from flow_fakes import FakeAriClient, channel, event
+from flow_fakes import FakeAriClient, channel, event, fake_dispatcher
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ari_app.config import load_settings
 from ari_app.db.models import AgentState, AuditEntry
 from ari_app.dispatch import Dispatcher
 from ari_app.flows import escalation
-from ari_app.flows.base import FlowContext
 from ari_app.flows.inbound import InboundFlow
 from ari_app.services import admin, agents, staffing
 
@@ -29,22 +27,7 @@ async def world(
 ) -> AsyncIterator[tuple[FakeAriClient, Dispatcher]]:
     monkeypatch.setattr(escalation, "NEXT_CALL_S", 0.05)
     monkeypatch.setattr(escalation, "ROUND_PAUSE_S", 0.05)
-    ari = FakeAriClient()
-    dispatcher = Dispatcher({"inbound": InboundFlow})
-    settings = load_settings(
-        {
-            "HOTLINE_DATABASE_URL": "postgresql://x@localhost/x",
-            "HOTLINE_EXTERNAL_DIAL": "PJSIP/{number}@trunk",
-            "HOTLINE_NODE": "node-a",
-        },
-        need_ari=False,
-    )
-    dispatcher.ctx = FlowContext(
-        ari=ari,  # type: ignore[arg-type]
-        registry=dispatcher,
-        settings=settings,
-        sessions=sessions,
-    )
+    ari, dispatcher = fake_dispatcher(sessions, {"inbound": InboundFlow}, HOTLINE_NODE="node-a")
     yield ari, dispatcher
     await escalation.stop_escalations(1.0)
     await dispatcher.shutdown(0.1)
