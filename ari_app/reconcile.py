@@ -93,7 +93,9 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
                 result.adopted_bridged += 1
             elif hotline and call.status in (CallStatus.WAITING, CallStatus.NEW):
                 await _release_all(session, call.id)
-                dispatcher.adopt(InboundFlow.adopt(ctx, call, hotline), [call.channel_id])
+                answered = channels[call.channel_id].state == "Up"
+                flow = InboundFlow.adopt(ctx, call, hotline, caller_answered=answered)
+                dispatcher.adopt(flow, [call.channel_id])
                 taken.add(call.channel_id)
                 result.adopted_waiting += 1
             else:

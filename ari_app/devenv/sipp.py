@@ -78,6 +78,11 @@ _COMPACT_HEADERS = {
     "t": "to",
     "v": "via",
 }
+# Headers that carry only protocol counters, routing or random ids, never an identity.
+_NON_IDENTITY_HEADERS = frozenset(
+    ("cseq", "call-id", "via", "content-length", "max-forwards", "session-expires", "min-se")
+)
+_TAG_PARAM = re.compile(r";(?:tag|branch)=[^;>\s]*")
 _SAFE_TOKEN = re.compile(r"^[A-Za-z0-9*#+._-]+$")
 _SAFE_DISPLAY = re.compile(r"^[A-Za-z0-9 ._-]*$")
 _SAFE_HEADER = re.compile(r"^[A-Za-z0-9-]+: [^\r\n\[\]<>&]*$")
@@ -157,6 +162,22 @@ class SipMessage:
     def is_initial_invite(self) -> bool:
         """An INVITE outside a dialog (no To tag): a new call, not a re-INVITE."""
         return self.method == "INVITE" and ";tag=" not in (self.header("to") or "")
+
+    def reveals(self, value: str) -> bool:
+        """Whether ``value`` (a number or a name) appears in this message as a whole token.
+
+        Protocol counters and random ids (CSeq, Via branches, Call-ID, tags, SDP session
+        ids, ports) are left out: a CSeq of 31002 says nothing about extension 1002.
+        """
+        lines = [self.first_line]
+        for name, values in self.headers.items():
+            if name not in _NON_IDENTITY_HEADERS:
+                lines.extend(f"{name}: {_TAG_PARAM.sub('', v)}" for v in values)
+        lines.extend(
+            line for line in self.body.splitlines() if not line.startswith(("o=", "m=", "a=rtcp"))
+        )
+        token = re.compile(rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])")
+        return any(token.search(line) for line in lines)
 
 
 _SEPARATOR = re.compile(r"^-{20,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)\s*$", re.M)

@@ -110,6 +110,7 @@ class InboundFlow(CallFlow[S]):
         self.first_originate_logged = False
         self._wake = lambda: self.deliver(Timer("distribute"))
         self._adoption: tuple[Call, str | None] | None = None
+        self._adopted_unanswered = False
 
     # -- start: lookup and decision -------------------------------------------------------
     async def on_StasisStart(self, event: StasisStart) -> None:
@@ -175,14 +176,22 @@ class InboundFlow(CallFlow[S]):
     # -- adoption after a restart (see ari_app/reconcile.py) -------------------------------
     @classmethod
     def adopt(
-        cls, ctx: FlowContext, call: Call, hotline: Hotline, agent_leg: str | None = None
+        cls,
+        ctx: FlowContext,
+        call: Call,
+        hotline: Hotline,
+        agent_leg: str | None = None,
+        *,
+        caller_answered: bool = True,
     ) -> InboundFlow:
         """A flow for a call a previous process handled: still waiting (agent_leg None) or
-        bridged with the agent's channel `agent_leg`. Its queue place (queue_seq) is kept."""
+        bridged with the agent's channel `agent_leg`. Its queue place (queue_seq) is kept.
+        `caller_answered` False: that process died before answering the caller."""
         flow = cls(ctx, call.channel_id, (call.dialled_number,))
         flow.call_id, flow.queue_seq, flow.hotline = call.id, call.queue_seq, hotline
         flow.caller_number = call.caller_number or ""
         flow._adoption = (call, agent_leg)
+        flow._adopted_unanswered = not caller_answered
         return flow
 
     async def start(self) -> None:
@@ -192,7 +201,12 @@ class InboundFlow(CallFlow[S]):
         assert self.hotline is not None
         if agent_leg is None:
             waited = (_now() - call.entered_at).total_seconds()
-            await self._enter_queue(self.hotline, "adopted", waited_s=max(0.0, waited))
+            await self._enter_queue(
+                self.hotline,
+                "adopted",
+                waited_s=max(0.0, waited),
+                answer=self._adopted_unanswered,
+            )
             return
         leg = Leg(agent_leg, call.agent_id, "", TargetKind.DEVICE, answered=True)
         self.legs[agent_leg] = leg

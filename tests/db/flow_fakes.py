@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ari_app.ari.events import Event, parse_event
-from ari_app.ari.models import Channel, DeviceState, LiveRecording, Playback, StoredRecording
+from ari_app.ari.models import (
+    Application,
+    Bridge,
+    Channel,
+    DeviceState,
+    LiveRecording,
+    Playback,
+    StoredRecording,
+)
 from ari_app.config import load_settings
 from ari_app.dispatch import Dispatcher
 from ari_app.flows.base import FlowContext
@@ -28,6 +36,9 @@ class FakeAriClient:
     commands: list[Command] = field(default_factory=list)
     device_states: dict[str, str] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # what Asterisk still has, for reconciliation
+    channels: list[Channel] = field(default_factory=list)
+    bridges: list[Bridge] = field(default_factory=list)
 
     def _note(self, name: str, /, *args: Any, **kwargs: Any) -> None:
         self.commands.append(Command(name, args, kwargs))
@@ -97,6 +108,15 @@ class FakeAriClient:
     async def destroy_bridge(self, bridge_id: str, **_: Any) -> bool:
         self._note("destroy_bridge", bridge_id)
         return True
+
+    async def list_channels(self) -> list[Channel]:
+        return list(self.channels)
+
+    async def list_bridges(self) -> list[Bridge]:
+        return list(self.bridges)
+
+    async def get_application(self, name: str | None = None) -> Application:
+        return Application("hotline", channel_ids=tuple(c.id for c in self.channels))
 
     async def get_device_state(self, name: str) -> DeviceState:
         return DeviceState(name, self.device_states.get(name, "NOT_INUSE"))

@@ -11,10 +11,20 @@ from flow_fakes import FakeAriClient, channel, event, fake_dispatcher
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ari_app.db.models import AgentActivity, AgentState, Call, Outcome, Voicemail
+from ari_app.ari.models import Channel
+from ari_app.db.models import (
+    AgentActivity,
+    AgentState,
+    Call,
+    CallStatus,
+    Hotline,
+    Outcome,
+    Voicemail,
+)
 from ari_app.dispatch import Dispatcher
 from ari_app.flows.inbound import InboundFlow
-from ari_app.services import admin, agents
+from ari_app.reconcile import reconcile
+from ari_app.services import admin, agents, calls
 
 pytestmark = pytest.mark.db
 Sessions = async_sessionmaker[AsyncSession]
@@ -151,3 +161,34 @@ async def test_caller_hangs_up_while_ringing(sessions: Sessions, world: Any) -> 
         state = await session.get(AgentState, 1)
     assert state is not None and state.reserved_call_id is None
     assert state.activity is AgentActivity.IDLE and state.unanswered_streak == 0
+
+
+async def test_adopted_waiting_caller_is_answered_only_if_the_dead_process_had_not(
+    sessions: Sessions, world: Any
+) -> None:
+    """SIGKILL between storing a waiting call and answering it: after the restart the
+    adopted caller is answered (else they would be bridged unanswered, hearing only early
+    media); a caller already answered is not answered twice."""
+    ari, dispatcher = world
+    await _hotline(sessions, logged_in=0)
+    async with sessions() as session, session.begin():
+        hotline = await session.scalar(select(Hotline))
+        assert hotline is not None
+        for channel_id in ("was-answered", "not-answered"):
+            call = await calls.open_call(
+                session,
+                channel_id=channel_id,
+                dialled="500",
+                caller_number="030123",
+                hotline_id=hotline.id,
+                node=dispatcher.ctx.node,
+            )
+            await calls.set_status(session, call.id, CallStatus.WAITING)
+    ari.channels = [
+        Channel("was-answered", "PJSIP/trunk-1", "Up"),
+        Channel("not-answered", "PJSIP/trunk-2", "Ring"),
+    ]
+    result = await reconcile(dispatcher.ctx, dispatcher)
+    assert result.adopted_waiting == 2
+    await ari.wait_for(lambda: len(ari.called("start_moh")) == 2)
+    assert [c.args[0] for c in ari.called("answer")] == ["not-answered"]
