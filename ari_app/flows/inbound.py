@@ -12,6 +12,7 @@ import enum
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -93,6 +94,7 @@ class InboundFlow(CallFlow[S]):
         self.queue_seq = 0
         self.legs: dict[str, Leg] = {}
         self.legs_made = 0  # leg ids stay unique for the call, even after a leg is gone
+        self.ended: set[str] = set()  # channels hung up and bridges destroyed by us
         self.tried: set[int] = set()
         self.bridge_id: str | None = None
         self.connected: Leg | None = None
@@ -108,9 +110,16 @@ class InboundFlow(CallFlow[S]):
         self.outcome_counted = False
         self.outcome_stored = False  # a call has exactly one outcome: the first one stored
         self.first_originate_logged = False
-        self._wake = lambda: self.deliver(Timer("distribute"))
+        self._wake_pending = False  # one distribute wake-up in the inbox at a time
         self._adoption: tuple[Call, str | None] | None = None
         self._adopted_unanswered = False
+
+    def _wake(self) -> None:
+        """An agent may be free. Wake-ups coalesce: a burst of agent changes costs a waiting
+        caller one reservation attempt, not one per change."""
+        if not self._wake_pending:
+            self._wake_pending = True
+            self.deliver(Timer("distribute"))
 
     # -- start: lookup and decision -------------------------------------------------------
     async def on_StasisStart(self, event: StasisStart) -> None:
@@ -121,6 +130,8 @@ class InboundFlow(CallFlow[S]):
         try:
             async with self.ctx.sessions() as session, session.begin():
                 hotline = await calls.hotline_by_number(session, self.dialled)
+                decision = await self._decide(session, hotline)
+                queued = hotline is not None and decision is None
                 call = await calls.open_call(
                     session,
                     channel_id=self.channel_id,
@@ -128,10 +139,9 @@ class InboundFlow(CallFlow[S]):
                     caller_number=self.caller_number,
                     hotline_id=hotline.id if hotline else None,
                     node=self.ctx.node,
+                    status=CallStatus.WAITING if queued else CallStatus.NEW,
                 )
-                decision = await self._decide(session, hotline)
-                if decision is None:
-                    await calls.set_status(session, call.id, CallStatus.WAITING)
+                if queued:
                     await calls.log_event(session, call.id, "ENTERQUEUE", caller=self.caller_number)
         except (SQLAlchemyError, OSError) as exc:
             # No database: the dialplan's fallback takes the caller, never dead air.
@@ -219,15 +229,15 @@ class InboundFlow(CallFlow[S]):
         """None: queue the caller; else the action to run instead (reason in self.reason)."""
         if hotline is None:
             return None
-        holidays = await calls.holidays_of(session, hotline.id)
+        facts = await routing.queue_facts(session, hotline.id)
         hours = OpeningHours.parse(hotline.opening_hours or "")
-        if not hours.is_open(_now(), hotline.timezone, holidays):
+        if not hours.is_open(_now(), hotline.timezone, facts.holidays):
             self.reason = Outcome.CLOSED
             return parse_action(hotline.closed_action)
-        if await routing.logged_in_count(session, hotline.id) == 0:
+        if facts.logged_in == 0:
             self.reason = Outcome.NO_AGENTS
             return parse_action(hotline.no_agent_action)
-        if await routing.waiting_count(session, hotline.id) >= hotline.max_queue_len:
+        if facts.waiting >= hotline.max_queue_len:
             self.reason = Outcome.TIMEOUT
             return parse_action(hotline.timeout_action)
         return None
@@ -239,6 +249,7 @@ class InboundFlow(CallFlow[S]):
 
     # -- waiting --------------------------------------------------------------------------
     async def on_timer_distribute(self, _: Timer) -> None:
+        self._wake_pending = False
         if self.state is not S.QUEUED or self.call_id is None or self.hotline is None:
             return
         wait = self.retry_at - time.monotonic()
@@ -452,6 +463,7 @@ class InboundFlow(CallFlow[S]):
         leg.confirming = False
         try:
             await self.ari.hangup(leg.channel_id)
+            self.ended.add(leg.channel_id)
         except AriError as exc:
             # Best effort: what called this (the caller left, an agent answered) must go on;
             # cleanup hangs up again, and reconciliation after a reconnect catches the rest.
@@ -785,13 +797,24 @@ class InboundFlow(CallFlow[S]):
             await self._moh(False)
 
     async def _hang_up_all(self) -> None:
-        """Hang up every channel of this call and destroy its bridge (404s are races)."""
+        """Hang up every channel of this call and destroy its bridge (404s are races).
+        What was already ended is not asked again (cleanup follows `_call_over`)."""
         for leg in list(self.legs.values()):
-            await self._safe(self.ari.hangup(leg.channel_id))
+            await self._end_once(leg.channel_id, self.ari.hangup)
         if self.bridge_id is not None:
-            await self._safe(self.ari.destroy_bridge(self.bridge_id))
+            await self._end_once(self.bridge_id, self.ari.destroy_bridge)
         if not self.caller_gone:
-            await self._safe(self.ari.hangup(self.channel_id))
+            await self._end_once(self.channel_id, self.ari.hangup)
+
+    async def _end_once(self, resource_id: str, request: Callable[[str], Awaitable[Any]]) -> None:
+        if resource_id in self.ended:
+            return
+        try:
+            await request(resource_id)
+        except AriError as exc:  # Asterisk unreachable: tried again in cleanup, then reconcile
+            log.warning("call=%s cleanup step failed: %s", self.channel_id, exc)
+            return
+        self.ended.add(resource_id)
 
     async def cleanup(self) -> None:
         self.ctx.agents_changed.unsubscribe(self._wake)

@@ -9,16 +9,12 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ari_app.db.models import Call, CallEvent, CallStatus, Holiday, Hotline, Outcome
+from ari_app.db.models import Call, CallEvent, CallStatus, Hotline, Outcome
 
 
 async def hotline_by_number(session: AsyncSession, number: str) -> Hotline | None:
     result: Hotline | None = await session.scalar(select(Hotline).where(Hotline.number == number))
     return result
-
-
-async def holidays_of(session: AsyncSession, hotline_id: int) -> list[Any]:
-    return list(await session.scalars(select(Holiday.day).where(Holiday.hotline_id == hotline_id)))
 
 
 async def open_call(
@@ -29,18 +25,27 @@ async def open_call(
     caller_number: str | None,
     hotline_id: int | None,
     node: str,
+    status: CallStatus = CallStatus.NEW,
 ) -> Call:
+    # Every column is given (None where unknown) so that the object is fully loaded after
+    # the flush: queue_seq and entered_at come back from the INSERT's RETURNING, and no
+    # attribute is left to a lazy load (impossible in async code) or a second SELECT.
     call = Call(
         channel_id=channel_id,
         dialled_number=dialled,
         caller_number=caller_number or None,
         hotline_id=hotline_id,
         node=node,
-        status=CallStatus.NEW,
+        status=status,
+        bridge_id=None,
+        first_ring_at=None,
+        answered_at=None,
+        ended_at=None,
+        agent_id=None,
+        outcome=None,
     )
     session.add(call)
     await session.flush()
-    await session.refresh(call)  # queue_seq and entered_at come from the server
     return call
 
 

@@ -1,10 +1,10 @@
 """Queue and agent reservation, shared by every node through Postgres.
 
-Reservation is atomic: candidate agent rows are locked with FOR UPDATE SKIP LOCKED and
-marked reserved for one call in the same transaction, so no agent is ever rung for two
-calls, whichever process asks. Queue order is kept by serialising the decision per
-hotline (a row lock on the hotline) and letting a call reserve only while fewer unserved
-callers wait ahead of it than there are free agents.
+Reservation is atomic: a conditional UPDATE marks an agent reserved for one call only while
+the row still says the agent is free (Postgres re-checks the condition on the row it
+locks), so no agent is ever rung for two calls, whichever process asks. Queue order is
+kept by serialising the decision per hotline (a row lock on the hotline) and letting a
+call reserve only while fewer unserved callers wait ahead of it than there are free agents.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import random
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from typing import cast
 
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,11 +26,12 @@ from ari_app.db.models import (
     AgentState,
     Call,
     CallStatus,
+    Holiday,
     Hotline,
     Membership,
     TargetKind,
 )
-from ari_app.domain.strategies import Candidate, order_candidates
+from ari_app.domain.strategies import Candidate, Strategy, order_candidates
 from ari_app.services import audit
 
 _rng = random.Random()
@@ -57,24 +59,36 @@ def _free_agent_clause(now: datetime) -> ColumnElement[bool]:
     )
 
 
-async def logged_in_count(session: AsyncSession, hotline_id: int) -> int:
-    return int(
-        await session.scalar(
-            select(func.count()).select_from(AgentLogin).where(AgentLogin.hotline_id == hotline_id)
-        )
-        or 0
-    )
+@dataclass(frozen=True)
+class QueueFacts:
+    """What the decision at a call's start needs about its hotline."""
+
+    holidays: frozenset[date]
+    logged_in: int  # agents logged in to the hotline
+    waiting: int  # callers waiting in its queue
 
 
-async def waiting_count(session: AsyncSession, hotline_id: int) -> int:
-    return int(
-        await session.scalar(
-            select(func.count())
-            .select_from(Call)
-            .where(Call.hotline_id == hotline_id, Call.status == CallStatus.WAITING)
+async def queue_facts(session: AsyncSession, hotline_id: int) -> QueueFacts:
+    """The hotline's holidays, logged-in agents and waiting callers in one round trip."""
+    row = (
+        await session.execute(
+            select(
+                select(func.array_agg(Holiday.day))
+                .where(Holiday.hotline_id == hotline_id)
+                .scalar_subquery(),
+                select(func.count())
+                .select_from(AgentLogin)
+                .where(AgentLogin.hotline_id == hotline_id)
+                .scalar_subquery(),
+                select(func.count())
+                .select_from(Call)
+                .where(Call.hotline_id == hotline_id, Call.status == CallStatus.WAITING)
+                .scalar_subquery(),
+            )
         )
-        or 0
-    )
+    ).one()
+    holidays, logged_in, waiting = cast(tuple[list[date] | None, int, int], tuple(row))
+    return QueueFacts(frozenset(holidays or ()), logged_in, waiting)
 
 
 async def position_in_queue(session: AsyncSession, call: Call) -> int:
@@ -101,7 +115,12 @@ async def reserve_agents(
     node: str,
     now: datetime,
 ) -> list[Offer]:
-    """Reserve the next agent(s) the hotline's strategy picks for this call, or none."""
+    """Reserve the next agent(s) the hotline's strategy picks for this call, or none.
+
+    The hotline's row lock orders its callers, so the free agents are read without locking
+    them; the chosen ones are then taken with one conditional UPDATE, which re-checks that
+    each is still free (another hotline's caller may have taken an agent both share).
+    """
     await session.execute(select(Hotline.id).where(Hotline.id == hotline.id).with_for_update())
     reserved_elsewhere = exists().where(AgentState.reserved_call_id == Call.id)
     ahead = int(
@@ -119,7 +138,12 @@ async def reserve_agents(
     )
     rows = (
         await session.execute(
-            select(AgentState, Membership.position)
+            select(
+                AgentState.agent_id,
+                Membership.position,
+                AgentState.last_call_end,
+                AgentState.calls_taken,
+            )
             .join(
                 AgentLogin,
                 and_(
@@ -133,45 +157,60 @@ async def reserve_agents(
                 ),
             )
             .where(_free_agent_clause(now))
-            .with_for_update(of=AgentState, skip_locked=True)
         )
     ).all()
     if len(rows) <= ahead:
         return []  # callers ahead of this one get the free agents first
-    states = {state.agent_id: state for state, _ in rows}
     candidates = [
-        Candidate(
-            agent_id=state.agent_id,
-            position=position,
-            last_call_end=state.last_call_end,
-            calls_taken=state.calls_taken,
-        )
-        for state, position in rows
+        Candidate(agent_id=agent_id, position=position, last_call_end=last_end, calls_taken=taken)
+        for agent_id, position, last_end, taken in rows
     ]
-    last_agent_id, last_position = await _last_offered(session, hotline.id)
-    rounds = order_candidates(
-        hotline.strategy,
-        candidates,
-        last_agent_id=last_agent_id,
-        last_position=last_position,
-        tried=frozenset(tried),
-        rng=_rng,
+    round_robin = Strategy(hotline.strategy) is Strategy.ROUND_ROBIN
+    last_agent_id, last_position = (
+        await _last_offered(session, hotline.id) if round_robin else (None, None)
     )
-    if not rounds or not rounds[0]:
-        return []
-    offers: list[Offer] = []
+    lost: set[int] = set()
+    while True:
+        rounds = order_candidates(
+            hotline.strategy,
+            [c for c in candidates if c.agent_id not in lost],
+            last_agent_id=last_agent_id,
+            last_position=last_position,
+            tried=frozenset(tried),
+            rng=_rng,
+        )
+        if not rounds or not rounds[0]:
+            return []
+        taken = (
+            await session.execute(
+                update(AgentState)
+                .where(AgentState.agent_id.in_(rounds[0]), _free_agent_clause(now))
+                .values(
+                    reserved_call_id=call_id,
+                    reserved_by_node=node,
+                    activity=AgentActivity.RINGING,
+                )
+                .returning(AgentState.agent_id, AgentState.target, AgentState.target_kind)
+                .execution_options(synchronize_session=False)
+            )
+        ).all()
+        if taken:
+            break
+        lost.update(rounds[0])  # taken by another hotline's caller meanwhile: next choice
+    by_id = {agent_id: (target, kind) for agent_id, target, kind in taken}
+    offers = []
     for agent_id in rounds[0]:
-        state = states[agent_id]
-        assert state.target is not None and state.target_kind is not None
-        state.reserved_call_id = call_id
-        state.reserved_by_node = node
-        state.activity = AgentActivity.RINGING
-        offers.append(Offer(agent_id, state.target, state.target_kind))
-    await session.execute(
-        update(Membership)
-        .where(Membership.hotline_id == hotline.id, Membership.agent_id.in_(rounds[0]))
-        .values(last_offered_at=now)
-    )
+        if agent_id in by_id:
+            target, kind = by_id[agent_id]
+            assert target is not None and kind is not None  # a free agent has a target
+            offers.append(Offer(agent_id, target, kind))
+    if round_robin:  # only its rotation needs to know who was offered last
+        await session.execute(
+            update(Membership)
+            .where(Membership.hotline_id == hotline.id, Membership.agent_id.in_(list(by_id)))
+            .values(last_offered_at=now)
+            .execution_options(synchronize_session=False)
+        )
     return offers
 
 

@@ -12,7 +12,7 @@ from flow_fakes import FakeAriClient, event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ari_app.db.models import AgentState, TargetKind
-from ari_app.device_presence import DevicePresence, external_calls
+from ari_app.device_presence import RESYNC_S, DevicePresence, external_calls
 from ari_app.services import admin, agents, presence
 
 pytestmark = pytest.mark.db
@@ -134,3 +134,43 @@ async def _until(
                 changed.clear()
     finally:
         tracker.changed.unsubscribe(changed.set)
+
+
+async def test_many_devices_are_subscribed_in_batches(sessions: Sessions) -> None:
+    """Asterisk answers 400 to one subscription with 150 event sources (seen in the
+    benchmark): every device is followed, in requests Asterisk accepts."""
+    async with sessions() as session, session.begin():
+        for i in range(120):
+            await admin.create_agent(session, f"{200 + i}", f"A{i}", device=f"PJSIP/{8000 + i}")
+    ari = Ari()
+    tracker = DevicePresence(ari, sessions)  # type: ignore[arg-type]
+    await tracker.on_connect()
+    batches = [c.args[0] for c in ari.called("subscribe")]
+    assert all(len(b) <= 50 for b in batches) and len(batches) == 3
+    assert sorted(s for b in batches for s in b) == sorted(
+        f"deviceState:PJSIP/{8000 + i}" for i in range(120)
+    )
+    tracker.close()
+
+
+async def test_a_steady_stream_of_changes_does_not_stop_the_resync(sessions: Sessions) -> None:
+    """The resync (new devices, hot desks) runs every RESYNC_S even while device changes
+    keep waking the tracker more often than that."""
+    await _agents(sessions)
+    ari = Ari()
+    tracker = DevicePresence(ari, sessions)  # type: ignore[arg-type]
+    await tracker.on_connect()
+    runner = asyncio.create_task(tracker.run())
+    try:
+        async with sessions() as session, session.begin():
+            await admin.create_agent(session, "103", "Cleo", device="PJSIP/1003")
+        async with asyncio.timeout(RESYNC_S * 3):
+            state = "INUSE"
+            while not any("deviceState:PJSIP/1003" in c.args[0] for c in ari.called("subscribe")):
+                state = "NOT_INUSE" if state == "INUSE" else "INUSE"
+                tracker.on_event(_device_event("PJSIP/1002", state))
+                await asyncio.sleep(RESYNC_S / 10)
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        tracker.close()
