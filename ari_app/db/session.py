@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -16,14 +18,23 @@ from ari_app.config import normalise_database_url
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    # No pre-ping: it costs every checkout extra round trips (about half of a call's
-    # statements). A connection lost in a database restart fails its first statement
-    # instead, and that failure invalidates the whole pool, so the rest reconnect at once;
-    # the flows already treat a failed unit of work as "database unavailable" and retry.
-    # The pool is large enough that busy moments do not open connections.
+    # No pre-ping: for asyncpg it costs every checkout three round trips (BEGIN, an empty
+    # query, ROLLBACK), about a third of a call's statements. Instead a checkout looks at
+    # what the driver already knows: a connection the server closed (a database restart)
+    # is replaced before use. The pool is large enough that busy moments do not open
+    # connections.
     if "poolclass" not in kwargs:
         kwargs = {"pool_size": 20, "max_overflow": 10} | kwargs
-    return create_async_engine(normalise_database_url(url), **kwargs)
+    engine = create_async_engine(normalise_database_url(url), **kwargs)
+    event.listen(engine.sync_engine, "checkout", _refuse_closed_connection)
+    return engine
+
+
+def _refuse_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """Pool checkout hook: DisconnectionError makes the pool open a fresh connection."""
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    if driver is not None and driver.is_closed():
+        raise DisconnectionError("connection closed by the server")
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -1,6 +1,6 @@
-"""The load benchmark still runs: a tiny run of every phase (a few calls per second for a
-few seconds, both sides). Speeds are not asserted here; only that every figure is there
-and no call failed at this rate."""
+"""The load benchmark and the soak run still run: a tiny run of every phase (a few calls
+per second for a few seconds, both sides) and a soak of a few short segments. Speeds are
+not asserted here; only that every figure is there and no call failed at this rate."""
 
 from __future__ import annotations
 
@@ -19,12 +19,14 @@ REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 300
 
 
-def _run_smoke(out: Path, log_path: Path) -> int:
-    """`python -m benchmarks.run --smoke`; on a timeout it gets SIGTERM, which makes it stop
-    everything it started (serve, Asterisk, Postgres), then SIGKILL as a last resort."""
+def _run_smoke(out: Path, log_path: Path, module: str = "benchmarks.run", *args: str) -> int:
+    """`python -m benchmarks.run --smoke` (or `module` with `args`); on a timeout it gets
+    SIGTERM, which makes it stop everything it started (serve, Asterisk, Postgres), then
+    SIGKILL as a last resort."""
+    argv = list(args) if args else ["--smoke"]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.run", "--smoke", "--out", str(out)],
+            [sys.executable, "-m", module, *argv, "--out", str(out)],
             cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -80,3 +82,19 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     table = (out / "result.md").read_text()
     assert "| time to agent p99 (ms) |" in table and "A/B" in table
     assert "### Step mode" in table
+
+
+def test_soak_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "soak"
+    log_path = tmp_path / "soak.log"
+    args = ("--minutes", "0.25", "--segment", "5", "--rate", "2", "--agents", "4", "--hold", "1")
+    code = _run_smoke(out, log_path, "benchmarks.soak", *args)
+    output = log_path.read_text(errors="replace")
+    assert code == 0, output[-5000:]
+    result = json.loads((out / "soak.json").read_text())
+    rows = result["segments"]
+    assert len(rows) >= 2 and all(r["calls"] >= 1 and r["drained"] for r in rows), rows
+    summary = result["summary"]
+    assert summary["failed"] == 0 and summary["calls"] == sum(r["calls"] for r in rows)
+    assert summary["app_rss_mb_end"] > 10 and summary["asterisk_rss_mb_end"] > 10
+    assert "| app RSS growth (MB) |" in (out / "soak.md").read_text()
