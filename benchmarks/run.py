@@ -90,8 +90,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--step-agents", type=int, default=150, help="agents in step mode (150)")
     p.add_argument("--step-hold", type=float, default=1.0, help="hold in step mode (1 s)")
     p.add_argument("--conc-calls", type=int, default=200, help="calls in progress (200)")
-    p.add_argument("--conc-rate", type=float, default=15.0, help="their rate (15/s)")
-    p.add_argument("--conc-hold", type=float, default=16.0, help="their hold time (16 s)")
+    # A rate the app sustains without failures on a slow 2-core machine; the hold time keeps
+    # every call of the phase up at once.
+    p.add_argument("--conc-rate", type=float, default=8.0, help="their rate (8/s)")
+    p.add_argument("--conc-hold", type=float, default=30.0, help="their hold time (30 s)")
     p.add_argument("--no-fixed", action="store_true", help="skip the fixed-rate phase")
     p.add_argument("--no-step", action="store_true", help="skip step mode")
     p.add_argument("--no-conc", action="store_true", help="skip the concurrency phase")
