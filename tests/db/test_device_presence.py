@@ -5,6 +5,8 @@ agents' external numbers, and the exposed presence that results."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -53,6 +55,20 @@ def _device_event(device: str, state: str) -> Any:
     return event("DeviceStateChanged", device_state={"name": device, "state": state})
 
 
+@contextlib.asynccontextmanager
+async def _running(sessions: Sessions, ari: Ari) -> AsyncIterator[DevicePresence]:
+    """A connected tracker with its run() loop going; stopped and closed afterwards."""
+    tracker = DevicePresence(ari, sessions)  # type: ignore[arg-type]
+    await tracker.on_connect()
+    runner = asyncio.create_task(tracker.run())
+    try:
+        yield tracker
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        tracker.close()
+
+
 async def test_connect_subscribes_and_seeds(sessions: Sessions) -> None:
     await _agents(sessions)
     ari = Ari(device_states={"PJSIP/1002": "INUSE"})
@@ -74,11 +90,7 @@ async def test_connect_subscribes_and_seeds(sessions: Sessions) -> None:
 
 async def test_device_state_events_update_presence(sessions: Sessions) -> None:
     await _agents(sessions)
-    ari = Ari()
-    tracker = DevicePresence(ari, sessions)  # type: ignore[arg-type]
-    await tracker.on_connect()
-    runner = asyncio.create_task(tracker.run())
-    try:
+    async with _running(sessions, Ari()) as tracker:
         for state, expected in (("RINGING", True), ("INUSE", True), ("NOT_INUSE", False)):
             tracker.on_event(_device_event("PJSIP/1001", state))
             await _until(tracker, sessions, {1: expected, 2: False})
@@ -91,10 +103,6 @@ async def test_device_state_events_update_presence(sessions: Sessions) -> None:
         with external_calls.call("01701"):
             await _until(tracker, sessions, {1: True, 2: False})
         await _until(tracker, sessions, {1: False, 2: False})
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
-        tracker.close()
 
 
 async def test_hot_desk_device_counts_not_the_bound_one(sessions: Sessions) -> None:
@@ -158,10 +166,7 @@ async def test_a_steady_stream_of_changes_does_not_stop_the_resync(sessions: Ses
     keep waking the tracker more often than that."""
     await _agents(sessions)
     ari = Ari()
-    tracker = DevicePresence(ari, sessions)  # type: ignore[arg-type]
-    await tracker.on_connect()
-    runner = asyncio.create_task(tracker.run())
-    try:
+    async with _running(sessions, ari) as tracker:
         async with sessions() as session, session.begin():
             await admin.create_agent(session, "103", "Cleo", device="PJSIP/1003")
         async with asyncio.timeout(RESYNC_S * 3):
@@ -170,7 +175,3 @@ async def test_a_steady_stream_of_changes_does_not_stop_the_resync(sessions: Ses
                 state = "NOT_INUSE" if state == "INUSE" else "INUSE"
                 tracker.on_event(_device_event("PJSIP/1002", state))
                 await asyncio.sleep(RESYNC_S / 10)
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
-        tracker.close()
