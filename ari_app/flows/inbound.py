@@ -807,14 +807,9 @@ class InboundFlow(CallFlow[S]):
             await self._end_once(self.channel_id, self.ari.hangup)
 
     async def _end_once(self, resource_id: str, request: Callable[[str], Awaitable[Any]]) -> None:
-        if resource_id in self.ended:
-            return
-        try:
-            await request(resource_id)
-        except AriError as exc:  # Asterisk unreachable: tried again in cleanup, then reconcile
-            log.warning("call=%s cleanup step failed: %s", self.channel_id, exc)
-            return
-        self.ended.add(resource_id)
+        """A failed request is tried again by cleanup, then by reconciliation."""
+        if resource_id not in self.ended and await self._safe(request(resource_id)):
+            self.ended.add(resource_id)
 
     async def cleanup(self) -> None:
         self.ctx.agents_changed.unsubscribe(self._wake)
@@ -826,10 +821,13 @@ class InboundFlow(CallFlow[S]):
             await self._safe(self._close(Outcome.ABANDONED))
         self.ctx.agents_changed.notify()
 
-    async def _safe(self, awaitable: Any) -> None:
+    async def _safe(self, awaitable: Any) -> bool:
+        """Run one cleanup step; False (logged) when it failed."""
         try:
             await awaitable
+            return True
         except AriError as exc:  # Asterisk unreachable: reconciliation cleans up after it
             log.warning("call=%s cleanup step failed: %s", self.channel_id, exc)
         except Exception:
             log.exception("call=%s cleanup step failed", self.channel_id)
+        return False
