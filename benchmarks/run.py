@@ -30,10 +30,10 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from benchmarks import report
 from benchmarks.probes import DbCounter
@@ -41,6 +41,7 @@ from benchmarks.segment import Meter, Segment, SegmentPlan, run_segment
 from benchmarks.world import DBNAME, QUEUE_STRATEGY, Line, World
 
 log = logging.getLogger("benchmarks")
+T = TypeVar("T")
 
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"
@@ -311,13 +312,15 @@ def _write(args: argparse.Namespace, result: dict[str, Any]) -> str:
     return table
 
 
-async def _main(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
+async def until_sigterm(work: Awaitable[T]) -> T:
+    """Await `work`; SIGTERM cancels it, so its `finally` stops everything it started
+    (serve, Asterisk, Postgres) before the process exits (the smoke tests rely on this)."""
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, task.cancel)
     try:
-        return await bench(args, argv)
+        return await work
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
 
@@ -329,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
     )
     try:
-        result = asyncio.run(_main(args, argv))
+        result = asyncio.run(until_sigterm(bench(args, argv)))
     except KeyboardInterrupt:
         return 130
     except asyncio.CancelledError:  # SIGTERM: everything started was stopped

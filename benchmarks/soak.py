@@ -32,6 +32,7 @@ from typing import Any
 
 from benchmarks import probes, report
 from benchmarks.probes import DbCounter
+from benchmarks.run import until_sigterm
 from benchmarks.segment import Meter, SegmentPlan, run_segment
 from benchmarks.world import DBNAME, Line, World
 
@@ -186,9 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr
     )
     try:
-        result = asyncio.run(soak(args, argv))
+        result = asyncio.run(until_sigterm(soak(args, argv)))
     except KeyboardInterrupt:
         return 130
+    except asyncio.CancelledError:  # SIGTERM: everything started was stopped
+        return 143
     table = markdown(result)
     (args.out / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "soak.md").write_text(table + "\n")
