@@ -60,19 +60,25 @@ async def set_paused(sessions: Sessions, number: str, paused: bool) -> None:
 
 
 async def waiting_call(
-    sessions: Sessions, hotline: Hotline, *, caller: str = "+4930555000", waited_s: float = 0
+    sessions: Sessions,
+    hotline: Hotline,
+    *,
+    caller: str = "+4930555000",
+    waited_s: float = 0,
+    channel_id: str | None = None,
+    node: str = "test",
 ) -> uuid.UUID:
     """A caller in the hotline's queue, as the inbound flow leaves it."""
     async with sessions() as session, session.begin():
         call = await calls.open_call(
             session,
-            channel_id=f"chan-{uuid.uuid4().hex[:8]}",
+            channel_id=channel_id or f"chan-{uuid.uuid4().hex[:8]}",
             dialled=hotline.number,
             caller_number=caller,
             hotline_id=hotline.id,
-            node="test",
+            node=node,
+            status=CallStatus.WAITING,
         )
-        await calls.set_status(session, call.id, CallStatus.WAITING)
         await calls.log_event(session, call.id, "ENTERQUEUE", caller=caller)
         if waited_s:
             await calls.mark(

@@ -10,13 +10,13 @@ import pytest
 from flow_fakes import FakeAriClient, channel, event, fake_dispatcher
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from web_support import waiting_call
 
 from ari_app.ari.models import Channel
 from ari_app.db.models import (
     AgentActivity,
     AgentState,
     Call,
-    CallStatus,
     Hotline,
     Outcome,
     Voicemail,
@@ -24,7 +24,7 @@ from ari_app.db.models import (
 from ari_app.dispatch import Dispatcher
 from ari_app.flows.inbound import InboundFlow
 from ari_app.reconcile import reconcile
-from ari_app.services import admin, agents, calls
+from ari_app.services import admin, agents
 
 pytestmark = pytest.mark.db
 Sessions = async_sessionmaker[AsyncSession]
@@ -171,19 +171,11 @@ async def test_adopted_waiting_caller_is_answered_only_if_the_dead_process_had_n
     media); a caller already answered is not answered twice."""
     ari, dispatcher = world
     await _hotline(sessions, logged_in=0)
-    async with sessions() as session, session.begin():
+    async with sessions() as session:
         hotline = await session.scalar(select(Hotline))
-        assert hotline is not None
-        for channel_id in ("was-answered", "not-answered"):
-            call = await calls.open_call(
-                session,
-                channel_id=channel_id,
-                dialled="500",
-                caller_number="030123",
-                hotline_id=hotline.id,
-                node=dispatcher.ctx.node,
-            )
-            await calls.set_status(session, call.id, CallStatus.WAITING)
+    assert hotline is not None
+    for channel_id in ("was-answered", "not-answered"):
+        await waiting_call(sessions, hotline, channel_id=channel_id, node=dispatcher.ctx.node)
     ari.channels = [
         Channel("was-answered", "PJSIP/trunk-1", "Up"),
         Channel("not-answered", "PJSIP/trunk-2", "Ring"),
