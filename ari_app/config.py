@@ -35,6 +35,10 @@ class Settings:
     panel_host: str = "127.0.0.1"
     panel_port: int = 8080
     panel_token: str = field(default="", repr=False)
+    # HOTLINE_PANEL_COOKIE_MAX_AGE, _TRUSTED_PROXY, _STREAMS_PER_CLIENT (web/auth.py)
+    panel_cookie_max_age_s: int = 12 * 3600
+    panel_trusted_proxies: frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address] = frozenset()
+    panel_streams_per_client: int = 4
     log_level: str = "INFO"
     node: str = "node1"
     retention_s: int = 90 * 86400
@@ -147,6 +151,39 @@ def _pin_lockout(env: Mapping[str, str]) -> LockoutPolicy:
     return LockoutPolicy(max_failures=failures, lock_for=timedelta(seconds=seconds))
 
 
+def _duration(env: Mapping[str, str], name: str, default_s: int, low_s: int, high_s: int) -> int:
+    text = env.get(name, "").strip()
+    if not text:
+        return default_s
+    try:
+        seconds = values.duration(text)
+    except InvalidValue:
+        seconds = -1
+    if not low_s <= seconds <= high_s:
+        raise ConfigError(
+            f"{name} must be a duration like 12h from {low_s}s to {high_s}s, got {text!r}"
+        )
+    return seconds
+
+
+def _trusted_proxies(
+    env: Mapping[str, str],
+) -> frozenset[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    text = env.get("HOTLINE_PANEL_TRUSTED_PROXY", "")
+    out = set()
+    for part in text.split(","):
+        part = part.strip().strip("[]")
+        if not part:
+            continue
+        try:
+            out.add(ipaddress.ip_address(part))
+        except ValueError:
+            raise ConfigError(
+                f"HOTLINE_PANEL_TRUSTED_PROXY: {part!r} is not an IP address"
+            ) from None
+    return frozenset(out)
+
+
 def retention_seconds(env: Mapping[str, str]) -> int:
     """HOTLINE_RETENTION: how long caller numbers and voicemails are kept (default 90d)."""
     text = env.get("HOTLINE_RETENTION", "").strip() or DEFAULT_RETENTION
@@ -188,6 +225,12 @@ def load_settings(env: Mapping[str, str] | None = None, *, need_ari: bool = True
         panel_host=panel_host,
         panel_port=panel_port,
         panel_token=env.get("HOTLINE_PANEL_TOKEN", "").strip(),
+        # at most 30 days: a copied cookie must stop working some day
+        panel_cookie_max_age_s=_duration(
+            env, "HOTLINE_PANEL_COOKIE_MAX_AGE", 12 * 3600, 60, 30 * 86400
+        ),
+        panel_trusted_proxies=_trusted_proxies(env),
+        panel_streams_per_client=_int_between(env, "HOTLINE_PANEL_STREAMS_PER_CLIENT", 4, 1, 100),
         log_level=level,
         node=env.get("HOTLINE_NODE", "").strip() or os.uname().nodename,
         feature_codes=_feature_codes(env),

@@ -2,11 +2,18 @@
 
 - Bound to loopback without a token: only this machine can connect; requests must also
   name a loopback host, so a web page on another site cannot read the panel through DNS
-  rebinding.
+  rebinding. A request that a reverse proxy on this host forwarded (it carries
+  `Forwarded`, `X-Forwarded-For`, `X-Forwarded-Host` or `X-Real-IP`) is not a loopback
+  request: it is refused unless its peer is a proxy named in
+  HOTLINE_PANEL_TRUSTED_PROXY *and* the client that proxy names is itself loopback. A
+  proxy that forwards without any of these headers cannot be told from a local browser,
+  so a proxied panel needs a token (SECURITY.md).
 - A token configured (mandatory when bound elsewhere): every path but /healthz needs it, as
   `Authorization: Bearer <token>`, as the password of basic auth (any user name; browsers
-  prompt for it), or once as `?token=<token>` on the page, which sets an HttpOnly cookie
-  so a wall screen keeps working and the token leaves the address bar.
+  prompt for it), or once as `?token=<token>` on `/` only, which sets an HttpOnly cookie
+  and redirects to the clean URL. The cookie holds its expiry and a MAC of token and
+  expiry (not the token), valid HOTLINE_PANEL_COOKIE_MAX_AGE (default 12 h): a copied
+  cookie stops working then, whatever the browser does with it.
 - No CORS headers at all: other origins cannot read any response.
 """
 
@@ -18,6 +25,9 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -30,6 +40,29 @@ COOKIE = "hotline_panel"
 OPEN_PATHS = frozenset({"/healthz"})
 MIN_TOKEN_LEN = 16
 REALM = 'Basic realm="Hotline panel", charset="UTF-8"'
+DEFAULT_COOKIE_MAX_AGE_S = 12 * 3600  # one working day on a wall screen, then the token again
+DEFAULT_STREAMS_PER_CLIENT = 4  # a few tabs; a script opening hundreds gets 429
+FORWARD_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class PanelAccess:
+    """The access rules' settings (HOTLINE_PANEL_*)."""
+
+    token: str = ""
+    cookie_max_age_s: int = DEFAULT_COOKIE_MAX_AGE_S
+    trusted_proxies: frozenset[IpAddress] = frozenset()
+    streams_per_client: int = DEFAULT_STREAMS_PER_CLIENT
+
+    def __repr__(self) -> str:  # never the token
+        return (
+            f"PanelAccess(token={'set' if self.token else 'none'},"
+            f" cookie_max_age_s={self.cookie_max_age_s},"
+            f" trusted_proxies={sorted(map(str, self.trusted_proxies))},"
+            f" streams_per_client={self.streams_per_client})"
+        )
 
 
 def is_loopback(host: str) -> bool:
@@ -53,9 +86,70 @@ def check_listen(host: str, token: str) -> None:
         )
 
 
-def _cookie_value(token: str) -> str:
-    # The cookie holds a MAC of the token, not the token, so a copied cookie never shows it.
-    return hmac.new(token.encode(), b"hotline-panel-cookie", hashlib.sha256).hexdigest()
+def _ip(text: str | None) -> IpAddress | None:
+    if not text:
+        return None
+    text = text.strip().strip('"')
+    if text.startswith("["):  # "[::1]:1234"
+        text = text[1 : text.find("]")] if "]" in text else text
+    elif text.count(":") == 1:  # "192.0.2.1:1234"
+        text = text.split(":", 1)[0]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _last_forwarded_for(request: web.BaseRequest) -> IpAddress | None:
+    """The client the nearest proxy names: the last hop it appended (earlier entries came
+    from the client and may be forged)."""
+    xff = ",".join(request.headers.getall("X-Forwarded-For", []))
+    if xff.strip():
+        return _ip(xff.split(",")[-1])
+    forwarded = ",".join(request.headers.getall("Forwarded", []))
+    if forwarded.strip():
+        for pair in forwarded.split(",")[-1].split(";"):
+            name, _, value = pair.partition("=")
+            if name.strip().lower() == "for":
+                return _ip(value)
+        return None
+    return _ip(request.headers.get("X-Real-IP"))
+
+
+def is_forwarded(request: web.BaseRequest) -> bool:
+    return any(name in request.headers for name in FORWARD_HEADERS)
+
+
+def client_address(request: web.BaseRequest, trusted: frozenset[IpAddress]) -> IpAddress | None:
+    """Who is asking. Without forwarding headers: the TCP peer. Forwarded by a trusted
+    proxy: the client that proxy names. Forwarded by anyone else: unknown (None), because
+    the headers are whatever the sender wrote and the peer is only a relay."""
+    peer = _ip(request.remote)
+    if not is_forwarded(request):
+        return peer
+    if peer is None or peer not in trusted:
+        return None
+    return _last_forwarded_for(request)
+
+
+def client_key(request: web.BaseRequest, trusted: frozenset[IpAddress]) -> str:
+    """What per-client limits count by: the client address, else the relaying peer (all
+    clients of an untrusted proxy share its budget)."""
+    address = client_address(request, trusted)
+    return str(address) if address is not None else f"via {request.remote or '?'}"
+
+
+def cookie_value(token: str, expires: int) -> str:
+    """`<expiry>.<MAC of token and expiry>`: never the token, and no good after `expires`."""
+    mac = hmac.new(token.encode(), f"hotline-panel-cookie:{expires}".encode(), hashlib.sha256)
+    return f"{expires}.{mac.hexdigest()}"
+
+
+def _cookie_ok(given: str, token: str, now: float) -> bool:
+    expires, sep, _ = given.partition(".")
+    if not sep or not expires.isdigit() or int(expires) <= now:
+        return False
+    return _same(given, cookie_value(token, int(expires)))
 
 
 def _same(given: str, expected: str) -> bool:
@@ -92,10 +186,13 @@ def unauthorized(request: web.Request) -> web.Response:
     return web.Response(status=401, text="401: token required\n", headers=headers)
 
 
-def access_middleware(token: str) -> Middleware:
-    """The middleware for the rules above; `token` empty = loopback-only mode."""
-
-    cookie = _cookie_value(token) if token else ""
+def access_middleware(
+    access: PanelAccess | str, *, clock: Callable[[], float] = time.time
+) -> Middleware:
+    """The middleware for the rules above; no token = loopback-only mode."""
+    if isinstance(access, str):
+        access = PanelAccess(token=access)
+    token, trusted = access.token, access.trusted_proxies
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -105,14 +202,23 @@ def access_middleware(token: str) -> Middleware:
             if not is_loopback(request_host(request)):
                 log.warning("panel: refused Host %r (loopback only)", request_host(request))
                 return web.Response(status=421, text="421: use localhost\n")
+            client = client_address(request, trusted)
+            if client is None or not client.is_loopback:
+                log.warning(
+                    "panel: refused a forwarded request from %s (loopback only; a proxied"
+                    " panel needs HOTLINE_PANEL_TOKEN)",
+                    request.remote,
+                )
+                return web.Response(status=403, text="403: loopback only\n")
             return await handler(request)
         query_token = request.query.get("token", "")
-        if query_token and _same(query_token, token):
-            if request.path == "/" and request.method == "GET":
-                return _with_cookie(request, cookie)
-            return await handler(request)
-        if _authorization_ok(request.headers.get("Authorization", ""), token) or _same(
-            request.cookies.get(COOKIE, ""), cookie
+        if query_token and request.path == "/" and request.method == "GET":
+            if _same(query_token, token):
+                return _with_cookie(request, access, int(clock()))
+            return unauthorized(request)
+        # Anywhere else a ?token= is ignored: it would end up in proxy and scraper logs.
+        if _authorization_ok(request.headers.get("Authorization", ""), token) or _cookie_ok(
+            request.cookies.get(COOKIE, ""), token, clock()
         ):
             return await handler(request)
         return unauthorized(request)
@@ -120,14 +226,14 @@ def access_middleware(token: str) -> Middleware:
     return middleware
 
 
-def _with_cookie(request: web.Request, cookie: str) -> web.Response:
+def _with_cookie(request: web.Request, access: PanelAccess, now: int) -> web.Response:
     """Token in the URL: remember it in a cookie and send the browser to the clean URL."""
     location = request.rel_url.without_query_params("token")
     response = web.Response(status=303, headers={"Location": str(location)})
     response.set_cookie(
         COOKIE,
-        cookie,
-        max_age=400 * 24 * 3600,  # wall screens run for months; browsers cap at 400 days
+        cookie_value(access.token, now + access.cookie_max_age_s),
+        max_age=access.cookie_max_age_s,
         httponly=True,
         samesite="Strict",
         secure=request.secure,

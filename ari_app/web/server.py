@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -32,7 +32,7 @@ from ari_app.services.presence import (
     agent_presences,
     read_presence,
 )
-from ari_app.web.auth import access_middleware, check_listen, is_loopback
+from ari_app.web.auth import PanelAccess, access_middleware, check_listen, client_key, is_loopback
 from ari_app.web.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ Sessions = async_sessionmaker[AsyncSession]
 DbPing = Callable[[], Awaitable[bool]]
 
 HEARTBEAT_S = 15.0  # SSE comment line: proxies keep the stream, dead clients are noticed
+GONE_CHECK_S = 1.0
 RETRY_MS = 1000  # EventSource reconnect delay after a server restart
 MAX_STREAMS = 100
 DB_TIMEOUT_S = 2.0
@@ -70,6 +71,8 @@ class PanelContext:
     metrics: Metrics
     ari_connected: Callable[[], bool]
     db_ping: DbPing
+    access: PanelAccess = field(default_factory=PanelAccess)
+    streams: dict[str, int] = field(default_factory=dict)  # open event streams per client
 
 
 CTX = web.AppKey("panel", PanelContext)
@@ -189,6 +192,20 @@ async def api_stream(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
     if ctx.hub.subscribers >= MAX_STREAMS:
         return _json({"error": "too many panel streams"}, status=503)
+    client = client_key(request, ctx.access.trusted_proxies)
+    if ctx.streams.get(client, 0) >= ctx.access.streams_per_client:
+        log.warning("panel: refused another event stream for %s (limit reached)", client)
+        return _json({"error": "too many event streams from this client"}, status=429)
+    ctx.streams[client] = ctx.streams.get(client, 0) + 1
+    try:
+        return await _stream(request, ctx)
+    finally:
+        ctx.streams[client] -= 1
+        if not ctx.streams[client]:
+            del ctx.streams[client]
+
+
+async def _stream(request: web.Request, ctx: PanelContext) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",
@@ -201,12 +218,18 @@ async def api_stream(request: web.Request) -> web.StreamResponse:
     try:
         await response.write(f"retry: {RETRY_MS}\n\n".encode())
         async with ctx.hub.subscribe() as subscription:
-            while True:
-                changes = await subscription.next(HEARTBEAT_S)
-                if not changes:
+            quiet_since = asyncio.get_running_loop().time()
+            # Look at the connection every second: a closed stream gives its slot of the
+            # per-client limit back at once, not only when the next heartbeat fails.
+            while request.transport is not None and not request.transport.is_closing():
+                changes = await subscription.next(min(HEARTBEAT_S, GONE_CHECK_S))
+                now = asyncio.get_running_loop().time()
+                if not changes and now - quiet_since >= HEARTBEAT_S:
                     await response.write(b": keepalive\n\n")
+                    quiet_since = now
                 for topic, data in changes:
                     await response.write(_sse(topic, data))
+                    quiet_since = now
     except (HubClosed, ConnectionError):
         pass  # server stopping or client gone
     return response
@@ -250,16 +273,19 @@ def build_web_app(
     ari_connected: Callable[[], bool],
     db_ping: DbPing | None = None,
     token: str = "",
+    access: PanelAccess | None = None,
 ) -> web.Application:
-    """The panel application. `token` empty = no authentication (loopback binds only; the
-    caller checks that with `check_listen`)."""
-    app = web.Application(middlewares=[security_headers, access_middleware(token)])
+    """The panel application. No token (in `access`, or `token` without it) = no
+    authentication (loopback binds only; the caller checks that with `check_listen`)."""
+    access = access if access is not None else PanelAccess(token=token)
+    app = web.Application(middlewares=[security_headers, access_middleware(access)])
     app[CTX] = PanelContext(
         sessions=sessions,
         hub=hub,
         metrics=metrics,
         ari_connected=ari_connected,
         db_ping=db_ping or sessions_ping(sessions),
+        access=access,
     )
     app[STATIC_KEY] = {name: _static(name) for name, _ in STATIC.values()}
     for path in STATIC:
@@ -296,9 +322,11 @@ class PanelServer:
         hub: PresenceHub | None = None,
         db_ping: DbPing | None = None,
         tick_s: float = DEFAULT_TICK_S,
+        access: PanelAccess | None = None,
     ) -> None:
-        check_listen(host, token)
-        self.host, self._port, self._token = host, port, bool(token)
+        access = access if access is not None else PanelAccess(token=token)
+        check_listen(host, access.token)
+        self.host, self._port, self._token = host, port, bool(access.token)
         self.metrics = metrics if metrics is not None else Metrics()
         if hub is None:
             hub = PresenceHub(sessions, sources=(panel_snapshot,), tick_s=tick_s)
@@ -309,7 +337,7 @@ class PanelServer:
             metrics=self.metrics,
             ari_connected=ari_connected,
             db_ping=db_ping,
-            token=token,
+            access=access,
         )
         self._runner: web.AppRunner | None = None
         self._lag_task: asyncio.Task[None] | None = None
@@ -320,7 +348,12 @@ class PanelServer:
             sessions,
             host=settings.panel_host,
             port=settings.panel_port,
-            token=settings.panel_token,
+            access=PanelAccess(
+                token=settings.panel_token,
+                cookie_max_age_s=settings.panel_cookie_max_age_s,
+                trusted_proxies=settings.panel_trusted_proxies,
+                streams_per_client=settings.panel_streams_per_client,
+            ),
             **kwargs,
         )
 
