@@ -20,6 +20,7 @@ from ari_app.flows.feature import FeatureFlow
 from ari_app.flows.greeting import GreetingFlow
 from ari_app.flows.inbound import InboundFlow
 from ari_app.flows.service import ServiceFlow
+from ari_app.mailer import Mailer
 from ari_app.reconcile import reconcile
 from ari_app.services import retention, routing
 from ari_app.web.metrics import Metrics
@@ -144,6 +145,15 @@ class HotlineApp:
                 log.warning("daily purge failed (retried tomorrow): %s", exc)
             await asyncio.sleep(PURGE_EVERY_S)
 
+    async def send_mail(self) -> None:
+        """Voicemail notices (issue 16): only with a mail server configured; without one
+        they wait in the outbox."""
+        if self.settings.smtp is None:
+            log.info("voicemail notification: HOTLINE_SMTP_HOST not set, notices wait")
+            return
+        mailer = Mailer(self.sessions, self.ari, self.settings.smtp, self.settings.node)
+        await mailer.run()
+
     def request_stop(self) -> None:
         self._stopping.set()
 
@@ -154,6 +164,7 @@ class HotlineApp:
             asyncio.create_task(self.sweep(), name="sweep"),
             asyncio.create_task(self.watch_presence_and_staffing(), name="presence-staffing"),
             asyncio.create_task(self.purge_daily(), name="purge"),
+            asyncio.create_task(self.send_mail(), name="mail"),
         ]
         try:
             await self._stopping.wait()

@@ -25,6 +25,18 @@ MIN_RETENTION_S = 86400  # a shorter period would purge today's voicemails: sure
 
 
 @dataclass(frozen=True)
+class SmtpSettings:
+    """HOTLINE_SMTP_*: the mail server for voicemail notifications (issue 16)."""
+
+    host: str
+    port: int = 25
+    user: str = ""
+    password: str = field(default="", repr=False)
+    sender: str = ""
+    starttls: bool = True
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     ari_url: str = ""
@@ -46,6 +58,10 @@ class Settings:
     feature_codes: FeatureCodes = field(default_factory=FeatureCodes)
     pin_min_length: int = PIN_MIN_LENGTH
     pin_lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
+    # Voicemail notification: None = no mail server configured (nothing is sent; queued
+    # messages wait in the outbox until one is). The link template names {id}.
+    smtp: SmtpSettings | None = None
+    vm_link_url: str = ""
 
     def dial_external(self, number: str) -> str:
         """Dial string for an external number ops configured (never caller-typed digits)."""
@@ -196,6 +212,48 @@ def retention_seconds(env: Mapping[str, str]) -> int:
     return seconds
 
 
+def _yes_no(env: Mapping[str, str], name: str, default: bool) -> bool:
+    text = env.get(name, "").strip().lower()
+    if not text:
+        return default
+    if text in ("yes", "true", "1", "on"):
+        return True
+    if text in ("no", "false", "0", "off"):
+        return False
+    raise ConfigError(f"{name} must be yes or no, got {text!r}")
+
+
+def smtp_settings(env: Mapping[str, str]) -> SmtpSettings | None:
+    """HOTLINE_SMTP_HOST/PORT/USER/PASSWORD/FROM/STARTTLS; None without a host."""
+    host = env.get("HOTLINE_SMTP_HOST", "").strip()
+    if not host:
+        return None
+    starttls = _yes_no(env, "HOTLINE_SMTP_STARTTLS", not _is_loopback(host))
+    port = _int_between(env, "HOTLINE_SMTP_PORT", 587 if starttls else 25, 1, 65535)
+    sender = env.get("HOTLINE_SMTP_FROM", "").strip()
+    if not sender:
+        raise ConfigError("HOTLINE_SMTP_FROM is not set (the sender of voicemail notifications)")
+    try:
+        sender = values.email_address(sender)
+    except InvalidValue as exc:
+        raise ConfigError(f"HOTLINE_SMTP_FROM: {exc.message}") from None
+    user = env.get("HOTLINE_SMTP_USER", "").strip()
+    password = env.get("HOTLINE_SMTP_PASSWORD", "")
+    if bool(user) != bool(password):
+        raise ConfigError("HOTLINE_SMTP_USER and HOTLINE_SMTP_PASSWORD go together")
+    # The password would cross the network in clear.
+    if user and not starttls and not _is_loopback(host):
+        raise ConfigError("HOTLINE_SMTP_USER needs HOTLINE_SMTP_STARTTLS=yes beyond loopback")
+    return SmtpSettings(host, port, user, password, sender, starttls)
+
+
+def _vm_link_url(env: Mapping[str, str]) -> str:
+    url = env.get("HOTLINE_VM_LINK_URL", "").strip()
+    if url and "{id}" not in url:
+        raise ConfigError("HOTLINE_VM_LINK_URL must contain {id}, e.g. https://intranet/vm/{id}")
+    return url
+
+
 def load_settings(env: Mapping[str, str] | None = None, *, need_ari: bool = True) -> Settings:
     """Read and validate settings; need_ari=False for DB-only commands."""
     env = os.environ if env is None else env
@@ -239,6 +297,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, need_ari: bool = True
             env, "HOTLINE_PIN_MIN_LENGTH", PIN_MIN_LENGTH, 4, PIN_MAX_LENGTH
         ),
         pin_lockout=_pin_lockout(env),
+        smtp=smtp_settings(env),
+        vm_link_url=_vm_link_url(env),
     )
 
 

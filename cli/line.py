@@ -46,11 +46,15 @@ SETTINGS: list[tuple[str, str, Any, str]] = [
     ("--min-agents", "min_agents", int,
      "Agents that must stay available (logout/pause is refused below it)."),
     ("--service-level", "service_level_s", DURATION, "Answer-time goal for reports (20s)."),
+    ("--vm-notify", "vm_notify", str,
+     "E-mail addresses told of each new voicemail, comma-separated ('': none)."),
 ]
 # fmt: on
 SETTING_COLUMNS = [column for _, column, _, _ in SETTINGS] + [
     "accept_confirm",
     "escalation_numbers",
+    "vm_notify_attach",
+    "vm_notify_caller",
 ]
 SHOWN = [  # column, label, is a duration
     ("number", "number", False),
@@ -77,6 +81,9 @@ SHOWN = [  # column, label, is a duration
     ("min_agents", "min agents", False),
     ("escalation_numbers", "escalation", False),
     ("service_level_s", "service level", True),
+    ("vm_notify", "voicemail e-mail", False),
+    ("vm_notify_attach", "e-mail attaches audio", False),
+    ("vm_notify_caller", "e-mail shows caller", False),
 ]
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -92,6 +99,19 @@ def setting_options(*, create: bool) -> Decorator:
             type=PHONE,
             multiple=True,
             help="Number alerted when too few agents remain (repeatable; replaces the list).",
+        )(func)
+        func = click.option(
+            "--vm-notify-caller/--vm-notify-no-caller",
+            "vm_notify_caller",
+            default=None,
+            help="Voicemail e-mails show the caller's number (default: not shown).",
+        )(func)
+        func = click.option(
+            "--vm-notify-attach/--vm-notify-link",
+            "vm_notify_attach",
+            default=None,
+            help="Voicemail e-mails carry the recording, or only a link (default: attach;"
+            " the link comes from HOTLINE_VM_LINK_URL).",
         )(func)
         func = click.option(
             "--accept-confirm/--no-accept-confirm",
@@ -118,6 +138,7 @@ def hotline_dict(hotline: Hotline, holidays: list[date], members: int) -> dict[s
     data: dict[str, Any] = {column: getattr(hotline, column) for column, _, _ in SHOWN}
     data["strategy"] = hotline.strategy.value
     data["escalation_numbers"] = list(hotline.escalation_numbers)
+    data["vm_notify"] = list(hotline.vm_notify)
     data["holidays"] = [d.isoformat() for d in holidays]
     data["members"] = members
     return data
@@ -253,6 +274,7 @@ def update(
     \b
     Example:
       hotline line update 500 --max-wait 3m --hours "mo-fr 08:00-15:00" --holiday 2026-12-31
+      hotline line update 500 --vm-notify team@example.org,lead@example.org --vm-notify-link
     """
     settings = _settings(options)
     if no_escalation:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -104,6 +105,12 @@ class Hotline(Base):
     min_agents: Mapped[int] = mapped_column(Integer, default=0)
     escalation_numbers: Mapped[list[str]] = mapped_column(JSON_TYPE, default=list)
     service_level_s: Mapped[int] = mapped_column(Integer, default=20)
+    # Voicemail notification by e-mail (issue 16): who gets a message for each new
+    # voicemail, the recording attached or only a link, and the caller's number only when
+    # ops allowed it for this hotline (off by default: privacy).
+    vm_notify: Mapped[list[str]] = mapped_column(JSON_TYPE, default=list, server_default="[]")
+    vm_notify_attach: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+    vm_notify_caller: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
@@ -268,6 +275,38 @@ class Voicemail(Base):
     )
     heard_at: Mapped[datetime | None] = mapped_column()
     done_at: Mapped[datetime | None] = mapped_column()
+
+
+class MailOutbox(Base):
+    """An e-mail to send (voicemail notification), written in the transaction that stores
+    the voicemail so nothing is lost; `hotline serve` on `node` (whose Asterisk holds the
+    recording) delivers it and retries with backoff. Deleted with its voicemail."""
+
+    __tablename__ = "mail_outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    voicemail_id: Mapped[int] = mapped_column(
+        ForeignKey("voicemails.id", ondelete="CASCADE"), index=True
+    )
+    node: Mapped[str] = mapped_column(String(64))
+    recipients: Mapped[list[str]] = mapped_column(JSON_TYPE)
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    attach: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    next_attempt_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (
+        Index(
+            "ix_mail_outbox_due",
+            "node",
+            "next_attempt_at",
+            postgresql_where=text("sent_at IS NULL"),
+        ),
+    )
 
 
 class AuditEntry(Base):

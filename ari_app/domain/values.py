@@ -175,3 +175,19 @@ def parse_date(text: str) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise InvalidValue(f"date: {value!r} does not exist") from None
+
+
+# A plain address, no display name: it goes into SMTP envelopes and headers, where a
+# comma, angle bracket or line break would add recipients or headers.
+_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
+EMAIL_MAX = 254  # RFC 5321 path limit
+
+
+def email_address(text: str) -> str:
+    """An e-mail address for notifications: `name@example.org` (no display name)."""
+    value = text.strip()
+    if not value:
+        raise InvalidValue("e-mail address: empty")
+    if len(value) > EMAIL_MAX or not _EMAIL.fullmatch(value):
+        raise InvalidValue(f"e-mail address: {value!r} is not a plain address like a@example.org")
+    return value

@@ -31,13 +31,13 @@ from ari_app.ari.events import (
     StasisEnd,
     StasisStart,
 )
-from ari_app.db.models import Call, CallStatus, Hotline, Outcome, TargetKind, Voicemail
+from ari_app.db.models import Call, CallStatus, Hotline, Outcome, TargetKind
 from ari_app.domain.actions import Action, Announce, Forward, parse_action
 from ari_app.domain.actions import Voicemail as VoicemailAction
 from ari_app.domain.hours import OpeningHours
 from ari_app.flows import escalation
 from ari_app.flows.base import CallFlow, FlowContext, Stop, Timer
-from ari_app.services import calls, routing
+from ari_app.services import calls, routing, voicemail
 from ari_app.services.routing import Offer
 
 log = logging.getLogger(__name__)
@@ -711,17 +711,20 @@ class InboundFlow(CallFlow[S]):
         # Nothing is kept when the caller hung up before saying anything.
         spoke = (talking if talking is not None else duration or 0) > 0 and (duration or 0) > 0
         if spoke:
+            now = _now()
             async with self.ctx.sessions() as session, session.begin():
-                session.add(
-                    Voicemail(
-                        hotline_id=self.hotline.id,
-                        call_id=self.call_id,
-                        caller_number=self.caller_number or None,
-                        duration_s=duration or 0,
-                        recording_name=self.recording,
-                    )
+                await voicemail.store_voicemail(
+                    session,
+                    self.hotline,
+                    call_id=self.call_id,
+                    caller_number=self.caller_number or None,
+                    duration_s=duration or 0,
+                    recording_name=self.recording,
+                    now=now,
+                    node=self.ctx.node,
+                    link_url=self.ctx.settings.vm_link_url,
                 )
-                await calls.close_call(session, self.call_id, Outcome.VOICEMAIL, now=_now())
+                await calls.close_call(session, self.call_id, Outcome.VOICEMAIL, now=now)
             self.outcome_stored = True
             self._count(Outcome.VOICEMAIL)
         else:

@@ -118,6 +118,30 @@ def _escalation(value: object) -> list[str]:
     return numbers
 
 
+def _bool(what: str) -> Callable[[object], bool]:
+    def check(value: object) -> bool:
+        if not isinstance(value, bool):
+            raise InvalidValue(f"{what}: {value!r} must be true or false")
+        return value
+
+    return check
+
+
+def _emails(value: object) -> list[str]:
+    """A list, or one comma-separated text as typed: `a@x.org,b@y.org` ('' clears)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, Iterable):
+        raise InvalidValue("voicemail notification: expected e-mail addresses")
+    addresses: list[str] = []
+    for item in items:
+        if isinstance(value, str) and not str(item).strip():
+            continue
+        address = values.email_address(str(item))
+        if address not in addresses:
+            addresses.append(address)
+    return addresses
+
+
 _SETTINGS: dict[str, Callable[[Any], Any]] = {
     "number": values.hotline_number,
     "name": lambda v: _name(v, "hotline name"),
@@ -143,6 +167,9 @@ _SETTINGS: dict[str, Callable[[Any], Any]] = {
     "min_agents": _at_least(0, "minimum agents"),
     "escalation_numbers": _escalation,
     "service_level_s": _at_least(1, "service level"),
+    "vm_notify": _emails,
+    "vm_notify_attach": _bool("voicemail notification attach"),
+    "vm_notify_caller": _bool("voicemail notification caller number"),
 }
 HOTLINE_SETTINGS = frozenset(_SETTINGS)
 

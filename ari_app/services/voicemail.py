@@ -3,6 +3,7 @@ through the ARI client passed in (Asterisk keeps the audio, Postgres the metadat
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,7 @@ from ari_app.ari.client import AriClient
 from ari_app.ari.errors import AriNotFound
 from ari_app.db.models import Hotline, Voicemail
 from ari_app.domain.errors import NotFound
+from ari_app.services import notifications
 
 FETCH_TIMEOUT_S = 60.0  # a few MB of WAV; the client's default is for small REST answers
 
@@ -40,6 +42,34 @@ class VoicemailInfo:
             "heard_at": self.heard_at.isoformat() if self.heard_at else None,
             "done_at": self.done_at.isoformat() if self.done_at else None,
         }
+
+
+async def store_voicemail(
+    session: AsyncSession,
+    hotline: Hotline,
+    *,
+    call_id: uuid.UUID | None,
+    caller_number: str | None,
+    duration_s: int,
+    recording_name: str,
+    now: datetime,
+    node: str,
+    link_url: str = "",
+) -> Voicemail:
+    """Store a voicemail the caller left and, in the same transaction, queue its e-mail
+    notice (when the hotline has recipients): nothing is lost, the call never waits."""
+    vm = Voicemail(
+        hotline_id=hotline.id,
+        call_id=call_id,
+        caller_number=caller_number,
+        duration_s=duration_s,
+        recording_name=recording_name,
+        recorded_at=now,
+    )
+    session.add(vm)
+    await session.flush()
+    await notifications.queue_voicemail_notice(session, hotline, vm, node=node, link_url=link_url)
+    return vm
 
 
 async def _hotline_exists(session: AsyncSession, number: str) -> bool:

@@ -30,7 +30,7 @@ FULL = [
     "--timeout-action", "announce:custom/sorry", "--vm-greeting", "custom/vm",
     "--vm-max", "2m", "--caller-id-to-agent", "hotline", "--no-accept-confirm",
     "--min-agents", "1", "--escalation", "+4915100001", "--escalation", "+4915100002",
-    "--service-level", "30s",
+    "--service-level", "30s", "--vm-notify", "team@example.org", "--vm-notify-link",
 ]  # fmt: skip
 
 
@@ -63,6 +63,9 @@ async def test_create_show_list_every_setting(cli: Cli, sessions: Sessions) -> N
         "min_agents": 1,
         "escalation_numbers": ["+4915100001", "+4915100002"],
         "service_level_s": 30,
+        "vm_notify": ["team@example.org"],
+        "vm_notify_attach": False,
+        "vm_notify_caller": False,
         "holidays": ["2026-12-24", "2026-12-31"],
         "members": 0,
     }

@@ -87,6 +87,30 @@ def trunk_call(pbx: PrivateAsterisk, workdir: Path, **kwargs: Any) -> Any:
     return sipp.start_call(number, **options)
 
 
+async def leave_voicemail(
+    pbx: PrivateAsterisk, sessions: Sessions, workdir: Path, **settings: Any
+) -> Any:
+    """Hotline 500 whose only agent (phone 1001) never answers: after 4 s in the queue the
+    caller gets the voicemail, speaks after the greeting (1 s + beep) from second 6 and
+    presses # at second 10. Returns sipp's result for the caller."""
+    await seed_hotline(
+        sessions,
+        devices=("1001",),
+        max_wait_s=4,
+        timeout_action="voicemail",
+        voicemail_greeting="silence/1",
+        **settings,
+    )
+    async with sipp.SippPhone.for_phone(pbx.phone("1001"), workdir, mode="never") as agent:
+        call = await trunk_call(
+            pbx, workdir, audio=True, audio_delay=6, dtmf="#", dtmf_delay=4, bye_timeout=15
+        )
+        async with call:
+            await agent.wait_for_invite()
+            await agent.wait_for_message(method="CANCEL", timeout=8)
+            return await call.wait()
+
+
 async def calls_in_db(sessions: Sessions) -> list[Call]:
     async with sessions() as session:
         return list(await session.scalars(select(Call).order_by(Call.queue_seq)))

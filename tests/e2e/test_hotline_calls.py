@@ -25,6 +25,7 @@ from .hotline_world import (
     Sessions,
     calls_in_db,
     ended_calls,
+    leave_voicemail,
     seed_hotline,
     trunk_call,
     wait_until,
@@ -166,22 +167,7 @@ async def test_longest_idle_first(
 async def test_max_wait_leads_to_voicemail_with_message(
     pbx: PrivateAsterisk, serve: ServeProcess, sessions: Sessions, sipp_dir: Path
 ) -> None:
-    await seed_hotline(
-        sessions,
-        devices=("1001",),
-        max_wait_s=4,
-        timeout_action="voicemail",
-        voicemail_greeting="silence/1",
-    )
-    async with SippPhone.for_phone(pbx.phone("1001"), sipp_dir, mode="never") as agent:
-        # queue 4 s, greeting 1 s + beep: speak from second 6, press # at second 10
-        call = await trunk_call(
-            pbx, sipp_dir, audio=True, audio_delay=6, dtmf="#", dtmf_delay=4, bye_timeout=15
-        )
-        async with call:
-            await agent.wait_for_invite()
-            await agent.wait_for_message(method="CANCEL", timeout=8)
-            result = await call.wait()
+    result = await leave_voicemail(pbx, sessions, sipp_dir)
     assert result.final_status == 200 and result.got_bye(), result.describe()
     (row,) = await ended_calls(sessions)
     assert row.outcome is Outcome.VOICEMAIL

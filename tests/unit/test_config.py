@@ -61,3 +61,51 @@ def test_https_ari_elsewhere_is_fine_and_external_dial_formats() -> None:
 def test_db_only_commands_need_no_ari() -> None:
     s = load_settings({"HOTLINE_DATABASE_URL": "postgres://u@h/d"}, need_ari=False)
     assert s.ari_url == ""
+
+
+def test_smtp_settings() -> None:
+    assert load_settings(BASE).smtp is None  # no mail server: notices wait in the outbox
+    local = load_settings(
+        {**BASE, "HOTLINE_SMTP_HOST": "127.0.0.1", "HOTLINE_SMTP_FROM": "hotline@example.org"}
+    ).smtp
+    assert local is not None and (local.port, local.starttls) == (25, False)
+    remote = load_settings(
+        {
+            **BASE,
+            "HOTLINE_SMTP_HOST": "mail.example.org",
+            "HOTLINE_SMTP_FROM": "hotline@example.org",
+            "HOTLINE_SMTP_USER": "hotline",
+            "HOTLINE_SMTP_PASSWORD": "secret",
+        }
+    ).smtp
+    assert remote is not None and (remote.port, remote.starttls) == (587, True)
+    assert "secret" not in repr(remote)
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ({}, "HOTLINE_SMTP_FROM"),
+        ({"HOTLINE_SMTP_FROM": "a@b, c@d"}, "HOTLINE_SMTP_FROM"),
+        ({"HOTLINE_SMTP_FROM": "a@b.org", "HOTLINE_SMTP_PORT": "x"}, "HOTLINE_SMTP_PORT"),
+        ({"HOTLINE_SMTP_FROM": "a@b.org", "HOTLINE_SMTP_STARTTLS": "maybe"}, "STARTTLS"),
+        ({"HOTLINE_SMTP_FROM": "a@b.org", "HOTLINE_SMTP_USER": "u"}, "go together"),
+        (
+            {
+                "HOTLINE_SMTP_FROM": "a@b.org",
+                "HOTLINE_SMTP_USER": "u",
+                "HOTLINE_SMTP_PASSWORD": "p",
+                "HOTLINE_SMTP_STARTTLS": "no",
+            },
+            "STARTTLS=yes",
+        ),
+    ],
+)
+def test_smtp_errors_are_named(extra: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        load_settings({**BASE, "HOTLINE_SMTP_HOST": "mail.example.org", **extra})
+
+
+def test_vm_link_url_needs_id() -> None:
+    with pytest.raises(ConfigError, match="HOTLINE_VM_LINK_URL"):
+        load_settings({**BASE, "HOTLINE_VM_LINK_URL": "https://intranet/vm"})
