@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ari_app.db.models import Agent, TargetKind
-from ari_app.services import admin
+from ari_app.services import admin, config_sync
 from ari_app.services.status import agent_presence
 
 from . import output
-from .common import PHONE, json_option, pin_min_length, record, run
+from .common import PHONE, actor, json_option, pin_min_length, record, run
+from .config import show_result
 
 
 async def agent_dict(session: AsyncSession, agent: Agent) -> dict[str, Any]:
@@ -98,13 +99,27 @@ def create(
 
 @agent.command(name="list")
 @json_option
-def list_(as_json: bool) -> None:
+@click.option(
+    "--csv",
+    "as_csv",
+    is_flag=True,
+    help="CSV as `agent import` reads it: number,name,device,external_numbers,hotlines.",
+)
+def list_(as_json: bool, as_csv: bool) -> None:
     """List all agents.
 
     \b
     Example:
       hotline agent list
+      hotline agent list --csv > agents.csv
     """
+    if as_csv:
+
+        async def rows(session: AsyncSession) -> list[dict[str, Any]]:
+            return await config_sync.export_agents(session)
+
+        click.echo(config_sync.agents_csv(run(rows)), nl=False)
+        return
 
     async def unit(session: AsyncSession) -> list[dict[str, Any]]:
         return [await agent_dict(session, a) for a in await admin.list_agents(session)]
@@ -205,17 +220,63 @@ def delete(number: str) -> None:
     output.done(f"deleted agent {number}")
 
 
+@agent.command(name="import")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    help="Default: from the file name (.json is JSON, anything else CSV).",
+)
+def import_(file: TextIO, fmt: str | None) -> None:
+    """Create or update the agents in FILE and add them to their hotlines, all in one
+    transaction (a bad row changes nothing and is named with its line). CSV columns:
+    number,name,device,external_numbers,hotlines (lists separated by ';'; a column left
+    out is not changed; an empty cell means none). JSON: a list of objects with those
+    keys, e.g. the output of `hotline agent list --json`. Memberships are only added.
+    PINs are never imported: `hotline agent set-pin --stdin`.
+
+    \b
+    Example:
+      hotline agent import agents.csv
+      hotline agent list --json > agents.json && hotline agent import agents.json
+    """
+    name = getattr(file, "name", "-")
+    kind = fmt or ("json" if name.lower().endswith(".json") else "csv")
+    rows, source = config_sync.parse_agents(file.read(), name, kind)
+
+    async def unit(session: AsyncSession) -> config_sync.Result:
+        return await config_sync.import_agents(session, rows, source, actor=actor())
+
+    show_result(run(unit), planned=False)
+
+
 @agent.command(name="set-pin")
-@click.argument("number")
-@click.option("--stdin", "from_stdin", is_flag=True, help="Read the PIN from stdin (scripts).")
-def set_pin(number: str, from_stdin: bool) -> None:
+@click.argument("number", required=False)
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the PIN(s) from stdin (scripts).")
+def set_pin(number: str | None, from_stdin: bool) -> None:
     """Set the PIN of agent NUMBER (prompted twice, hidden; never on the command line).
+    Without NUMBER, --stdin reads a CSV of number,PIN rows (header optional) and sets
+    them all in one transaction; a bad row changes nothing and is named by its line.
 
     \b
     Example:
       hotline agent set-pin 101
       echo 480159 | hotline agent set-pin 101 --stdin
+      hotline agent set-pin --stdin < pins.csv
     """
+    if number is None:
+        if not from_stdin:
+            raise click.UsageError("give NUMBER, or --stdin with number,PIN rows")
+        pins = config_sync.parse_pins(sys.stdin.read(), "stdin")
+
+        async def bulk(session: AsyncSession) -> int:
+            return await config_sync.set_pins(
+                session, pins, "stdin", actor=actor(), min_length=pin_min_length()
+            )
+
+        output.done(f"PINs of {run(bulk)} agent(s) set")
+        return
     pin = read_pin(from_stdin)
 
     async def unit(session: AsyncSession) -> None:

@@ -143,6 +143,15 @@ class DateType(DomainType):
         return values.parse_date(text)
 
 
+class DayType(DomainType):
+    """A report day: `2026-11-01`, `today`, `yesterday`, `7d` (7 days ago), `monday`."""
+
+    name = "day"
+
+    def parse(self, text: str) -> date:
+        return values.report_day(text, date.today())
+
+
 class PhoneType(DomainType):
     name = "number"
 
@@ -163,6 +172,7 @@ class SinceType(DomainType):
 
 DURATION = DurationType()
 DATE = DateType()
+DAY = DayType()
 PHONE = PhoneType()
 SINCE = SinceType()
 

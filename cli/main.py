@@ -6,7 +6,20 @@ import sys
 
 import click
 
-from . import agent, audit, db, line, member, purge, report, serve, session, status, voicemail
+from . import (
+    agent,
+    audit,
+    config,
+    db,
+    line,
+    member,
+    purge,
+    report,
+    serve,
+    session,
+    status,
+    voicemail,
+)
 from .errors import EXIT_OK, EXIT_USAGE, HotlineGroup, fail
 
 
@@ -35,6 +48,7 @@ for command in (
     line.line,
     agent.agent,
     member.member,
+    config.config,
     voicemail.voicemail,
     session.login,
     session.logout,

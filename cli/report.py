@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ari_app.services import reports
 
 from . import output
-from .common import DATE, DURATION, run
+from .common import DAY, DURATION, run
 
 HOTLINE_COLUMNS = [
     *("hotline", "name", "day", "calls", "offered"),
@@ -61,8 +61,14 @@ def _agent_table(rows: list[dict[str, Any]]) -> None:
 
 
 @click.command()
-@click.option("--from", "start", type=DATE, required=True, help="First day (YYYY-MM-DD).")
-@click.option("--to", "end", type=DATE, help="Last day, inclusive (default: today).")
+@click.option(
+    "--from",
+    "start",
+    type=DAY,
+    help="First day: YYYY-MM-DD, today, yesterday, 7d (7 days ago) or a weekday such as"
+    " monday (the latest one). Default: today.",
+)
+@click.option("--to", "end", type=DAY, help="Last day, inclusive, same forms (default: today).")
 @click.option("--hotline", help="Only this hotline.")
 @click.option(
     "--format",
@@ -83,7 +89,7 @@ def _agent_table(rows: list[dict[str, Any]]) -> None:
     help="Figures per agent instead of per hotline (off by default on purpose).",
 )
 def report(
-    start: date,
+    start: date | None,
     end: date | None,
     hotline: str | None,
     fmt: str,
@@ -97,23 +103,28 @@ def report(
 
     \b
     Example:
+      hotline report                        # today
+      hotline report --from 7d              # the last seven days and today
+      hotline report --from monday --hotline 500
       hotline report --from 2026-11-01 --to 2026-11-30
       hotline report --from 2026-11-01 --hotline 500 --format csv > november.csv
       hotline report --from 2026-11-01 --service-level 30s --json
     """
-    last = end or date.today()
+    today = date.today()
+    first = start or today
+    last = end or today
     fmt = "json" if as_json else fmt
 
     async def unit(session: AsyncSession) -> list[dict[str, Any]]:
         if per_agent:
             return [
                 r.as_dict()
-                for r in await reports.agent_report(session, start, last, hotline_number=hotline)
+                for r in await reports.agent_report(session, first, last, hotline_number=hotline)
             ]
         return [
             r.as_dict()
             for r in await reports.hotline_report(
-                session, start, last, hotline_number=hotline, service_level_s=service_level
+                session, first, last, hotline_number=hotline, service_level_s=service_level
             )
         ]
 

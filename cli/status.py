@@ -19,6 +19,10 @@ from . import output
 from .common import DURATION, json_option, run
 
 CLEAR = "\x1b[H\x1b[2J"  # cursor home + clear screen: redraw in place
+NOTHING_CONFIGURED = (
+    "nothing configured yet: no hotlines. Create one with `hotline line create`,"
+    " or load a configuration with `hotline config apply FILE`."
+)
 
 
 def render(statuses: list[HotlineStatus], *, with_agents: bool) -> str:
@@ -81,7 +85,7 @@ def status(
             data = [s.as_dict(with_agents=with_agents) for s in statuses]
             return output.to_json(data, compact=watch)  # one JSON document per line when watching
         if not statuses:
-            return "no hotlines"
+            return NOTHING_CONFIGURED
         return render(statuses, with_agents=with_agents)
 
     if not watch:

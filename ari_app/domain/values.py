@@ -9,7 +9,7 @@ in Playback URIs, where `&`, `,` or `..` would change what Asterisk does.
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 
 from ari_app.domain.errors import InvalidValue
 
@@ -191,3 +191,30 @@ def email_address(text: str) -> str:
     if len(value) > EMAIL_MAX or not _EMAIL.fullmatch(value):
         raise InvalidValue(f"e-mail address: {value!r} is not a plain address like a@example.org")
     return value
+
+
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_DAYS_AGO = re.compile(r"([0-9]{1,4})d")
+
+
+def report_day(text: str, today: date) -> date:
+    """A day as people name it for a report: `2026-11-01`, `today`, `yesterday`, `7d`
+    (seven days before today) or a weekday, `monday` or `mon` (the latest one, today if
+    today is that day: "since monday" means this week)."""
+    value = text.strip().lower()
+    if value == "today":
+        return today
+    if value == "yesterday":
+        return today - timedelta(days=1)
+    ago = _DAYS_AGO.fullmatch(value)
+    if ago:
+        return today - timedelta(days=int(ago.group(1)))
+    if len(value) >= 3:
+        for index, weekday in enumerate(_WEEKDAYS):
+            if weekday.startswith(value):
+                return today - timedelta(days=(today.weekday() - index) % 7)
+    if value[:1].isdigit() and "-" in value:
+        return parse_date(value)
+    raise InvalidValue(
+        f"day: {text.strip()!r} is not a day (use 2026-11-01, today, yesterday, 7d or monday)"
+    )

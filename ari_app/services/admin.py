@@ -50,6 +50,11 @@ def _name(value: object, what: str) -> str:
     return text
 
 
+def check_agent_name(value: object) -> str:
+    """An agent's name as every edge stores it (CLI, config files, imports)."""
+    return _name(value, "agent name")
+
+
 def _at_least(minimum: int, what: str) -> Callable[[object], int]:
     def check(value: object) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -219,7 +224,7 @@ async def create_agent(
     pin_min_length: int = PIN_MIN_LENGTH,
 ) -> Agent:
     number = values.agent_number(number)
-    name = _name(name, "agent name")
+    name = check_agent_name(name)
     if await session.scalar(select(Agent.id).where(Agent.number == number)) is not None:
         raise Conflict(f"an agent with number {number} exists already")
     agent = Agent(number=number, name=name)
@@ -410,7 +415,7 @@ async def update_agent(
                 raise Conflict(f"an agent with number {number} exists already")
             changed["number"] = agent.number = number
     if name is not None:
-        name = _name(name, "agent name")
+        name = check_agent_name(name)
         if name != agent.name:
             changed["name"] = agent.name = name
     await session.flush()
@@ -527,6 +532,17 @@ async def members(session: AsyncSession, hotline: Hotline) -> list[tuple[Members
         .order_by(Membership.position, Agent.number)
     )
     return [(membership, agent) for membership, agent in rows]
+
+
+async def reorder_members(session: AsyncSession, hotline: Hotline, agents: list[Agent]) -> None:
+    """Give the hotline's members the ring order of `agents` (positions 0, 1, ...); every
+    member must be in the list."""
+    rows = {m.agent_id: m for m, _ in await members(session, hotline)}
+    if set(rows) != {a.id for a in agents}:
+        raise ValueError("reorder_members: the list must hold exactly the hotline's members")
+    for position, agent in enumerate(agents):
+        rows[agent.id].position = position
+    await session.flush()
 
 
 async def remove_member(session: AsyncSession, hotline: Hotline, agent: Agent) -> None:

@@ -139,5 +139,7 @@ async def test_status_watch_and_errors(cli: Cli, sessions: Sessions) -> None:
 
 
 async def test_status_without_hotlines(cli: Cli) -> None:
-    assert (await cli.ok("status")).stdout.strip() == "no hotlines"
+    text = (await cli.ok("status")).stdout.strip()
+    assert text.startswith("nothing configured yet: no hotlines.")
+    assert "hotline line create" in text and "hotline config apply" in text
     assert await cli.json("status") == []
