@@ -30,7 +30,7 @@ def _field(name: str, old: Any, new: Any, op: str) -> str:
         return f"{name}={_value(new)}"
     if op == "delete":
         return f"{name}={_value(old)}"
-    if isinstance(old, list) and isinstance(new, list):
+    if isinstance(old, list) and isinstance(new, list) and name != "members":  # order matters
         parts = [f"+{v}" for v in new if v not in old] + [f"-{v}" for v in old if v not in new]
         if parts:
             return f"{name}: {' '.join(parts)}"

@@ -127,10 +127,10 @@ def _walk(node: yaml.Node, path: Loc, source: Source) -> None:
         seen: set[str] = set()
         for key, value in node.value:
             name = str(key.value)
-            if name in seen:
+            source.lines[(*path, name)] = key.start_mark.line + 1
+            if name in seen:  # YAML would silently keep the last one
                 raise source.error((*path, name), "given twice")
             seen.add(name)
-            source.lines[(*path, name)] = key.start_mark.line + 1
             _walk(value, (*path, name), source)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
@@ -174,6 +174,10 @@ def _duration(value: Any) -> Any:
     if isinstance(value, str) and not value.strip().isdigit():
         return values.duration(value)  # "5m", "1h30m"; a bare number is seconds
     return value
+
+
+def _number(value: Any) -> Any:
+    return int(value) if isinstance(value, str) and value.strip().isdigit() else value
 
 
 def _column_default(name: str) -> Any:
@@ -259,7 +263,7 @@ class AgentRow(AgentConfig):
 class TownConfig(_Model):
     """The whole configuration file."""
 
-    version: Literal[1] = SCHEMA_VERSION
+    version: Annotated[Literal[1], BeforeValidator(_number)] = SCHEMA_VERSION
     hotlines: list[HotlineConfig] = []
     agents: list[AgentConfig] = []
 
@@ -629,7 +633,7 @@ class _Sync:
                         "update",
                         "member order",
                         hotline.number,
-                        {"members": ([a.number for a in order], [a.number for a in target])},
+                        {"members": ([a.number for a in current], [a.number for a in target])},
                     ),
                     hotline=hotline,
                 )
