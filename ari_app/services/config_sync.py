@@ -713,12 +713,13 @@ async def import_agents(
     located = [((i,), row) for i, row in enumerate(rows)]
     await sync.free_targets(located)
     for loc, row in located:
+        is_new = row.number not in sync.agents
         agent = await sync.sync_agent(loc, row)
         for number in row.hotlines:
             hotline = sync.hotlines.get(number)
             if hotline is None:
                 raise source.error((*loc, "hotlines"), f"no hotline with number {number}")
-            if await session.get(Membership, (hotline.id, agent.id)) is None:
+            if is_new or await session.get(Membership, (hotline.id, agent.id)) is None:
                 await sync.add_member((*loc, "hotlines"), hotline, agent)
     return Result(sync.changes, [])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from cli_support import Cli
@@ -193,7 +193,32 @@ async def test_cli_report_errors(cli: Cli, sessions: Sessions) -> None:
     assert "--service-level: duration" in await cli.fails(
         "report", "--from", "2026-11-01", "--service-level", "fast"
     )
-    await cli.fails("report", code=2)  # --from missing
+    assert "--from: day: 'someday' is not a day (use 2026-11-01, today, yesterday" in (
+        await cli.fails("report", "--from", "someday")
+    )
     await cli.fails("report", "--from", "2026-11-01", "--format", "xml", code=2)
     empty = await cli.ok("report", "--from", "2020-01-01", "--to", "2020-01-02")
+    assert empty.stdout == "" and "no calls" in empty.stderr
+
+
+async def test_cli_report_defaults(cli: Cli, sessions: Sessions) -> None:
+    """Without --from the report is today's; --from takes 7d, monday, yesterday."""
+    today = date.today()
+    days = [today, today - timedelta(days=3), today - timedelta(days=10)]
+    async with sessions() as session, session.begin():
+        line = await admin.create_hotline(session, "510", "Bauamt", timezone="UTC")
+        for day in days:
+            noon = datetime.combine(day, time(12), UTC)
+            await _call(session, line.id, noon, Outcome.ANSWERED, queued=True, answer_after=5)
+
+    async def reported(*args: str) -> list[str]:
+        return [r["day"] for r in await cli.json("report", *args)]
+
+    assert await reported() == [today.isoformat()]
+    assert await reported("--from", "7d") == [days[1].isoformat(), today.isoformat()]
+    assert await reported("--from", "30d", "--to", "4d") == [days[2].isoformat()]
+    monday = today - timedelta(days=today.weekday())
+    assert await reported("--from", "monday") == sorted(d.isoformat() for d in days if d >= monday)
+    assert await reported("--from", "Mon") == await reported("--from", "monday")
+    empty = await cli.ok("report", "--from", "yesterday", "--to", "yesterday")
     assert empty.stdout == "" and "no calls" in empty.stderr

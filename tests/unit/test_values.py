@@ -231,3 +231,22 @@ def test_parse_date_errors(text: str, message: str) -> None:
     with pytest.raises(InvalidValue, match=r"^date: ") as err:
         values.parse_date(text)
     assert message in err.value.message
+
+
+def test_report_day() -> None:
+    friday = date(2026, 12, 4)
+    assert friday.weekday() == 4
+    assert values.report_day("today", friday) == friday
+    assert values.report_day(" Yesterday ", friday) == date(2026, 12, 3)
+    assert values.report_day("7d", friday) == date(2026, 11, 27)
+    assert values.report_day("0d", friday) == friday
+    assert values.report_day("monday", friday) == date(2026, 11, 30)
+    assert values.report_day("mon", friday) == date(2026, 11, 30)
+    assert values.report_day("friday", friday) == friday, "this week's, today included"
+    assert values.report_day("sat", friday) == date(2026, 11, 28)
+    assert values.report_day("2026-11-01", friday) == date(2026, 11, 1)
+    for bad in ("mo", "7w", "", "soon", "1.12."):
+        with pytest.raises(InvalidValue, match="is not a day"):
+            values.report_day(bad, friday)
+    with pytest.raises(InvalidValue, match="does not exist"):
+        values.report_day("2026-02-30", friday)
