@@ -21,7 +21,7 @@ import csv
 import io
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from enum import Enum
@@ -113,10 +113,13 @@ class Source:
         return cls(f"{self.where(loc)}: {label + ': ' if label else ''}{message}")
 
     def invalid(self, exc: ValidationError) -> HotlineError:
-        errors = exc.errors()
+        # The first in the file, not in the schema's field order.
+        errors = sorted(exc.errors(), key=lambda e: self.line(tuple(e["loc"])) or 0)
         first = errors[0]
         context = first.get("ctx") or {}
         message = str(context["error"]) if "error" in context else first["msg"]
+        if first["type"] == "model_type":
+            message = "expected a mapping of keys to values here"
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         return self.error(tuple(first["loc"]), message + more)
 
@@ -370,6 +373,15 @@ def parse_pins(text: str, name: str) -> list[tuple[int, str, str]]:
     return rows
 
 
+@asynccontextmanager
+async def _located(source: Source, loc: Loc) -> AsyncIterator[None]:
+    """Errors of the admin rules (conflict, refused, not found), located in the file."""
+    try:
+        yield
+    except HotlineError as exc:
+        raise source.error(loc, exc.message, type(exc)) from None
+
+
 # --- the plan ---------------------------------------------------------------------------
 
 Op = Literal["create", "update", "delete"]
@@ -442,13 +454,8 @@ class _Sync:
             else:
                 self.externals.setdefault(target.agent_id, set()).add(target.address)
 
-    @asynccontextmanager
-    async def at(self, loc: Loc) -> AsyncIterator[None]:
-        """Errors of the admin rules, located in the file."""
-        try:
-            yield
-        except HotlineError as exc:
-            raise self.source.error(loc, exc.message, type(exc)) from None
+    def at(self, loc: Loc) -> AbstractAsyncContextManager[None]:
+        return _located(self.source, loc)
 
     async def record(
         self,
@@ -742,14 +749,6 @@ async def set_pins(
                 session, actor=actor, action="agent_set_pin", path="cli", agent_id=agent.id
             )
     return len(rows)
-
-
-@asynccontextmanager
-async def _located(source: Source, loc: Loc) -> AsyncIterator[None]:
-    try:
-        yield
-    except HotlineError as exc:
-        raise source.error(loc, exc.message, type(exc)) from None
 
 
 # --- exporting --------------------------------------------------------------------------

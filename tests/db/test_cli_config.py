@@ -169,6 +169,14 @@ async def test_partial_file_and_json(cli: Cli, sessions: Sessions, tmp_path: Pat
     assert len(await cli.json("agent", "list")) == 3, "no agents key: agents left alone"
     exported = json.loads((await cli.ok("config", "export", "--format", "json")).stdout)
     assert exported["hotlines"][0]["wrapup_s"] == 60
+    # Plain YAML numbers stay text: a leading 0 or '+' is kept.
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(
+        "hotlines:\n  - number: 0301\n    name: Bauamt\n    escalation_numbers: [+4930123]\n",
+        encoding="utf-8",
+    )
+    await cli.ok("config", "apply", str(plain))
+    assert (await cli.json("line", "show", "0301"))["escalation_numbers"] == ["+4930123"]
     schema = json.loads((await cli.ok("config", "schema")).stdout)
     assert "max_wait_s" in schema["$defs"]["HotlineConfig"]["properties"]
 
