@@ -113,6 +113,8 @@ def list_(as_json: bool, as_csv: bool) -> None:
       hotline agent list
       hotline agent list --csv > agents.csv
     """
+    if as_csv and as_json:
+        raise click.UsageError("--csv and --json exclude each other")
     if as_csv:
 
         async def rows(session: AsyncSession) -> list[dict[str, Any]]:
@@ -221,7 +223,7 @@ def delete(number: str) -> None:
 
 
 @agent.command(name="import")
-@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.argument("file", type=click.File("r", encoding="utf-8-sig"))  # -sig: Excel's BOM
 @click.option(
     "--format",
     "fmt",

@@ -103,7 +103,7 @@ def export(fmt: str) -> None:
 
 
 @config.command()
-@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.argument("file", type=click.File("r", encoding="utf-8-sig"))  # -sig: a BOM is no key
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option(
     "--prune",

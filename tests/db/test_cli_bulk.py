@@ -94,7 +94,8 @@ async def test_one_bad_row_changes_nothing_and_is_named(
     assert await _count(sessions, Agent) == 1
 
     # Unknown hotline, duplicate agent, unknown column.
-    agents.write_text(HEADER + "101,Anna,,,500;777\n", encoding="utf-8")
+    await cli.fails("agent", "list", "--csv", "--json", code=2)
+    agents.write_text(HEADER + "101,Anna,,,500;777\n", encoding="utf-8-sig")  # Excel's BOM
     assert "agents.csv:2: hotlines: no hotline with number 777" in await cli.fails(
         "agent", "import", str(agents)
     )
