@@ -164,7 +164,15 @@ def _pin_lockout(env: Mapping[str, str]) -> LockoutPolicy:
             seconds = 0
         if seconds <= 0:
             raise ConfigError(f"HOTLINE_PIN_LOCKOUT must be a duration like 15m, got {text!r}")
-    return LockoutPolicy(max_failures=failures, lock_for=timedelta(seconds=seconds))
+    # Locks of a streak double up to HOTLINE_PIN_LOCKOUT_MAX (domain/pin.py, SECURITY.md).
+    longest = _duration(env, "HOTLINE_PIN_LOCKOUT_MAX", max(86400, seconds), seconds, 30 * 86400)
+    return LockoutPolicy(
+        max_failures=failures,
+        lock_for=timedelta(seconds=seconds),
+        max_lock=timedelta(seconds=longest),
+        alert_failures=_int_between(env, "HOTLINE_PIN_ALERT_FAILURES", 20, 1, 100_000),
+        alert_window=timedelta(seconds=_duration(env, "HOTLINE_PIN_ALERT_WINDOW", 600, 60, 86400)),
+    )
 
 
 def _duration(env: Mapping[str, str], name: str, default_s: int, low_s: int, high_s: int) -> int:

@@ -8,9 +8,10 @@ from typing import Any, TextIO
 import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ari_app.config import load_settings
 from ari_app.db.models import Agent, TargetKind
-from ari_app.services import admin, config_sync
-from ari_app.services.status import agent_presence
+from ari_app.services import admin, auth, config_sync
+from ari_app.services.status import agent_presence, db_now
 
 from . import output
 from .common import PHONE, actor, json_option, pin_min_length, record, run
@@ -30,6 +31,13 @@ async def agent_dict(session: AsyncSession, agent: Agent) -> dict[str, Any]:
         "hotlines": [h.number for h, _ in hotlines],
         "logged_in": [h.number for h, logged_in in hotlines if logged_in],
         "presence": (await agent_presence(session, agent.id)).value,
+        # PIN guessing: locked subjects of the agent and streaks (`hotline agent unlock`)
+        "pin_locks": [
+            lock.as_dict()
+            for lock in await auth.locks_of(
+                session, agent, load_settings(need_ari=False).pin_lockout, await db_now(session)
+            )
+        ],
     }
 
 
@@ -175,7 +183,44 @@ def show(number: str, as_json: bool) -> None:
             ("hotlines", data["hotlines"]),
             ("logged in to", data["logged_in"]),
             ("presence", data["presence"]),
+            ("PIN locks", _locks_text(data["pin_locks"])),
         ]
+    )
+
+
+def _locks_text(locks: list[dict[str, Any]]) -> str:
+    if not locks:
+        return "none"
+    parts = []
+    for lock in locks:
+        state = f"locked until {lock['locked_until']}" if lock["locked_until"] else "not locked"
+        parts.append(
+            f"{lock['subject']} ({state}, {lock['failures']} failures,"
+            f" {lock['lockouts']} locks in a row)"
+        )
+    return "; ".join(parts)
+
+
+@agent.command()
+@click.argument("number")
+def unlock(number: str) -> None:
+    """Lift the PIN locks of agent NUMBER (its number, device and external numbers) and
+    forget their streaks; audited. See the locks with `hotline agent show`.
+
+    \b
+    Example:
+      hotline agent unlock 101
+    """
+
+    async def unit(session: AsyncSession) -> list[str]:
+        found = await admin.get_agent(session, number)
+        return await auth.unlock(session, found, actor=actor(), path="cli")
+
+    removed = run(unit)
+    output.done(
+        f"PIN locks of agent {number} lifted: {', '.join(removed)}"
+        if removed
+        else f"agent {number} had no PIN locks"
     )
 
 

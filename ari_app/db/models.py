@@ -327,10 +327,14 @@ class AuditEntry(Base):
 
 
 class Lockout(Base):
-    """Consecutive PIN failures per agent number or calling number."""
+    """Consecutive PIN failures per agent number, calling number or device, and the streak
+    of locks (`lockouts`: the next lock lasts twice as long; domain/pin.LockoutPolicy)."""
 
     __tablename__ = "lockouts"
 
     subject: Mapped[str] = mapped_column(String(100), primary_key=True)  # agent:1001 / number:+49..
     failures: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column()
+    lockouts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # the last failure, or the end of the last lock: a quiet day after it forgets the streak
+    last_failure_at: Mapped[datetime | None] = mapped_column()

@@ -153,7 +153,11 @@ def needs_rehash(stored: str) -> bool:
 
 
 class LockoutState(NamedTuple):
-    """Counters to store after an attempt. `locked`: the subject is locked now.
+    """Counters of one lockout subject after an attempt. `locked`: the subject is locked now.
+
+    `lockouts` counts the locks of the current streak: the next lock lasts
+    `lock_for * 2**lockouts` (at most `max_lock`). It returns to 0 after a right PIN or
+    after a quiet day (no failure and no lock for `quiet_reset`).
 
     A PIN attempt is accepted only when the PIN was right *and* `locked` is False.
     """
@@ -161,41 +165,79 @@ class LockoutState(NamedTuple):
     failures: int
     locked_until: datetime | None
     locked: bool
+    lockouts: int = 0
+    last_failure_at: datetime | None = None
 
 
 @dataclass(frozen=True)
 class LockoutPolicy:
-    """Consecutive wrong PINs lock the subject (an agent number, a calling number) a while.
+    """Consecutive wrong PINs lock the subject (an agent number, a calling number, a
+    device) a while, and each further lock of the streak lasts twice as long.
+
+    With the defaults (3 tries, 15 min doubling to at most a day) a guesser gets about 21
+    guesses on one agent in the first day and 3 a day after that (SECURITY.md).
 
     While locked, even the right PIN is refused: otherwise the lock would only slow down a
     guesser who keeps trying, and the last guess could still get in.
+
+    `alert_failures` failed attempts on all agents together within `alert_window` raise an
+    alert (audit row, log warning, metric): someone is guessing on many agents at once.
     """
 
     max_failures: int = 3
     lock_for: timedelta = timedelta(minutes=15)
+    max_lock: timedelta = timedelta(days=1)
+    quiet_reset: timedelta = timedelta(days=1)
+    alert_failures: int = 20
+    alert_window: timedelta = timedelta(minutes=10)
 
     def __post_init__(self) -> None:
         if self.max_failures < 1:
             raise ValueError("max_failures must be at least 1")
         if self.lock_for <= timedelta(0):
             raise ValueError("lock_for must be positive")
+        if self.max_lock < self.lock_for:
+            raise ValueError("max_lock must be at least lock_for")
+        if self.quiet_reset <= timedelta(0):
+            raise ValueError("quiet_reset must be positive")
+        if self.alert_failures < 1 or self.alert_window <= timedelta(0):
+            raise ValueError("the alert needs a positive threshold and window")
 
     @staticmethod
     def is_locked(locked_until: datetime | None, now: datetime) -> bool:
         """Check before even asking for the PIN."""
         return locked_until is not None and locked_until > now
 
-    def register(
-        self, failures: int, locked_until: datetime | None, now: datetime, *, success: bool
-    ) -> LockoutState:
-        """New counters after an attempt with a right (`success`) or wrong PIN."""
-        if self.is_locked(locked_until, now):
-            return LockoutState(failures, locked_until, True)
-        if locked_until is not None:
-            failures = 0  # an expired lock starts a fresh count
-        if success:
-            return LockoutState(0, None, False)
-        failures += 1
+    def lock_duration(self, lockouts: int) -> timedelta:
+        """How long the lock after `lockouts` earlier locks of the streak lasts."""
+        if lockouts >= 32:  # far beyond any cap; keeps the power small
+            return self.max_lock
+        return min(self.lock_for * (1 << lockouts), self.max_lock)
+
+    def settle(self, state: LockoutState, now: datetime) -> LockoutState:
+        """The counters as they stand at `now`: an expired lock starts a fresh count of
+        failures (the streak of locks goes on), a quiet day forgets the streak."""
+        if self.is_locked(state.locked_until, now):
+            return state._replace(locked=True)
+        last = max(
+            (t for t in (state.last_failure_at, state.locked_until) if t is not None),
+            default=None,
+        )
+        if last is None or now - last >= self.quiet_reset:
+            return LockoutState(0, None, False, 0, None)
+        if state.locked_until is not None:
+            # The quiet day counts from the end of the lock, not from the failure that set
+            # it: otherwise a day-long lock would itself be the quiet day.
+            return LockoutState(0, None, False, state.lockouts, last)
+        return state._replace(locked=False)
+
+    def fail(self, state: LockoutState, now: datetime) -> LockoutState:
+        """Counters after a wrong PIN (on an unlocked subject)."""
+        state = self.settle(state, now)
+        if state.locked:
+            return state
+        failures = state.failures + 1
         if failures >= self.max_failures:
-            return LockoutState(failures, now + self.lock_for, True)
-        return LockoutState(failures, None, False)
+            until = now + self.lock_duration(state.lockouts)
+            return LockoutState(failures, until, True, state.lockouts + 1, now)
+        return LockoutState(failures, None, False, state.lockouts, now)

@@ -103,7 +103,7 @@ class _Login:
     """The agent number + PIN dialogue in progress."""
 
     known: Agent | None  # identified by the device: only the PIN is asked
-    caller: str  # lockout subject of the calling number or device
+    caller: str | None  # lockout subject of the calling number or device; None: withheld
     path: Path
     then: OnAgent
     number: str = ""
@@ -329,7 +329,7 @@ class InteractiveFlow(CallFlow[S]):
 
     # -- agent number + PIN -------------------------------------------------------------
     async def authenticate(
-        self, *, known: Agent | None, caller: str, path: Path, then: OnAgent
+        self, *, known: Agent | None, caller: str | None, path: Path, then: OnAgent
     ) -> None:
         """Ask for the PIN (and the agent number unless `known`), check it with the
         lockout of the agent and of `caller` (a lockout subject), then run `then(agent)`."""
@@ -348,16 +348,19 @@ class InteractiveFlow(CallFlow[S]):
     async def _got_pin(self, pin: str) -> None:
         login = self._credentials
         assert login is not None
-        async with self.sessions() as session, session.begin():
-            result = await auth.check_pin(
-                session,
-                agent_number=login.number,
-                pin=pin,
-                caller=login.caller,
-                path=login.path,
-                policy=self.ctx.settings.pin_lockout,
-                now=_now(),
-            )
+        # Two short transactions around the hash, none held while it runs (services/auth).
+        result = await auth.check_pin(
+            self.sessions,
+            agent_number=login.number,
+            pin=pin,
+            caller=login.caller,
+            path=login.path,
+            policy=self.ctx.settings.pin_lockout,
+            now=_now(),
+            device_identified=login.known is not None,
+        )
+        if self.ctx.metrics is not None:
+            self.ctx.metrics.pin_checked(result.verdict.value, alert=result.alert)
         login.attempts += 1
         if result.verdict is auth.Verdict.OK:
             assert result.agent is not None

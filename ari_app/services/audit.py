@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,10 +20,15 @@ async def record(
     path: Path,
     agent_id: int | None = None,
     hotline_id: int | None = None,
+    at: datetime | None = None,
     **detail: Any,
 ) -> None:
+    """Add one row; `at` defaults to the database's clock (given where a rule counts rows
+    by the time it was told, e.g. the PIN-failure alert)."""
+    extra = {"at": at} if at is not None else {}
     session.add(
         AuditEntry(
+            **extra,
             actor=actor,
             action=action,
             path=path,

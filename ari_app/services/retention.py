@@ -42,7 +42,7 @@ class PurgeResult:
     recordings_deleted: int = 0  # recordings Asterisk still had (the others were gone)
     voicemails_kept: int = 0  # no ARI, or Asterisk failed: retried on the next purge
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

@@ -101,6 +101,18 @@ class Metrics:
         self.db_up = Gauge(
             "hotline_db_up", "1 when the last scrape could read PostgreSQL", registry=r
         )
+        self.pin_checks = Counter(
+            "hotline_pin_checks",
+            "PIN attempts on the phone, by result (ok, wrong, locked)",
+            ["result"],
+            registry=r,
+        )
+        self.pin_alerts = Counter(
+            "hotline_pin_failure_alerts",
+            "Alerts raised because failed PINs on all agents exceeded"
+            " HOTLINE_PIN_ALERT_FAILURES within HOTLINE_PIN_ALERT_WINDOW",
+            registry=r,
+        )
         self.ari_connected: Callable[[], bool] | None = None
         self.ari_reconnects: Callable[[], int] | None = None
         r.register(_AriCollector(self))
@@ -114,6 +126,12 @@ class Metrics:
         self.calls.labels(label, str(outcome)).inc()
         if wait_s is not None:
             self.wait.labels(label).observe(max(0.0, wait_s))
+
+    def pin_checked(self, result: str, *, alert: bool) -> None:
+        """Count one PIN attempt; `alert`: it raised the guessing alert."""
+        self.pin_checks.labels(result).inc()
+        if alert:
+            self.pin_alerts.inc()
 
     def bind_ari(self, *, connected: Callable[[], bool], reconnects: Callable[[], int]) -> None:
         """Read ARI state from the event stream (e.g. `stream.connected`/`stream.reconnects`)."""

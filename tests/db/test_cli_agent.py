@@ -44,6 +44,7 @@ async def test_create_list_show(cli: Cli, sessions: Sessions) -> None:
         "hotlines": [],
         "logged_in": [],
         "presence": "unavailable",
+        "pin_locks": [],
     }
     assert [a["number"] for a in await cli.json("agent", "list")] == ["101", "102"]
     table = (await cli.ok("agent", "list")).stdout.splitlines()

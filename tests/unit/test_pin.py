@@ -161,47 +161,101 @@ def test_defaults() -> None:
     assert POLICY.lock_for == timedelta(minutes=15)
 
 
-def test_success_resets() -> None:
-    assert POLICY.register(2, None, NOW, success=True) == LockoutState(0, None, False)
+FRESH = LockoutState(0, None, False)
+
+
+def _fails(
+    policy: LockoutPolicy, n: int, now: datetime, state: LockoutState = FRESH
+) -> LockoutState:
+    for _ in range(n):
+        state = policy.fail(state, now)
+    return state
 
 
 def test_third_failure_locks() -> None:
-    state = POLICY.register(0, None, NOW, success=False)
-    assert tuple(state) == (1, None, False)
-    state = POLICY.register(state.failures, state.locked_until, NOW, success=False)
-    assert tuple(state) == (2, None, False)
-    state = POLICY.register(state.failures, state.locked_until, NOW, success=False)
-    assert state == (3, NOW + timedelta(minutes=15), True)
-
-
-def test_right_pin_refused_while_locked() -> None:
-    until = NOW + timedelta(minutes=5)
-    failures, locked_until, locked = POLICY.register(3, until, NOW, success=True)
-    assert (failures, locked_until, locked) == (3, until, True)
+    state = POLICY.fail(FRESH, NOW)
+    assert tuple(state)[:3] == (1, None, False)
+    state = POLICY.fail(state, NOW)
+    assert tuple(state)[:3] == (2, None, False)
+    state = POLICY.fail(state, NOW)
+    assert tuple(state)[:4] == (3, NOW + timedelta(minutes=15), True, 1)
 
 
 def test_wrong_pin_while_locked_does_not_extend() -> None:
-    until = NOW + timedelta(minutes=5)
-    assert POLICY.register(3, until, NOW, success=False) == (3, until, True)
+    state = _fails(POLICY, 3, NOW)
+    later = NOW + timedelta(minutes=5)
+    assert POLICY.fail(state, later) == state._replace(locked=True)
+    assert POLICY.settle(state, later).locked
 
 
 def test_lock_expires_exactly_at_locked_until() -> None:
     until = NOW
-    assert POLICY.register(3, until, NOW, success=True) == (0, None, False)
     assert not LockoutPolicy.is_locked(until, NOW)
     assert LockoutPolicy.is_locked(until, NOW - timedelta(seconds=1))
     assert not LockoutPolicy.is_locked(None, NOW)
 
 
-def test_failure_after_expired_lock_starts_a_fresh_count() -> None:
-    expired = NOW - timedelta(minutes=1)
-    assert POLICY.register(3, expired, NOW, success=False) == (1, None, False)
+def test_failure_after_expired_lock_starts_a_fresh_count_but_keeps_the_streak() -> None:
+    state = _fails(POLICY, 3, NOW)
+    after = NOW + timedelta(minutes=16)
+    state = POLICY.fail(state, after)
+    assert (state.failures, state.locked, state.lockouts) == (1, False, 1)
+
+
+def test_repeated_lockouts_double_up_to_a_day() -> None:
+    """Issue 13, finding 5: each lock of a streak lasts twice as long as the one before."""
+    now, state, lengths = NOW, FRESH, []
+    for _ in range(9):
+        state = _fails(POLICY, 3, now, state)
+        assert state.locked and state.locked_until is not None
+        lengths.append(state.locked_until - now)
+        now = state.locked_until  # the guesser tries again the moment the lock ends
+    minutes = [int(d.total_seconds() // 60) for d in lengths]
+    assert minutes == [15, 30, 60, 120, 240, 480, 960, 1440, 1440]
+
+
+def test_guesses_per_agent_per_day_are_few() -> None:
+    """A guesser who retries the moment each lock ends: ~21 guesses the first day, 3 a day
+    afterwards (instead of 288 a day with a fixed 15-minute lock)."""
+    start, now, state = NOW, NOW, FRESH
+    per_day: dict[int, int] = {}
+    while now < start + timedelta(days=5):
+        state = POLICY.settle(state, now)
+        if state.locked:
+            assert state.locked_until is not None
+            now = state.locked_until
+            continue
+        state = POLICY.fail(state, now)
+        day = int((now - start).total_seconds() // 86400)
+        per_day[day] = per_day.get(day, 0) + 1
+    assert per_day[0] <= 24
+    assert all(n <= 6 for d, n in per_day.items() if d > 0), per_day
+
+
+def test_a_quiet_day_or_success_forgets_the_streak() -> None:
+    state = _fails(POLICY, 3, NOW)
+    state = _fails(POLICY, 3, NOW + timedelta(minutes=15), state)
+    assert state.lockouts == 2
+    assert state.locked_until is not None
+    # a day without failures after the lock ended: the next lock is short again
+    quiet = state.locked_until + timedelta(days=1)
+    assert POLICY.settle(state, quiet) == FRESH._replace(lockouts=0)
+    again = _fails(POLICY, 3, quiet, state)
+    assert again.locked_until == quiet + timedelta(minutes=15)
+    # less than a day is not enough
+    almost = state.locked_until + timedelta(hours=23)
+    assert POLICY.settle(state, almost).lockouts == 2
 
 
 def test_custom_policy() -> None:
-    policy = LockoutPolicy(max_failures=1, lock_for=timedelta(hours=1))
-    assert policy.register(0, None, NOW, success=False) == (1, NOW + timedelta(hours=1), True)
+    policy = LockoutPolicy(max_failures=1, lock_for=timedelta(hours=1), max_lock=timedelta(hours=3))
+    state = policy.fail(FRESH, NOW)
+    assert tuple(state)[:3] == (1, NOW + timedelta(hours=1), True)
+    assert policy.lock_duration(5) == timedelta(hours=3)
+    assert policy.lock_duration(1000) == timedelta(hours=3)
     with pytest.raises(ValueError):
         LockoutPolicy(max_failures=0)
     with pytest.raises(ValueError):
         LockoutPolicy(lock_for=timedelta(0))
+    with pytest.raises(ValueError):
+        LockoutPolicy(lock_for=timedelta(hours=2), max_lock=timedelta(hours=1))
