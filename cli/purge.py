@@ -61,6 +61,9 @@ def purge(older_than: int | None, dry_run: bool, as_json: bool) -> None:
         f"{result.calls_pseudonymised} call(s) without caller number, "
         f"{result.voicemails_deleted} voicemail(s) deleted"
         + ("" if dry_run else f" ({result.recordings_deleted} recording(s) on Asterisk)")
+        + f", {result.audit_rows_pseudonymised} PIN audit row(s) without caller number,"
+        f" {result.lockouts_deleted} old PIN lock row(s) deleted"
+        + ("" if dry_run else f", {result.orphan_recordings_deleted} orphan recording(s) deleted")
     )
     if result.voicemails_kept:
         output.note(

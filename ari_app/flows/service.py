@@ -80,7 +80,9 @@ class ServiceFlow(InteractiveFlow[S]):
             return
         await self.ari.answer(self.channel_id)
         self.caller = auth.caller_number(event.channel.caller.number)
-        self._transition(S.AUTH, f"caller {self.caller or 'withheld'}")
+        # Caller numbers are personal data: only DEBUG lines show them (retention).
+        log.debug("call=%s flow=%s caller %s", self.channel_id, self.name, self.caller)
+        self._transition(S.AUTH, "caller=<redacted>" if self.caller else "caller withheld")
         await self.authenticate(
             known=None,
             caller=auth.number_subject(self.caller),
@@ -145,11 +147,12 @@ class ServiceFlow(InteractiveFlow[S]):
             log.info("call=%s login refused: %s", self.channel_id, exc.message)
             number = None
         if number is None:
+            log.debug("call=%s login refused for caller %s", self.channel_id, self.caller)
             log.info(
                 "call=%s agent %s: login from %s refused",
                 self.channel_id,
                 agent.number,
-                self.caller or "a withheld number",
+                "caller=<redacted>" if self.caller else "a withheld number",
             )
             await self._then_menu(NOT_AVAILABLE, "login refused")
             return

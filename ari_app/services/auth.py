@@ -99,6 +99,17 @@ def number_subject(number: str | None) -> str | None:
     return f"number:{number}"[:SUBJECT_MAX] if number else None
 
 
+REDACTED = "<redacted>"
+
+
+def loggable(subject: str | None) -> str:
+    """A subject as INFO/WARNING log lines may show it: a calling number is personal data
+    and appears only at DEBUG (SECURITY.md, retention); agent numbers and devices are not."""
+    if subject is None:
+        return "number:withheld"
+    return f"number:{REDACTED}" if subject.startswith("number:") else subject
+
+
 def device_subject(device: str) -> str:
     return f"device:{device}"[:SUBJECT_MAX]
 
@@ -319,9 +330,10 @@ async def check_pin(
                 lockouts=state.lockouts,
                 locked_until=state.locked_until.isoformat() if state.locked_until else None,
             )
+            log.debug("PIN lockout of %s", subject)
             log.warning(
                 "PIN lockout of %s after %d failures (lock %d of the streak, until %s)",
-                subject,
+                loggable(subject),
                 state.failures,
                 state.lockouts,
                 state.locked_until.isoformat() if state.locked_until else "?",
@@ -412,5 +424,10 @@ async def unlock(session: AsyncSession, agent: Agent, *, actor: str, path: Path)
         agent_id=agent.id,
         subjects=sorted(removed),
     )
-    log.info("PIN locks of agent %s lifted by %s: %s", agent.number, actor, sorted(removed))
+    log.info(
+        "PIN locks of agent %s lifted by %s: %s",
+        agent.number,
+        actor,
+        [loggable(subject) for subject in sorted(removed)],
+    )
     return sorted(removed)

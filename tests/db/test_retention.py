@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -10,9 +11,10 @@ from cli_support import Cli, FakeAri, ari_env
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ari_app.db.models import AuditEntry, Call, CallEvent, CallStatus, Outcome, Voicemail
+from ari_app.db.models import AuditEntry, Call, CallEvent, CallStatus, Lockout, Outcome, Voicemail
 from ari_app.domain.errors import ConfigError
-from ari_app.services import admin, retention
+from ari_app.domain.pin import LockoutPolicy
+from ari_app.services import admin, auth, retention
 
 pytestmark = pytest.mark.db
 
@@ -211,3 +213,94 @@ async def test_cli_purge_errors(cli: Cli, fake: FakeAri) -> None:
         "purge", "--dry-run", env={"HOTLINE_RETENTION": "x"}
     )
     await cli.fails("purge", "--older", code=2)
+
+
+# --- issue 13, finding 12: PIN audit rows, lockout rows, orphan recordings -----------------
+
+
+async def _pin_attempts(sessions: Sessions, when: datetime, caller: str) -> None:
+    """Three wrong PINs from `caller` at `when`: pin_failed rows and lockout rows naming the
+    calling number (as actor, and as the locked subject)."""
+    for pin in ("111112", "222223", "333334"):
+        await auth.check_pin(
+            sessions,
+            agent_number="101",
+            pin=pin,
+            caller=auth.number_subject(caller),
+            path="service",
+            policy=LockoutPolicy(),
+            now=when,
+        )
+
+
+async def test_purge_pseudonymises_callers_in_pin_audit_rows_and_deletes_old_locks(
+    sessions: Sessions, fake: FakeAri
+) -> None:
+    async with sessions() as session, session.begin():
+        await admin.create_agent(session, "101", "Ada", pin="735194", device="PJSIP/1001")
+    await _pin_attempts(sessions, OLD, "+4915111111")
+    await _pin_attempts(sessions, NEW, "+4915122222")
+    await auth.check_pin(  # a device subject is no personal data: it stays (refused: locked)
+        sessions,
+        agent_number="101",
+        pin="111112",
+        caller="device:PJSIP/1003",
+        path="hotdesk",
+        policy=LockoutPolicy(),
+        now=OLD,
+    )
+    async with sessions() as session:
+        preview = await retention.purge_preview(session, CUTOFF)
+    assert (preview.audit_rows_pseudonymised, preview.lockouts_deleted) == (5, 2)
+    async with fake.client() as ari, sessions() as session, session.begin():
+        result = await retention.purge_older_than(session, CUTOFF, ari)
+    assert (result.audit_rows_pseudonymised, result.lockouts_deleted) == (5, 2)
+    async with sessions() as session:
+        rows = list(await session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+        locks = {r.subject for r in await session.scalars(select(Lockout))}
+    text = " ".join(f"{r.actor} {r.detail}" for r in rows if r.at < CUTOFF)
+    assert "+4915111111" not in text
+    pin_actions = ("pin_failed", "lockout", "pin_refused_locked")
+    old_pin_rows = [r for r in rows if r.at < CUTOFF and r.action in pin_actions]
+    assert {r.actor for r in old_pin_rows} == {"number:purged", "device:PJSIP/1003"}
+    assert {r.detail.get("subject") for r in old_pin_rows if r.action == "lockout"} == {
+        "number:purged",
+        "agent:101",
+    }
+    new_rows = [r for r in rows if CUTOFF <= r.at < NOW and r.action != "purge"]
+    assert {r.actor for r in new_rows} == {"number:+4915122222"}, "recent rows stay"
+    # the old streak (agent:101 and the old number and device) is gone, the new one stays
+    assert locks == {"agent:101", "number:+4915122222"}
+    async with fake.client() as ari, sessions() as session, session.begin():
+        again = await retention.purge_older_than(session, CUTOFF, ari)
+    assert (again.audit_rows_pseudonymised, again.lockouts_deleted) == (0, 0)
+
+
+async def test_purge_deletes_old_recordings_without_a_row(
+    sessions: Sessions, fake: FakeAri
+) -> None:
+    """A crash between recording and insert leaves a recording without a voicemail row."""
+    await _data(sessions, fake)
+    async with sessions() as session:
+        ids = {c.channel_id: c.id for c in await session.scalars(select(Call))}
+    orphan_old = f"hotline-vm-{ids['chan-old']}"  # its call is older than the cutoff
+    orphan_new = f"hotline-vm-{ids['chan-new']}"  # too young: may still be on its way
+    unknown = f"hotline-vm-{uuid.uuid4()}"  # no call: its age cannot be told
+    foreign = "someone-elses-recording"  # not in the app's namespace
+    for name in (orphan_old, orphan_new, unknown, foreign, "hotline-vm-garbage"):
+        fake.stored_recordings[name] = {"name": name, "format": "wav"}
+    async with fake.client() as ari, sessions() as session, session.begin():
+        result = await retention.purge_older_than(session, CUTOFF, ari)
+    assert result.orphan_recordings_deleted == 1
+    assert set(fake.stored_recordings) == {
+        "hotline-vm-new",
+        orphan_new,
+        unknown,
+        foreign,
+        "hotline-vm-garbage",
+    }
+    # without ARI nothing is listed, nothing deleted
+    fake.stored_recordings[orphan_old] = {"name": orphan_old, "format": "wav"}
+    async with sessions() as session, session.begin():
+        result = await retention.purge_older_than(session, CUTOFF, None)
+    assert result.orphan_recordings_deleted == 0 and orphan_old in fake.stored_recordings

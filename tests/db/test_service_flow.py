@@ -3,6 +3,7 @@ always, the menu, login only to the configured number that is the caller ID."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -198,3 +199,32 @@ async def test_voicemail_of_all_hotlines(sessions: Sessions, world: Any) -> None
     caller.press("#")  # back to the menu
     assert await caller.heard(finish=False) == MENU
     caller.hang_up()
+
+
+async def test_caller_numbers_reach_the_log_only_at_debug(
+    sessions: Sessions, world: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13, finding 12: the app's INFO log never names a caller (they are personal data
+    kept only for HOTLINE_RETENTION); DEBUG may, for troubleshooting."""
+    await seed(sessions)
+    caplog.set_level(logging.DEBUG, logger="ari_app")
+    stranger = "+4917099999"
+    caller = _caller(world, number=stranger)
+    await _log_on(caller)  # right PIN, then a login from an unconfigured number
+    await caller.heard(finish=False)
+    caller.press("1")
+    assert await caller.heard() == ["sound:feature-not-avail-line"]
+    await caller.heard(finish=False)
+    caller.hang_up()
+    # three wrong PINs from another number lock it (the lockout warning names the subject)
+    guesser = _caller(world, number="+4917088888", channel_id="c2")
+    guesser.start("service", "0800")
+    guesser.press("101#111112#101#222223#101#333334#")
+    await world[0].wait_for(lambda: "PIN lockout" in caplog.text, timeout=10.0)
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    quiet = [r.getMessage() for r in caplog.records if r.levelno < logging.INFO]
+    for number in (stranger, "+4917088888", "4917099999", "4917088888"):
+        assert not [m for m in loud if number in m], number
+    assert any(stranger in m for m in quiet), "DEBUG still helps troubleshooting"
+    assert any("caller=<redacted>" in m for m in loud)
+    assert any("number:<redacted>" in m for m in loud)
