@@ -22,6 +22,7 @@ from ari_app.flows.inbound import InboundFlow
 from ari_app.flows.service import ServiceFlow
 from ari_app.mailer import Mailer
 from ari_app.reconcile import reconcile
+from ari_app.roster_scheduler import RosterScheduler
 from ari_app.services import retention, routing
 from ari_app.web.metrics import Metrics
 from ari_app.web.server import PanelServer
@@ -165,6 +166,7 @@ class HotlineApp:
             asyncio.create_task(self.watch_presence_and_staffing(), name="presence-staffing"),
             asyncio.create_task(self.purge_daily(), name="purge"),
             asyncio.create_task(self.send_mail(), name="mail"),
+            asyncio.create_task(RosterScheduler(self.ctx).run(), name="roster"),
         ]
         try:
             await self._stopping.wait()

@@ -309,6 +309,54 @@ class MailOutbox(Base):
     )
 
 
+class RosterSlot(Base):
+    """A duty shift of one agent on one hotline (issue 16): weekly (minutes of the week in
+    the hotline's time zone, Monday 00:00 = 0; an end before the start wraps over Sunday
+    night) or one-off (two instants); one-off slots override the weekly ones while they
+    last. `target` is one of the agent's external numbers, NULL = the agent's device."""
+
+    __tablename__ = "roster_slots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hotline_id: Mapped[int] = mapped_column(
+        ForeignKey("hotlines.id", ondelete="CASCADE"), index=True
+    )
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    week_start: Mapped[int | None] = mapped_column(Integer)
+    week_end: Mapped[int | None] = mapped_column(Integer)
+    starts_at: Mapped[datetime | None] = mapped_column()
+    ends_at: Mapped[datetime | None] = mapped_column()
+    target: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint(
+            "(week_start IS NOT NULL AND week_end IS NOT NULL AND starts_at IS NULL"
+            " AND ends_at IS NULL AND week_start BETWEEN 0 AND 10079"
+            " AND week_end BETWEEN 0 AND 10079 AND week_start <> week_end)"
+            " OR (week_start IS NULL AND week_end IS NULL AND starts_at IS NOT NULL"
+            " AND ends_at > starts_at)",
+            name="weekly_or_once",
+        ),
+    )
+
+
+class RosterState(Base):
+    """What the roster last applied to a hotline: the duty (agent id -> target) of the
+    current shift, the agents the roster holds on duty (logged out at the next change),
+    and the audit id at that change (handovers by phone after it are found by id)."""
+
+    __tablename__ = "roster_state"
+
+    hotline_id: Mapped[int] = mapped_column(
+        ForeignKey("hotlines.id", ondelete="CASCADE"), primary_key=True
+    )
+    duty: Mapped[JsonDict] = mapped_column(JSON_TYPE, default=dict)
+    holding: Mapped[list[int]] = mapped_column(JSON_TYPE, default=list)
+    audit_mark: Mapped[int] = mapped_column(Integer, default=0)
+    changed_at: Mapped[datetime] = mapped_column()
+
+
 class AuditEntry(Base):
     """Who did what, via which path (device, hotdesk, service, cli, system), when."""
 

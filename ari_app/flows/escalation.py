@@ -68,9 +68,12 @@ class EscalationFlow(CallFlow[E]):
     name = "escalation"
     initial = E.NEW
 
-    def __init__(self, ctx: FlowContext, shortage: Shortage) -> None:
+    def __init__(self, ctx: FlowContext, shortage: Shortage, *, until_staffed: bool = True) -> None:
         super().__init__(ctx, f"escalation-{shortage.hotline_id}-{uuid.uuid4().hex[:8]}", ())
         self.shortage = shortage
+        # False: calls until someone confirms even while the hotline is staffed (a roster
+        # shift nobody could take, while the outgoing agent stays).
+        self.until_staffed = until_staffed
         self.numbers = list(shortage.escalation_numbers)
         self.attempt = 0  # calls placed so far
         self.leg: str | None = None
@@ -102,8 +105,10 @@ class EscalationFlow(CallFlow[E]):
             )
             await self._end(None)
             return
-        async with self.ctx.sessions() as session:
-            short = await staffing.is_short(session, self.shortage.hotline_id)
+        short = True
+        if self.until_staffed:
+            async with self.ctx.sessions() as session:
+                short = await staffing.is_short(session, self.shortage.hotline_id)
         if not short:
             log.info(
                 "call=%s hotline %s staffed again: escalation stops",
@@ -255,8 +260,8 @@ def running_hotlines() -> frozenset[int]:
     return frozenset(_running)
 
 
-def _spawn(ctx: FlowContext, shortage: Shortage) -> None:
-    flow = EscalationFlow(ctx, shortage)
+def _spawn(ctx: FlowContext, shortage: Shortage, *, until_staffed: bool = True) -> None:
+    flow = EscalationFlow(ctx, shortage, until_staffed=until_staffed)
     task = asyncio.create_task(flow.run(), name=f"escalation-{shortage.number}")
     _running[shortage.hotline_id] = (flow, task)
 
@@ -282,6 +287,16 @@ async def check_staffing(ctx: FlowContext, trigger: str) -> list[str]:
         if shortage.hotline_id not in _running:
             _spawn(ctx, shortage)
     return [s.number for s in started]
+
+
+def escalate(ctx: FlowContext, shortage: Shortage) -> bool:
+    """Call the hotline's escalation numbers until one confirms, for a reason the staffing
+    minimum does not see (the roster's incoming agent could not be logged in). False when
+    an escalation of the hotline already runs in this process."""
+    if shortage.hotline_id in _running:
+        return False
+    _spawn(ctx, shortage, until_staffed=False)
+    return True
 
 
 async def stop_escalations(timeout: float = 5.0) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ari_app.db.models import AuditEntry
 
-Path = Literal["device", "hotdesk", "service", "cli", "system"]
+Path = Literal["device", "hotdesk", "service", "cli", "system", "roster"]
 
 
 async def record(

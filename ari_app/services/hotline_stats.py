@@ -8,6 +8,8 @@ Definitions (the README's panel section should quote them):
 - waiting: callers in the hotline's queue now (calls with status waiting).
 - longest_wait_s: whole seconds the longest-waiting of them has been in the call, since it
   reached the app (greeting included), as a caller experiences it.
+- on_duty (hotlines with a duty roster only, else None): someone is logged in and not
+  paused, yes or no; never who is on duty nor who is not.
 - service level today: among the calls *offered* today (local day in the hotline's time
   zone) — calls that entered the queue and whose fate is known (answered, or ended without
   being answered: abandoned, timed out, sent to voicemail or forwarded) — the share answered
@@ -25,7 +27,15 @@ from typing import Any
 from sqlalchemy import DateTime, and_, case, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ari_app.db.models import AgentLogin, AgentState, Call, CallEvent, CallStatus, Hotline
+from ari_app.db.models import (
+    AgentLogin,
+    AgentState,
+    Call,
+    CallEvent,
+    CallStatus,
+    Hotline,
+    RosterSlot,
+)
 from ari_app.domain.presence import Presence
 from ari_app.services.presence import AgentPresence, Snapshot, agent_presences
 
@@ -43,6 +53,7 @@ class HotlineStats:
     service_level_s: int
     offered_today: int
     answered_in_time_today: int
+    on_duty: bool | None = None
 
     @property
     def service_level(self) -> float | None:
@@ -111,6 +122,7 @@ async def hotline_stats(
     )
     service = {hid: (int(o), int(t)) for hid, o, t in sl_rows}
 
+    rostered = set(await session.scalars(select(RosterSlot.hotline_id).distinct()))
     result = []
     hotlines = await session.execute(
         select(Hotline.id, Hotline.number, Hotline.name, Hotline.service_level_s).order_by(
@@ -133,6 +145,7 @@ async def hotline_stats(
                 service_level_s=service_level_s,
                 offered_today=offered_n,
                 answered_in_time_today=in_time_n,
+                on_duty=bool(agents) if hid in rostered else None,
             )
         )
     return result

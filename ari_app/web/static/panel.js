@@ -73,6 +73,10 @@ function renderHotlines(hotlines) {
     stat(dl, "longest_wait", "Longest wait", formatWait(h.longest_wait_s));
     stat(dl, "service_level", `Service level today (${h.service_level_s} s)`,
       formatLevel(h.service_level));
+    // Duty roster hotlines: only whether someone is on duty, never who.
+    if (h.on_duty !== null && h.on_duty !== undefined) {
+      stat(dl, "on_duty", "On duty", h.on_duty ? "yes" : "no");
+    }
     card.append(title, dl);
     return card;
   });
