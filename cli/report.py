@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ari_app.services import reports
 
-from . import output
+from . import chart, output
 from .common import DAY, DURATION, run
 
 HOTLINE_COLUMNS = [
@@ -36,7 +36,7 @@ def _hotline_table(rows: list[dict[str, Any]]) -> None:
         goal = output.seconds(r["service_level_s"])
         table.append(
             [
-                *(r["hotline"], r["day"], r["calls"], r["offered"]),
+                *(r["hotline"], r.get("period", r["day"]), r["calls"], r["offered"]),
                 *(r[o.value] for o in reports.OUTCOMES),
                 output.seconds(r["avg_wait_s"]),
                 output.seconds(r["max_wait_s"]),
@@ -84,6 +84,19 @@ def _agent_table(rows: list[dict[str, Any]]) -> None:
     help="Answer-time goal for the service level (default: each hotline's own).",
 )
 @click.option(
+    "--by",
+    type=click.Choice(reports.BY),
+    default="day",
+    show_default=True,
+    help="Figures per local hour, day or week (Monday to Sunday).",
+)
+@click.option(
+    "--chart",
+    "chart_file",
+    metavar="FILE.svg|png",
+    help="Also draw the figures: calls by outcome and the service level (SVG or PNG).",
+)
+@click.option(
     "--per-agent",
     is_flag=True,
     help="Figures per agent instead of per hotline (off by default on purpose).",
@@ -95,6 +108,8 @@ def report(
     fmt: str,
     as_json: bool,
     service_level: int | None,
+    by: reports.By,
+    chart_file: str | None,
     per_agent: bool,
 ) -> None:
     """Calls per hotline and day: offered, answered, abandoned, voicemail, forwarded,
@@ -109,11 +124,19 @@ def report(
       hotline report --from 2026-11-01 --to 2026-11-30
       hotline report --from 2026-11-01 --hotline 500 --format csv > november.csv
       hotline report --from 2026-11-01 --service-level 30s --json
+      hotline report --by hour --chart today.svg
+      hotline report --from 2026-10-01 --by week --hotline 500 --chart autumn.png
     """
     today = date.today()
     first = start or today
     last = end or today
     fmt = "json" if as_json else fmt
+    if chart_file is not None and per_agent:
+        raise click.UsageError("--chart draws hotline figures; leave out --per-agent")
+    if per_agent and by != "day":
+        raise click.UsageError("--per-agent figures are per day; leave out --by")
+    target = chart.check_path(chart_file) if chart_file is not None else None
+    drawn: list[reports.DayReport] = []
 
     async def unit(session: AsyncSession) -> list[dict[str, Any]]:
         if per_agent:
@@ -121,18 +144,25 @@ def report(
                 r.as_dict()
                 for r in await reports.agent_report(session, first, last, hotline_number=hotline)
             ]
-        return [
-            r.as_dict()
-            for r in await reports.hotline_report(
-                session, first, last, hotline_number=hotline, service_level_s=service_level
+        drawn.extend(
+            await reports.hotline_report(
+                session, first, last, hotline_number=hotline, service_level_s=service_level,
+                by=by,
             )
-        ]
+        )  # fmt: skip
+        return [r.as_dict() for r in drawn]
 
     rows = run(unit)
+    if target is not None:
+        what = f"hotline {hotline}" if hotline else "all hotlines"
+        span = first.isoformat() if first == last else f"{first.isoformat()} to {last.isoformat()}"
+        chart.draw(target, chart.periods(drawn, first, last, by), f"Calls per {by}, {what}, {span}")
+        output.note(f"wrote chart {target}")
     if fmt == "json":
         output.echo_json(rows)
     elif fmt == "csv":
-        output.echo_csv(AGENT_COLUMNS if per_agent else HOTLINE_COLUMNS, rows)
+        columns = HOTLINE_COLUMNS if by == "day" else ["period", *HOTLINE_COLUMNS]
+        output.echo_csv(AGENT_COLUMNS if per_agent else columns, rows)
     elif per_agent:
         _agent_table(rows)
     else:

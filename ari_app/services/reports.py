@@ -12,6 +12,9 @@ level today and this report agree):
   Average and maximum over the offered calls.
 - service level: share of offered calls answered within the threshold (the hotline's
   service_level_s, or the one asked for), in percent.
+- period: `hotline_report(by=...)` groups by local hour, day (the default) or week
+  (Monday to Sunday); `day_series` gives a day's 24 hours with the service level through
+  the day (cumulative), for the panel's charts and `hotline report --chart`.
 Per-agent figures exist only on request (`agent_report`), works-council friendly.
 """
 
@@ -19,9 +22,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Date, and_, case, cast, exists, func, literal, or_, select
+from sqlalchemy import Date, DateTime, and_, case, cast, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -30,6 +34,8 @@ from ari_app.domain.errors import InvalidValue, NotFound
 
 ENTER_QUEUE_EVENT = "ENTERQUEUE"  # logged by the inbound flow when a caller is queued
 NO_ANSWER_EVENT = "RINGNOANSWER"  # logged when an agent was rung and did not answer
+By = Literal["hour", "day", "week"]
+BY: tuple[By, ...] = ("hour", "day", "week")
 OUTCOMES = (
     Outcome.ANSWERED,
     Outcome.ABANDONED,
@@ -53,16 +59,32 @@ class DayReport:
     max_wait_s: int | None
     service_level_s: int
     answered_in_time: int
+    hour: int | None = None  # by hour: the local hour of `day`
+    by: By = "day"  # by week: `day` is the week's Monday
 
     @property
     def service_level_pct(self) -> float | None:
         return None if not self.offered else round(100 * self.answered_in_time / self.offered, 1)
 
+    @property
+    def period(self) -> str:
+        """`2026-12-04`, `2026-12-04 13:00` or `2026-W49` (ISO week)."""
+        if self.by == "hour":
+            return f"{self.day.isoformat()} {self.hour or 0:02d}:00"
+        if self.by == "week":
+            year, week, _ = self.day.isocalendar()
+            return f"{year}-W{week:02d}"
+        return self.day.isoformat()
+
     def as_dict(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {} if self.by == "day" else {"period": self.period}
+        if self.by == "hour":
+            extra["hour"] = self.hour
         return {
             "hotline": self.hotline,
             "name": self.name,
             "day": self.day.isoformat(),
+            **extra,
             "calls": self.calls,
             "offered": self.offered,
             **self.outcomes,
@@ -108,6 +130,17 @@ def _local_day() -> ColumnElement[date]:
     return cast(func.timezone(Hotline.timezone, Call.entered_at), Date)
 
 
+def _bucket(by: By) -> ColumnElement[Any]:
+    """The local period a call arrived in: a date (day, the week's Monday) or a local
+    timestamp truncated to the hour."""
+    local = func.timezone(Hotline.timezone, Call.entered_at)
+    if by == "hour":
+        return cast(func.date_trunc("hour", local), DateTime(timezone=False))
+    if by == "week":
+        return cast(func.date_trunc("week", local), Date)
+    return _local_day()
+
+
 def _seconds(interval: Any) -> ColumnElement[Any]:
     return func.extract("epoch", interval)
 
@@ -141,9 +174,13 @@ async def hotline_report(
     *,
     hotline_number: str | None = None,
     service_level_s: int | None = None,
+    by: By = "day",
 ) -> list[DayReport]:
-    """Figures per hotline and local day from `start` to `end` (inclusive); days without
-    calls are left out. `service_level_s` overrides every hotline's own threshold."""
+    """Figures per hotline and local day (or hour, or week) of the calls from `start` to
+    `end` (inclusive local days); periods without calls are left out. `service_level_s`
+    overrides every hotline's own threshold."""
+    if by not in BY:
+        raise InvalidValue(f"report: --by must be one of {', '.join(BY)}, got {by!r}")
     clauses = await _scope(session, start, end, hotline_number)
     answered = Call.answered_at.is_not(None)
     queued = or_(
@@ -154,7 +191,7 @@ async def hotline_report(
     wait = _seconds(func.coalesce(Call.answered_at, Call.ended_at) - Call.entered_at)
     threshold = Hotline.service_level_s if service_level_s is None else literal(service_level_s)
     in_time = and_(offered, answered, _seconds(Call.answered_at - Call.entered_at) <= threshold)
-    day = _local_day().label("day")
+    day = _bucket(by).label("day")
     query = (
         select(
             Hotline.number,
@@ -179,11 +216,17 @@ async def hotline_report(
         number, name, row_day, own_sl, calls, n_offered = row[:6]
         by_outcome = row[6 : 6 + len(OUTCOMES)]
         avg_wait, max_wait, n_in_time = row[6 + len(OUTCOMES) :]
+        hour = None
+        if isinstance(row_day, datetime):  # by hour
+            hour = row_day.hour
+            row_day = row_day.date()
         reports.append(
             DayReport(
                 hotline=number,
                 name=name,
                 day=row_day,
+                hour=hour,
+                by=by,
                 calls=int(calls),
                 offered=int(n_offered),
                 outcomes={o.value: int(n) for o, n in zip(OUTCOMES, by_outcome, strict=True)},
@@ -194,6 +237,79 @@ async def hotline_report(
             )
         )
     return reports
+
+
+@dataclass(frozen=True)
+class HourPoint:
+    """One local hour of a day, for charts: calls by outcome, and the service level of the
+    day up to the end of this hour (None while no call was offered yet)."""
+
+    hour: int
+    answered: int
+    abandoned: int
+    voicemail: int
+    offered: int
+    answered_in_time: int
+    service_level_pct: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "hour": self.hour,
+            "answered": self.answered,
+            "abandoned": self.abandoned,
+            "voicemail": self.voicemail,
+            "offered": self.offered,
+            "answered_in_time": self.answered_in_time,
+            "service_level_pct": self.service_level_pct,
+        }
+
+
+async def day_series(
+    session: AsyncSession,
+    day: date,
+    *,
+    hotline_number: str | None = None,
+    until_hour: int | None = None,
+) -> list[HourPoint]:
+    """The 24 local hours of `day` (all hotlines added up, or one): what the panel's charts
+    and `hotline report --chart --by hour` draw, from `hotline_report(by="hour")`. For
+    today, `until_hour` (the current local hour) ends the service level line there."""
+    rows = await hotline_report(session, day, day, hotline_number=hotline_number, by="hour")
+    per_hour: dict[int, list[int]] = {}
+    for r in rows:
+        figures = per_hour.setdefault(r.hour or 0, [0, 0, 0, 0, 0])
+        for i, n in enumerate(
+            (
+                r.outcomes[Outcome.ANSWERED.value],
+                r.outcomes[Outcome.ABANDONED.value],
+                r.outcomes[Outcome.VOICEMAIL.value],
+                r.offered,
+                r.answered_in_time,
+            )
+        ):
+            figures[i] += n
+    points, offered_so_far, in_time_so_far = [], 0, 0
+    for hour in range(24):
+        answered, abandoned, voicemail, offered, in_time = per_hour.get(hour, [0, 0, 0, 0, 0])
+        offered_so_far += offered
+        in_time_so_far += in_time
+        level = round(100 * in_time_so_far / offered_so_far, 1) if offered_so_far else None
+        if until_hour is not None and hour > until_hour:
+            level = None  # not yet
+        points.append(HourPoint(hour, answered, abandoned, voicemail, offered, in_time, level))
+    return points
+
+
+async def local_now(
+    session: AsyncSession, now: datetime, hotline_number: str | None = None
+) -> datetime:
+    """`now` in the hotline's time zone (without one: the first hotline's, else UTC): its
+    date is the day the panel's charts show."""
+    query = select(Hotline.timezone).order_by(Hotline.number).limit(1)
+    if hotline_number is not None:
+        query = query.where(Hotline.number == hotline_number)
+    tz = await session.scalar(query)
+    return now.astimezone(ZoneInfo(tz or "UTC"))
 
 
 async def agent_report(

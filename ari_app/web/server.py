@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from importlib import resources
 from typing import Any
 
@@ -24,6 +24,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ari_app.config import Settings
+from ari_app.domain.errors import NotFound
+from ari_app.services import reports
 from ari_app.services.hotline_stats import hotline_stats, panel_snapshot
 from ari_app.services.presence import (
     DEFAULT_TICK_S,
@@ -177,6 +179,29 @@ async def api_hotlines(request: web.Request) -> web.Response:
     return _json({"hotlines": [s.as_dict() for s in stats]})
 
 
+async def api_charts(request: web.Request) -> web.Response:
+    """Today's calls per local hour by outcome and the service level through the day, for
+    the panel's charts (`services.reports.day_series`, the figures of `hotline report
+    --by hour`): `?hotline=500` for one hotline, `?day=YYYY-MM-DD` for another day."""
+    ctx = request.app[CTX]
+    number = request.query.get("hotline") or None
+    try:
+        day = date.fromisoformat(request.query["day"]) if "day" in request.query else None
+    except ValueError:
+        return _json({"error": "day must be YYYY-MM-DD"}, 400)
+    try:
+        async with ctx.sessions() as session:
+            local = await reports.local_now(session, _now(), number)
+            until = local.hour if day is None or day == local.date() else None
+            day = day or local.date()
+            series = await reports.day_series(session, day, hotline_number=number, until_hour=until)
+    except NotFound as exc:
+        return _json({"error": exc.message}, 404)
+    except Exception as exc:
+        return _db_error(exc)
+    return _json({"day": day.isoformat(), "hours": [p.as_dict() for p in series]})
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -294,6 +319,7 @@ def build_web_app(
     app.router.add_get("/api/presence", api_presence)
     app.router.add_get("/api/presence/stream", api_stream)
     app.router.add_get("/api/hotlines", api_hotlines)
+    app.router.add_get("/api/charts", api_charts)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/healthz", healthz)
 

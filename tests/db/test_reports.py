@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 
 import pytest
 from cli_support import Cli
@@ -222,3 +223,51 @@ async def test_cli_report_defaults(cli: Cli, sessions: Sessions) -> None:
     assert await reported("--from", "Mon") == await reported("--from", "monday")
     empty = await cli.ok("report", "--from", "yesterday", "--to", "yesterday")
     assert empty.stdout == "" and "no calls" in empty.stderr
+
+
+async def test_hotline_report_by_hour_and_week(sessions: Sessions) -> None:
+    await _data(sessions)
+    async with sessions() as session:
+        hours = await reports.hotline_report(session, NOV2, NOV2, hotline_number="500", by="hour")
+        weeks = await reports.hotline_report(session, NOV2, NOV3, by="week")
+        series = await reports.day_series(session, NOV2, hotline_number="500")
+    # Berlin is UTC+1 in November: the 08:xx UTC calls are in the 09:00 local hour.
+    assert [(r.period, r.calls) for r in hours] == [
+        ("2026-11-02 07:00", 1),
+        ("2026-11-02 08:00", 1),
+        ("2026-11-02 09:00", 5),
+        ("2026-11-02 10:00", 1),
+    ]
+    nine = hours[2].as_dict()
+    assert (nine["hour"], nine["answered"], nine["abandoned"], nine["voicemail"]) == (9, 2, 1, 1)
+    assert [(r.hotline, r.period, r.calls) for r in weeks] == [
+        ("500", "2026-W45", 9),
+        ("510", "2026-W45", 1),
+    ]
+    assert len(series) == 24 and series[9].answered == 2 and series[9].voicemail == 1
+    assert [p.service_level_pct for p in series[8:11]] == [None, 25.0, 25.0]
+
+
+async def test_cli_report_by_hour_with_charts(cli: Cli, sessions: Sessions, tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    from PIL import Image
+
+    await _data(sessions)
+    svg, png = tmp_path / "day.svg", tmp_path / "weeks.png"
+    rows = await cli.json(
+        "report", "--from", "2026-11-02", "--by", "hour", "--hotline", "500", "--chart", str(svg)
+    )
+    assert [r["period"] for r in rows][:2] == ["2026-11-02 07:00", "2026-11-02 08:00"]
+    root = ET.parse(svg).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert "Calls per hour" in svg.read_text()
+    await cli.ok("report", "--from", "2026-11-02", "--to", "2026-11-03", "--by", "week",
+                 "--chart", str(png))  # fmt: skip
+    with Image.open(png) as image:
+        image.verify()
+        assert image.format == "PNG" and image.size[0] > 500
+    bad = await cli("report", "--chart", str(tmp_path / "x.pdf"))
+    assert bad.exit_code == 1 and ".svg or .png" in bad.stderr
+    csv_out = await cli.ok("report", "--from", "2026-11-02", "--by", "hour", "--format", "csv")
+    assert csv_out.stdout.splitlines()[0].startswith("period,hotline,name,day,calls")

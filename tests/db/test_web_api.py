@@ -315,3 +315,21 @@ async def test_page_is_self_contained(panel: PanelServer, http: aiohttp.ClientSe
         async with http.get(f"{panel.url}/{asset}") as resp:
             assert resp.status == 200
             assert "://" not in await resp.text(), asset
+
+
+async def test_charts_json_has_24_hours_and_checks_its_parameters(
+    sessions: Sessions, panel: PanelServer, http: aiohttp.ClientSession
+) -> None:
+    await seed_team(sessions)
+    data = await get_json(http, f"{panel.url}/api/charts?day=2026-11-02")
+    assert data["day"] == "2026-11-02"
+    hours = data["hours"]
+    assert isinstance(hours, list) and [h["hour"] for h in hours] == list(range(24))
+    assert hours[0] == {
+        "hour": 0, "answered": 0, "abandoned": 0, "voicemail": 0, "offered": 0,
+        "answered_in_time": 0, "service_level_pct": None,
+    }  # fmt: skip
+    async with http.get(f"{panel.url}/api/charts?day=2. November") as resp:
+        assert resp.status == 400
+    async with http.get(f"{panel.url}/api/charts?hotline=999") as resp:
+        assert resp.status == 404

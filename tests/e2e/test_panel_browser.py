@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from selenium import webdriver
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web_support import connect_call, finish_call, seed_team, set_paused, waiting_call
 
-from ari_app.db.models import CallStatus
-from ari_app.services import calls
+from ari_app.db.models import Call, CallEvent, CallStatus, Hotline, Outcome
+from ari_app.services import calls, reports
 from ari_app.web.server import PanelServer
 
 from .browser_support import agent_css, browser, screenshot, text_of, wait_css
@@ -26,6 +28,7 @@ __all__ = ["browser"]  # the fixture, used by name
 pytestmark = [pytest.mark.e2e, pytest.mark.db]
 
 Sessions = async_sessionmaker[AsyncSession]
+BERLIN = ZoneInfo("Europe/Berlin")  # the seeded hotline's time zone
 
 
 @pytest.fixture
@@ -88,3 +91,100 @@ async def test_panel_follows_presence_and_survives_a_restart(
         await calls.set_status(session, second, CallStatus.ENDED)  # the caller gave up
     await wait_css(browser, '[data-hotline="500"][data-waiting="0"]', timeout=1.5)
     await screenshot(browser, "panel.png")
+
+
+def _hours() -> tuple[int, int, int]:
+    """Three local hours of today that have begun (the line stops at the current hour):
+    two and one hours ago and now; 0, 1, 2 just after midnight (then "now" is hour 0)."""
+    now = datetime.now(BERLIN).hour
+    return (now - 2, now - 1, now) if now >= 2 else (0, 1, 2)
+
+
+async def _todays_calls(sessions: Sessions, hotline: Hotline) -> None:
+    """Calls of today (Berlin) in three hours: answered (in time or late), abandoned,
+    voicemail; each entered the queue (offered)."""
+    today = datetime.now(BERLIN).date()
+    a, b, c = _hours()
+    plan = [  # local hour, outcome, answered after (s)
+        (a, Outcome.ANSWERED, 5),
+        (a, Outcome.ANSWERED, 10),
+        (a, Outcome.ANSWERED, 40),
+        (a, Outcome.ABANDONED, None),
+        (b, Outcome.VOICEMAIL, None),
+        (b, Outcome.ANSWERED, 3),
+        (b, Outcome.ANSWERED, 8),
+        (c, Outcome.ABANDONED, None),
+    ]
+    async with sessions() as session, session.begin():
+        for i, (hour, outcome, after) in enumerate(plan):
+            entered = datetime.combine(today, time(hour, i), BERLIN)
+            call = Call(
+                hotline_id=hotline.id,
+                dialled_number="500",
+                channel_id=f"chart-{i}",
+                node="t",
+                status=CallStatus.ENDED,
+                entered_at=entered,
+                answered_at=entered + timedelta(seconds=after) if after is not None else None,
+                ended_at=entered + timedelta(seconds=60),
+                outcome=outcome,
+            )
+            session.add(call)
+            await session.flush()
+            session.add(CallEvent(call_id=call.id, event="ENTERQUEUE", at=entered, data={}))
+
+
+async def test_charts_show_the_reports_numbers(
+    sessions: Sessions, browser: webdriver.Chrome, panel: list[PanelServer]
+) -> None:
+    """Calls per hour and the service level through the day, drawn by the page as inline
+    SVG, against `hotline report --by hour` (services.reports.hotline_report)."""
+    team = await seed_team(sessions, logged_in=("1001",))
+    await _todays_calls(sessions, team.hotline)
+    await asyncio.to_thread(browser.get, panel[0].url + "/")
+    a, b, c = _hours()
+    await wait_css(browser, f'#chart-calls g.hour[data-hour="{a}"][data-answered="3"]', timeout=5)
+    await wait_css(browser, "#chart-level circle.level-point", timeout=2)
+    bars = await asyncio.to_thread(
+        browser.execute_script,
+        """return [...document.querySelectorAll('#chart-calls g.hour')].map(g => ({
+             hour: +g.dataset.hour, answered: +g.dataset.answered,
+             abandoned: +g.dataset.abandoned, voicemail: +g.dataset.voicemail,
+             heights: [...g.querySelectorAll('rect')].map(r => [r.getAttribute('class'),
+                                                              +r.getAttribute('height')])}))""",
+    )
+    points = await asyncio.to_thread(
+        browser.execute_script,
+        """return [...document.querySelectorAll('#chart-level circle.level-point')].map(c =>
+             [+c.dataset.hour, +c.dataset.level])""",
+    )
+    day = datetime.now(BERLIN).date()
+    async with sessions() as session:
+        rows = await reports.hotline_report(session, day, day, by="hour")
+    report = {r.hour: r for r in rows}
+    assert sorted(report) == [a, b, c]
+    assert len(bars) == 24
+    for bar in bars:
+        r = report.get(bar["hour"])
+        expected = (
+            (r.outcomes["answered"], r.outcomes["abandoned"], r.outcomes["voicemail"])
+            if r
+            else (0, 0, 0)
+        )
+        assert (bar["answered"], bar["abandoned"], bar["voicemail"]) == expected, bar
+    # Bar heights are to scale: 3 answered are three times 1 abandoned.
+    heights = dict(next(bar for bar in bars if bar["hour"] == a)["heights"])
+    assert abs(heights["answered"] - 3 * heights["abandoned"]) < 0.01
+    # Service level through the day: cumulative over the report's hours, up to now.
+    offered = in_time = 0
+    expected_points = []
+    for hour in range(datetime.now(BERLIN).hour + 1):
+        if hour in report:
+            offered += report[hour].offered
+            in_time += report[hour].answered_in_time
+        if offered:
+            expected_points.append([hour, round(100 * in_time / offered, 1)])
+    assert points == expected_points
+    if datetime.now(BERLIN).hour >= 2:  # (just after midnight only hour 0 has begun)
+        assert points == [[a, 50.0], [b, 57.1], [c, 50.0]]  # 2/4, 4/7, 4/8 in time
+    await screenshot(browser, "panel-charts.png")

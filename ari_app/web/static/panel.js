@@ -84,6 +84,109 @@ function renderHotlines(hotlines) {
   box.replaceChildren(...cards);
 }
 
+// --- charts: inline SVG from /api/charts (the figures of `hotline report --by hour`) ----
+// The SVG namespace, taken from the page's own <svg> (the page names no URL at all).
+const SVG = document.getElementById("chart-calls").namespaceURI;
+const CHART = { w: 640, h: 220, left: 34, right: 8, top: 10, bottom: 24 };
+const OUTCOMES = ["answered", "abandoned", "voicemail"];
+const CHARTS_MS = 10000; // at most this often, and after hotline updates
+let chartsAt = 0;
+let chartsTimer = null;
+
+function svg(tag, attrs, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, String(value));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function frame(box, maxValue, suffix) {
+  const { w, h, left, right, top, bottom } = CHART;
+  const inner = h - top - bottom;
+  const nodes = [];
+  for (let i = 0; i <= 4; i += 1) {
+    const value = (maxValue * i) / 4;
+    const y = top + inner - (inner * i) / 4;
+    nodes.push(svg("line", { class: "grid", x1: left, x2: w - right, y1: y, y2: y }));
+    nodes.push(svg("text", { x: left - 4, y: y + 4, "text-anchor": "end" },
+      `${Math.round(value * 10) / 10}${suffix}`));
+  }
+  const slot = (w - left - right) / 24;
+  for (let hour = 0; hour < 24; hour += 3) {
+    nodes.push(svg("text", { x: left + slot * hour + slot / 2, y: h - 8, "text-anchor": "middle" },
+      String(hour).padStart(2, "0")));
+  }
+  nodes.push(svg("line", { class: "axis", x1: left, x2: w - right, y1: top + inner, y2: top + inner }));
+  box.replaceChildren(...nodes);
+  return { slot, inner, y0: top + inner };
+}
+
+function drawCalls(hours) {
+  const box = document.getElementById("chart-calls");
+  const totals = hours.map((p) => OUTCOMES.reduce((sum, key) => sum + p[key], 0));
+  const maxValue = Math.max(4, ...totals);
+  const { slot, inner, y0 } = frame(box, maxValue, "");
+  for (const p of hours) {
+    const group = svg("g", { class: "hour" });
+    group.dataset.hour = p.hour;
+    let y = y0;
+    for (const key of OUTCOMES) {
+      group.dataset[key] = p[key];
+      if (!p[key]) continue;
+      const height = (inner * p[key]) / maxValue;
+      y -= height;
+      group.append(svg("rect", {
+        class: key, x: CHART.left + slot * p.hour + 1, y, width: slot - 2, height,
+      }));
+    }
+    group.append(svg("title", {}, `${String(p.hour).padStart(2, "0")}:00 ` +
+      OUTCOMES.map((key) => `${key} ${p[key]}`).join(", ")));
+    box.append(group);
+  }
+}
+
+function drawLevel(hours) {
+  const box = document.getElementById("chart-level");
+  const { slot, inner, y0 } = frame(box, 100, "");
+  const points = [];
+  for (const p of hours) {
+    if (p.service_level_pct === null) continue;
+    const x = CHART.left + slot * p.hour + slot / 2;
+    const y = y0 - (inner * p.service_level_pct) / 100;
+    points.push(`${x},${y}`);
+    const dot = svg("circle", { class: "level-point", cx: x, cy: y, r: 3 });
+    dot.dataset.hour = p.hour;
+    dot.dataset.level = p.service_level_pct;
+    dot.append(svg("title", {}, `${String(p.hour).padStart(2, "0")}:00 ${p.service_level_pct} %`));
+    box.append(dot);
+  }
+  if (points.length) box.prepend(svg("polyline", { class: "level-line", points: points.join(" ") }));
+}
+
+async function loadCharts() {
+  chartsAt = Date.now();
+  try {
+    const response = await fetch("api/charts", { cache: "no-store" });
+    if (!response.ok) return;
+    const data = await response.json();
+    drawCalls(data.hours);
+    drawLevel(data.hours);
+    document.getElementById("charts-day").textContent = data.day;
+    document.getElementById("chart-calls").dataset.day = data.day;
+  } catch (err) {
+    // the next hotline update tries again
+  }
+}
+
+function chartsSoon() {
+  if (chartsTimer !== null) return;
+  const wait = Math.max(0, chartsAt + CHARTS_MS - Date.now());
+  chartsTimer = setTimeout(() => {
+    chartsTimer = null;
+    loadCharts();
+  }, wait);
+}
+
 function connect() {
   source = new EventSource("api/presence/stream");
   source.addEventListener("open", () => setConnection("live", "live"));
@@ -91,7 +194,10 @@ function connect() {
     renderAgents(JSON.parse(e.data).agents);
     setConnection("live", "live");
   });
-  source.addEventListener("hotlines", (e) => renderHotlines(JSON.parse(e.data).hotlines));
+  source.addEventListener("hotlines", (e) => {
+    renderHotlines(JSON.parse(e.data).hotlines);
+    chartsSoon();
+  });
   source.addEventListener("error", () => {
     setConnection("reconnecting", "reconnecting…");
     if (source.readyState === EventSource.CLOSED) {
