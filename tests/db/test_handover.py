@@ -4,45 +4,23 @@ then the requester logged out; nobody accepting leaves the requester logged in."
 
 from __future__ import annotations
 
-import enum
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from flow_fakes import FakeAriClient, channel, event, fake_dispatcher
+from handover_support import RESULTS, Requester, ask, finished, result
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ari_app.ari.events import StasisStart
 from ari_app.db.models import AgentLogin, AgentState, AuditEntry, TargetKind
 from ari_app.dispatch import Dispatcher
 from ari_app.flows import handover
-from ari_app.flows.base import CallFlow
-from ari_app.flows.handover import HandoverAction, HandoverOutcome, HandoverResult
+from ari_app.flows.handover import HandoverOutcome
 from ari_app.services import admin, agents
 
 pytestmark = pytest.mark.db
 Sessions = async_sessionmaker[AsyncSession]
-RESULTS: dict[str, HandoverResult] = {}
-
-
-class R(enum.Enum):
-    NEW = "new"
-
-
-class Requester(CallFlow[R]):
-    """Stands in for the feature-code flow: asks for a handover and keeps the result.
-    args: agent id, action, timeout."""
-
-    name = "requester"
-    initial = R.NEW
-
-    async def on_StasisStart(self, event: StasisStart) -> None:
-        agent_id, action, timeout = self.args
-        RESULTS[self.channel_id] = await handover.start_handover(
-            self, int(agent_id), [], action=HandoverAction(action), timeout_s=float(timeout)
-        )
-        self.finish()
 
 
 @pytest.fixture
@@ -76,13 +54,7 @@ async def _duty(sessions: Sessions, *, min_agents: int = 1, logged_in: int = 1) 
 
 
 def _ask(dispatcher: Dispatcher, action: str = "logout", timeout: float = 10) -> None:
-    dispatcher.on_event(
-        event(
-            "StasisStart",
-            channel=channel("req", "1001"),
-            args=["requester", "1", action, str(timeout)],
-        )
-    )
+    ask(dispatcher, action, timeout)
 
 
 async def _logged_in(sessions: Sessions) -> set[str]:
@@ -91,25 +63,14 @@ async def _logged_in(sessions: Sessions) -> set[str]:
         return {f"10{agent_id}" for (agent_id,) in rows}
 
 
-async def _result(ari: FakeAriClient) -> HandoverResult:
-    await ari.wait_for(lambda: "req" in RESULTS, timeout=5)
-    return RESULTS["req"]
+_result = result
 
 
 def _originated(ari: FakeAriClient) -> list[tuple[str, str]]:
     return [(c.args[0], c.kwargs["channel_id"]) for c in ari.called("originate")]
 
 
-def _finished(leg: str, playback_id: str) -> Any:
-    return event(
-        "PlaybackFinished",
-        playback={
-            "id": playback_id,
-            "media_uri": "x",
-            "target_uri": f"channel:{leg}",
-            "state": "done",
-        },
-    )
+_finished = finished
 
 
 async def test_colleague_accepts_then_requester_is_logged_out(

@@ -13,17 +13,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from cli_support import Cli
-from flow_fakes import FakeAriClient, fake_dispatcher
+from flow_fakes import FakeAriClient, channel, event, fake_dispatcher
+from handover_support import RESULTS, Requester, ask, finished, result
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ari_app.db.models import AgentLogin, AgentState, AuditEntry, Lockout, TargetKind
 from ari_app.dispatch import Dispatcher
 from ari_app.domain.errors import InvalidValue, Refused
-from ari_app.flows import escalation
+from ari_app.flows import escalation, handover
+from ari_app.flows.handover import HandoverOutcome
 from ari_app.flows.inbound import InboundFlow
 from ari_app.roster_scheduler import RosterScheduler
-from ari_app.services import admin, agents, audit, roster
+from ari_app.services import admin, agents, roster
 from ari_app.services.hotline_stats import hotline_stats
 
 pytestmark = pytest.mark.db
@@ -49,15 +51,20 @@ class Clock:
 
 @pytest.fixture
 async def world(sessions: Sessions) -> AsyncIterator[tuple[FakeAriClient, Dispatcher]]:
-    ari, dispatcher = fake_dispatcher(sessions, {"inbound": InboundFlow}, HOTLINE_NODE="node-a")
+    RESULTS.clear()
+    ari, dispatcher = fake_dispatcher(
+        sessions, {"inbound": InboundFlow, "requester": Requester}, HOTLINE_NODE="node-a"
+    )
     yield ari, dispatcher
     await escalation.stop_escalations(1.0)
-    await dispatcher.shutdown(0.1)
+    await dispatcher.shutdown(0.5)
+    await handover.wait_handovers(1.0)
 
 
 async def _caretakers(sessions: Sessions) -> None:
-    """Hotline 520 (minimum 1) with caretakers 101, 102 (also a mobile), 103; the roster:
-    101 mo 07-19, 102 mo 19 - tu 07 on the mobile, 101 tu 07-19, 103 tu 19 - we 07."""
+    """Hotline 520 (minimum 1) with caretakers 101, 102 (also a mobile), 103 (first in the
+    membership order, so a handover asks 103 first); the roster: 101 mo 07-19, 102 mo 19 -
+    tu 07 on the mobile, 101 tu 07-19, 103 tu 19 - we 07."""
     async with sessions() as session, session.begin():
         hotline = await admin.create_hotline(
             session, "520", "Hausmeister", min_agents=1, escalation_numbers=["+4915100009"]
@@ -70,7 +77,7 @@ async def _caretakers(sessions: Sessions) -> None:
                 device=f"PJSIP/100{i}",
                 external_numbers=[MOBILE_102] if i == 2 else [],
             )
-            await admin.add_member(session, hotline, agent)
+            await admin.add_member(session, hotline, agent, 3 - i)
         for agent, start, end, target in [
             ("101", "mo 07:00", "mo 19:00", None),
             ("102", "mo 19:00", "tu 07:00", MOBILE_102),
@@ -100,28 +107,22 @@ async def _audit(sessions: Sessions, after: int = 0) -> list[AuditEntry]:
         return list(rows)
 
 
-async def _handover_by_phone(sessions: Sessions, giver: str, taker: str) -> None:
-    """What the handover flow stores when `taker` accepts on their desk phone (see
-    flows/handover.py: the taker's login with a `handover` audit row, then the giver out)."""
-    async with sessions() as session, session.begin():
-        hotline = await admin.get_hotline(session, "520")
-        frm, to = await admin.get_agent(session, giver), await admin.get_agent(session, taker)
-        await agents.login(
-            session, to, target=None, hotline_number="520", path="device", actor=f"agent:{taker}"
-        )
-        await audit.record(
-            session,
-            actor=f"agent:{taker}",
-            action="handover",
-            path="device",
-            agent_id=frm.id,
-            hotline_id=hotline.id,
-            to_agent=taker,
-            requested="logout",
-        )
-        await agents.logout(
-            session, frm, hotline_number="520", path="device", actor=f"agent:{giver}"
-        )
+async def _handover_by_phone(ari: FakeAriClient, dispatcher: Dispatcher) -> None:
+    """102 (on duty on the mobile) hands the duty over through the real handover flow
+    (flows/handover.py, as option 6 of the service line does); 103 accepts with 1."""
+    ask(dispatcher, agent_id=2, number=MOBILE_102)
+    call = await ari.wait_command("originate")
+    assert call.args[0] == "PJSIP/1003"
+    leg = call.kwargs["channel_id"]
+    dispatcher.on_event(event("StasisStart", channel=channel(leg), args=["handoverleg"]))
+    await ari.wait_command("play")
+    dispatcher.on_event(event("ChannelDtmfReceived", channel=channel(leg), digit="1"))
+    assert (await result(ari)).outcome is HandoverOutcome.DONE
+    confirm = await ari.wait_command("play", 2)
+    dispatcher.on_event(finished(leg, confirm.kwargs["playback_id"]))
+    await ari.wait_for(lambda: any(c.args[0] == leg for c in ari.called("hangup")))
+    dispatcher.on_event(event("ChannelDestroyed", channel=channel(leg), cause=16))
+    await handover.wait_handovers(2)
 
 
 async def test_three_shift_changes_keep_the_minimum_and_a_phone_handover_stands(
@@ -153,7 +154,7 @@ async def test_three_shift_changes_keep_the_minimum_and_a_phone_handover_stands(
     assert (state.target, state.target_kind) == (MOBILE_102, TargetKind.EXTERNAL)
 
     # 102 hands over to 103 by phone at night: the roster does not undo it.
-    await _handover_by_phone(sessions, "102", "103")
+    await _handover_by_phone(ari, dispatcher)
     clock.now = at(0, 23, 30)
     assert await scheduler.tick() == []
     assert await _logged_in(sessions) == ["103"]
@@ -175,7 +176,7 @@ async def test_three_shift_changes_keep_the_minimum_and_a_phone_handover_stands(
     (change,) = await scheduler.tick()
     assert change.failed == [("103", "locked")] and change.kept == ["101"]
     assert await _logged_in(sessions) == ["101"]
-    originate = await ari.wait_command("originate")
+    originate = await ari.wait_command("originate", 2)  # the first was the handover's
     assert originate.args[0] == "PJSIP/+4915100009@trunk"
     assert escalation.flows(), "the escalation runs although the hotline is staffed"
 
