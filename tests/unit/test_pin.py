@@ -1,4 +1,3 @@
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -96,11 +95,15 @@ def test_hash_is_self_describing_and_salted() -> None:
     assert not needs_rehash(a)
 
 
-def test_verify_is_fast_enough() -> None:
+def test_verify_cost_stays_bounded() -> None:
+    # A PIN check must stay cheap enough to run on the call path (about 35 ms on a current
+    # core): bounded by the stored cost parameters, not by a wall-clock assertion that a
+    # loaded CI machine would fail.
     stored = hash_pin("482915")
-    start = time.perf_counter()
+    _, n, r, p, *_ = stored.split("$")
+    assert int(n) * int(r) * 128 <= 16 * 2**20, "at most 16 MiB of scrypt memory"
+    assert int(p) == 1
     assert verify_pin("482915", stored)
-    assert time.perf_counter() - start < 0.1
 
 
 def test_verify_uses_the_stored_parameters() -> None:
