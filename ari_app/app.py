@@ -12,7 +12,7 @@ from ari_app.ari.client import AriClient
 from ari_app.ari.stream import EventStream
 from ari_app.config import Settings
 from ari_app.db.session import make_engine, make_sessionmaker
-from ari_app.device_presence import DevicePresence
+from ari_app.device_presence import DevicePresence, default_tracker
 from ari_app.dispatch import Dispatcher
 from ari_app.flows import escalation
 from ari_app.flows.base import FlowContext, FlowFactory
@@ -91,12 +91,15 @@ class HotlineApp:
 
     # --- device presence and staffing minimum (issue 4) ---------------------------------
     def _wire_presence_and_staffing(self) -> None:
-        self.device_presence = DevicePresence(self.ari, self.sessions)
+        self.device_presence = DevicePresence(
+            self.ari, self.sessions, default_tracker(self.settings.node)
+        )
         # A phone that became idle may free an agent for waiting callers; the panel's hub
         # can subscribe to `device_presence.changed` as well.
         self.device_presence.changed.subscribe(self.ctx.agents_changed.notify)
         self.stream.add_handler(self.device_presence.on_event)
         self.stream.add_connect_hook(self.reconcile_presence_and_staffing)
+        self.stream.add_disconnect_hook(self.device_presence.on_disconnect)
 
     async def reconcile_presence_and_staffing(self) -> None:
         """After every (re)connect: follow the agents' devices again, and escalate hotlines

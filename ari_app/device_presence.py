@@ -7,6 +7,15 @@ escalation calls; no device state exists for a mobile). The result is persisted 
 `AgentState.device_busy`, which the presence service reads and which keeps the routing from
 ringing a busy phone, and every change is announced on `DevicePresence.changed`.
 
+Several nodes (each an Asterisk with its own `hotline serve`) share the agents, and each
+sees only the calls on its own Asterisk. So every tracker writes its own view as rows of
+`node_device_states` (tracker = node and process) and `AgentState.device_busy` is the OR
+over the fresh rows: busy on any node is busy everywhere. Rows count while their tracker
+touches them (every resync, only while its ARI stream is connected), so the calls of a node
+that died stop counting after STALE_S. Every writer locks the agents' `agent_states` rows
+(in id order) before it writes and recomputes the OR in a later statement, so two nodes
+writing at once cannot leave an OR computed from a stale snapshot.
+
 An agent's presence device is the device they are logged in on (a hot desk), else the
 device ops bound to them. The device states are a cache: every (re)connect subscribes and
 re-reads them, and a periodic resync picks up devices ops added since. Between resyncs the
@@ -19,18 +28,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, delete, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ari_app.ari.client import AriClient
 from ari_app.ari.errors import AriError
 from ari_app.ari.events import DeviceStateChanged, Event
-from ari_app.db.models import Agent, AgentState, AgentTarget, TargetKind
+from ari_app.db.models import Agent, AgentState, AgentTarget, NodeDeviceState, TargetKind
 from ari_app.signals import Broadcast
 
 log = logging.getLogger(__name__)
@@ -38,6 +49,11 @@ log = logging.getLogger(__name__)
 BUSY_STATES = frozenset({"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"})
 RESYNC_S = 2.0  # new devices (ops added, hot desks) are picked up this fast
 SUBSCRIBE_BATCH = 50  # event sources per subscription request
+# A tracker's rows count this long after its last touch (it touches every RESYNC_S while its
+# Asterisk is connected): a dead node's calls stop making agents busy after this.
+STALE_S = 10.0
+# Rows of trackers gone this long (restarted processes) are deleted.
+FORGET_S = 3600.0
 
 
 def is_busy(device_state: str) -> bool:
@@ -133,16 +149,106 @@ def compute_busy(
     return device_busy or bool(agent.external_numbers & external)
 
 
-async def store_busy(session: AsyncSession, busy: dict[int, bool]) -> None:
-    """Write `device_busy` for these agents (creating the state row if an agent has none)."""
-    for agent_id, value in busy.items():
-        await session.execute(
-            insert(AgentState)
-            .values(agent_id=agent_id, device_busy=value)
-            .on_conflict_do_update(
-                index_elements=[AgentState.agent_id], set_={"device_busy": value}
-            )
+def default_tracker(node: str | None = None) -> str:
+    """This process's tracker name: its node and process id (several workers on a node
+    each place their own calls to mobiles)."""
+    return f"{node or socket.gethostname()}:{os.getpid()}"[:96]
+
+
+def _busy_anywhere() -> ColumnElement[bool]:
+    """Some tracker touched within STALE_S says the agent's device is busy (correlated with
+    the `agent_states` row of the enclosing statement)."""
+    return exists().where(
+        NodeDeviceState.agent_id == AgentState.agent_id,
+        NodeDeviceState.busy.is_(True),
+        NodeDeviceState.seen_at > func.now() - text(f"interval '{STALE_S:g} seconds'"),
+    )
+
+
+async def _lock_agents(session: AsyncSession, agent_ids: Iterable[int]) -> list[int]:
+    """Lock these agents' state rows in id order (every writer does, so trackers do not
+    deadlock each other); returns the ids locked."""
+    ids = sorted(set(agent_ids))
+    if not ids:
+        return []
+    return list(
+        await session.scalars(
+            select(AgentState.agent_id)
+            .where(AgentState.agent_id.in_(ids))
+            .order_by(AgentState.agent_id)
+            .with_for_update()
         )
+    )
+
+
+async def _combine(session: AsyncSession, agent_ids: list[int]) -> None:
+    """`device_busy` := busy on any node, for agents whose rows the caller locked. A
+    statement of its own: it sees every row committed before the lock was granted."""
+    if agent_ids:
+        await session.execute(
+            update(AgentState)
+            .where(AgentState.agent_id.in_(agent_ids))
+            .values(device_busy=_busy_anywhere())
+        )
+
+
+async def store_busy(session: AsyncSession, busy: dict[int, bool], tracker: str) -> None:
+    """Write this tracker's view of these agents and recompute their `device_busy`
+    (creating state rows for agents that have none)."""
+    if not busy:
+        return
+    await session.execute(
+        insert(AgentState)
+        .values([{"agent_id": a, "device_busy": False} for a in sorted(busy)])
+        .on_conflict_do_nothing(index_elements=[AgentState.agent_id])
+    )
+    locked = await _lock_agents(session, busy)
+    if not locked:
+        return
+    rows = insert(NodeDeviceState).values(
+        [{"tracker": tracker, "agent_id": a, "busy": busy[a]} for a in locked]
+    )
+    await session.execute(
+        rows.on_conflict_do_update(
+            index_elements=[NodeDeviceState.tracker, NodeDeviceState.agent_id],
+            set_={"busy": rows.excluded.busy, "seen_at": func.now()},
+        )
+    )
+    await _combine(session, locked)
+
+
+async def refresh(session: AsyncSession, tracker: str | None) -> list[int]:
+    """Touch this tracker's rows (None: its Asterisk is not connected, let them go stale),
+    forget long-gone trackers, and correct `device_busy` where it no longer is the OR of
+    the fresh rows (a node died, or `mark_busy` said busy and no device followed). Returns
+    the agents corrected."""
+    if tracker is not None:
+        await session.execute(
+            update(NodeDeviceState)
+            .where(NodeDeviceState.tracker == tracker)
+            .values(seen_at=func.now())
+        )
+    await session.execute(
+        delete(NodeDeviceState).where(
+            NodeDeviceState.seen_at < func.now() - text(f"interval '{FORGET_S:g} seconds'")
+        )
+    )
+    stale = await session.scalars(
+        select(AgentState.agent_id).where(AgentState.device_busy.is_distinct_from(_busy_anywhere()))
+    )
+    ids = await _lock_agents(session, list(stale))
+    await _combine(session, ids)
+    return ids
+
+
+async def tracker_rows(session: AsyncSession, tracker: str) -> dict[int, bool]:
+    """This tracker's view as stored: agent -> busy."""
+    rows = await session.execute(
+        select(NodeDeviceState.agent_id, NodeDeviceState.busy).where(
+            NodeDeviceState.tracker == tracker
+        )
+    )
+    return {agent_id: busy for agent_id, busy in rows}
 
 
 async def bound_devices(session: AsyncSession) -> list[str]:
@@ -160,14 +266,23 @@ class DevicePresence:
     handler, `run()` as a task; subscribe to `changed` to hear about presence changes.
     """
 
-    def __init__(self, ari: AriClient, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        ari: AriClient,
+        sessions: async_sessionmaker[AsyncSession],
+        tracker: str | None = None,
+    ) -> None:
         self.ari = ari
         self.sessions = sessions
+        self.tracker = tracker or default_tracker()
+        # False while the ARI stream is down: this tracker's rows are then left to go stale
+        # (its Asterisk may be dead, and with it every call it saw).
+        self.live = True
         self.states: dict[str, str] = {}  # device -> last known Asterisk device state
         self.subscribed: set[str] = set()  # on the current connection
         self.changed = Broadcast()  # some agent's device_busy changed
         self._agents: list[AgentDevices] = []  # as of the last sync
-        self._stored: dict[int, bool | None] = {}  # device_busy in the DB, as last seen/written
+        self._stored: dict[int, bool] = {}  # this tracker's rows, as last seen/written
         self._wake = asyncio.Event()
         external_calls.changed.subscribe(self._wake.set)
 
@@ -175,10 +290,14 @@ class DevicePresence:
         """Subscribe to every agent device and re-read their states (Asterisk may have
         restarted: subscriptions and states are gone), then store what changed."""
         self.subscribed = set()
+        self.live = True
         try:
             await self._sync()
         except Exception as exc:  # reconcile must not stop the stream; the resync retries
             log.warning("device states: initial sync failed: %s", exc)
+
+    async def on_disconnect(self) -> None:
+        self.live = False
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, DeviceStateChanged):
@@ -211,8 +330,9 @@ class DevicePresence:
         async with self.sessions() as session:
             agents = await agent_devices(session)
             bound = await bound_devices(session)
+            stored = await tracker_rows(session, self.tracker)
         self._agents = agents
-        self._stored = {a.agent_id: a.stored_busy for a in agents}
+        self._stored = stored
         wanted = devices_to_watch(agents, bound)
         new = sorted(wanted - self.subscribed)
         if new:
@@ -228,10 +348,15 @@ class DevicePresence:
             self.subscribed.update(new)
             log.info("device states: following %d device(s)", len(self.subscribed))
         await self.apply()
+        async with self.sessions() as session, session.begin():
+            corrected = await refresh(session, self.tracker if self.live else None)
+        if corrected:
+            log.info("device presence: corrected agent(s) %s from all nodes", corrected)
+            self.changed.notify()
 
     async def apply(self) -> list[int]:
-        """Store `device_busy` where it differs from what the states say (compared with the
-        cache of the last sync and writes); returns the agents changed."""
+        """Store this tracker's view where it differs from what the states say (compared
+        with the cache of the last sync and writes); returns the agents changed."""
         external = external_calls.numbers
         changes = {}
         for agent in self._agents:
@@ -243,7 +368,7 @@ class DevicePresence:
                 changes[agent.agent_id] = busy
         if changes:
             async with self.sessions() as session, session.begin():
-                await store_busy(session, changes)
+                await store_busy(session, changes, self.tracker)
             self._stored.update(changes)  # only once stored: a failed write is retried
             log.info(
                 "device presence: %s",

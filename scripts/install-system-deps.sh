@@ -39,6 +39,12 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 # --- end of team panel block ----------------------------------------------------------
 
+# --- cluster (ari_app/devenv/cluster.py, tests/e2e/test_cluster.py) --------------------
+# Kamailio as the SIP dispatcher in front of several Asterisk nodes; the dispatcher
+# module is in the main package. Run privately with its own config, never as a service.
+command -v kamailio >/dev/null || missing+=(kamailio)
+# --- end of cluster block -------------------------------------------------------------
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "system packages: already installed" >&2
   exit 0
@@ -99,12 +105,12 @@ PIN
 }
 
 echo "system packages: installing ${missing[*]}" >&2
-apt-get update -qq
+apt-get -o DPkg::Lock::Timeout=600 update -qq
 if [ "$need_asterisk" = 1 ] && ! has_candidate asterisk; then
   . /etc/os-release
   if [ "${ID:-}" = debian ] && [ "${VERSION_CODENAME:-}" = bookworm ]; then
     add_bullseye
-    apt-get update -qq
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
   else
     echo "install-system-deps: no asterisk package on ${PRETTY_NAME:-this system}" \
       "(on Ubuntu enable the 'universe' component)" >&2
@@ -126,5 +132,5 @@ if [[ " ${missing[*]} " == *" python3 "* ]]; then
     missing=("${kept[@]}")
   fi
 fi
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "system packages: installed ${missing[*]}" >&2

@@ -199,6 +199,23 @@ class AgentState(Base):
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
 
+class NodeDeviceState(Base):
+    """One device tracker's view of an agent (one per `hotline serve` process, on its node):
+    is there a call on the agent's device on this tracker's Asterisk, or one this process
+    placed to the agent's mobile? `AgentState.device_busy` is the OR over the fresh rows
+    (seen within `device_presence.STALE_S`), so a call on any node makes the agent busy
+    everywhere and a dead node's rows stop counting (ari_app/device_presence.py)."""
+
+    __tablename__ = "node_device_states"
+
+    tracker: Mapped[str] = mapped_column(String(96), primary_key=True)
+    agent_id: Mapped[int] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    busy: Mapped[bool] = mapped_column(Boolean)
+    seen_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
 class AgentLogin(Base):
     """An agent logged in to one hotline. No row = logged out of it."""
 
