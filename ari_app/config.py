@@ -18,6 +18,8 @@ from ari_app.domain import values
 from ari_app.domain.errors import ConfigError, InvalidValue
 from ari_app.domain.features import FeatureCodes
 from ari_app.domain.pin import PIN_MAX_LENGTH, PIN_MIN_LENGTH, LockoutPolicy
+from ari_app.domain.sounds import DEFAULT_LANGUAGE
+from ari_app.domain.sounds import language as _language
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_RETENTION = "90d"
@@ -62,6 +64,10 @@ class Settings:
     # messages wait in the outbox until one is). The link template names {id}.
     smtp: SmtpSettings | None = None
     vm_link_url: str = ""
+    # HOTLINE_LANGUAGE: what callers and agents hear unless their hotline / agent says;
+    # HOTLINE_PANEL_LANGUAGE: the panel's language for browsers asking for neither.
+    language: str = DEFAULT_LANGUAGE
+    panel_language: str = DEFAULT_LANGUAGE
 
     def dial_external(self, number: str) -> str:
         """Dial string for an external number ops configured (never caller-typed digits)."""
@@ -260,6 +266,14 @@ def _vm_link_url(env: Mapping[str, str]) -> str:
     if url and "{id}" not in url:
         raise ConfigError("HOTLINE_VM_LINK_URL must contain {id}, e.g. https://intranet/vm/{id}")
     return url
+def _language_of(env: Mapping[str, str], name: str) -> str:
+    text = env.get(name, "").strip()
+    if not text:
+        return DEFAULT_LANGUAGE
+    try:
+        return _language(text)
+    except InvalidValue as exc:
+        raise ConfigError(f"{name}: {exc.message}") from None
 
 
 def load_settings(env: Mapping[str, str] | None = None, *, need_ari: bool = True) -> Settings:
@@ -307,6 +321,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, need_ari: bool = True
         pin_lockout=_pin_lockout(env),
         smtp=smtp_settings(env),
         vm_link_url=_vm_link_url(env),
+        language=_language_of(env, "HOTLINE_LANGUAGE"),
+        panel_language=_language_of(env, "HOTLINE_PANEL_LANGUAGE"),
     )
 
 

@@ -38,6 +38,7 @@ async def agent_dict(session: AsyncSession, agent: Agent) -> dict[str, Any]:
                 session, agent, load_settings(need_ari=False).pin_lockout, await db_now(session)
             )
         ],
+        "language": agent.language,
     }
 
 
@@ -68,8 +69,18 @@ def agent() -> None:
     "--external", type=PHONE, multiple=True, help="Mobile/home number for remote login (repeat)."
 )
 @click.option("--pin-stdin", is_flag=True, help="Read the agent's PIN from stdin.")
+@click.option(
+    "--language",
+    type=click.Choice(["de", "en"]),
+    help="Language the agent hears on the phone (default: HOTLINE_LANGUAGE, de).",
+)
 def create(
-    number: str, name: str, device: str | None, external: tuple[str, ...], pin_stdin: bool
+    number: str,
+    name: str,
+    device: str | None,
+    external: tuple[str, ...],
+    pin_stdin: bool,
+    language: str | None,
 ) -> None:
     """Create agent NUMBER (digits; typed on a keypad for remote login).
 
@@ -89,6 +100,7 @@ def create(
             device=device,
             external_numbers=external,
             pin_min_length=pin_min_length(),
+            language=language,
         )
         await record(
             session,
@@ -98,6 +110,7 @@ def create(
             device=device,
             external_numbers=list(external),
             pin_set=pin is not None,
+            language=language,
         )
         return created
 
@@ -184,6 +197,7 @@ def show(number: str, as_json: bool) -> None:
             ("logged in to", data["logged_in"]),
             ("presence", data["presence"]),
             ("PIN locks", _locks_text(data["pin_locks"])),
+            ("language", data["language"] or "(HOTLINE_LANGUAGE)"),
         ]
     )
 
@@ -228,19 +242,26 @@ def unlock(number: str) -> None:
 @click.argument("number")
 @click.option("--name", help="New name.")
 @click.option("--number", "new_number", help="New agent number.")
-def update(number: str, name: str | None, new_number: str | None) -> None:
-    """Rename or renumber agent NUMBER.
+@click.option(
+    "--language",
+    type=click.Choice(["de", "en"]),
+    help="Language the agent hears on the phone.",
+)
+def update(number: str, name: str | None, new_number: str | None, language: str | None) -> None:
+    """Rename or renumber agent NUMBER, or change the language the agent hears.
 
     \b
     Example:
-      hotline agent update 101 --name "Anna Amsel-Berg"
+      hotline agent update 101 --name "Anna Amsel-Berg" --language de
     """
-    if name is None and new_number is None:
-        raise click.UsageError("nothing to change; give --name and/or --number")
+    if name is None and new_number is None and language is None:
+        raise click.UsageError("nothing to change; give --name, --number and/or --language")
 
     async def unit(session: AsyncSession) -> str:
         found = await admin.get_agent(session, number)
-        changed = await admin.update_agent(session, found, name=name, number=new_number)
+        changed = await admin.update_agent(
+            session, found, name=name, number=new_number, language=language
+        )
         await record(session, "agent_update", agent=found, number=number, changed=changed)
         return found.number
 

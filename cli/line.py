@@ -48,6 +48,8 @@ SETTINGS: list[tuple[str, str, Any, str]] = [
     ("--service-level", "service_level_s", DURATION, "Answer-time goal for reports (20s)."),
     ("--vm-notify", "vm_notify", str,
      "E-mail addresses told of each new voicemail, comma-separated ('': none)."),
+    ("--language", "language", click.Choice(["de", "en"]),
+     "Language callers hear (default: HOTLINE_LANGUAGE of the server, de)."),
 ]
 # fmt: on
 SETTING_COLUMNS = [column for _, column, _, _ in SETTINGS] + [
@@ -84,6 +86,7 @@ SHOWN = [  # column, label, is a duration
     ("vm_notify", "voicemail e-mail", False),
     ("vm_notify_attach", "e-mail attaches audio", False),
     ("vm_notify_caller", "e-mail shows caller", False),
+    ("language", "language", False),
 ]
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]

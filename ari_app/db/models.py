@@ -111,6 +111,8 @@ class Hotline(Base):
     vm_notify: Mapped[list[str]] = mapped_column(JSON_TYPE, default=list, server_default="[]")
     vm_notify_attach: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
     vm_notify_caller: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # What callers hear ("de", "en"); NULL: the server's HOTLINE_LANGUAGE.
+    language: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
@@ -141,6 +143,8 @@ class Agent(Base):
     number: Mapped[str] = mapped_column(String(16), unique=True)
     name: Mapped[str] = mapped_column(String(100))
     pin_hash: Mapped[str | None] = mapped_column(String(200))
+    # What the agent hears on the phone ("de", "en"); NULL: the server's HOTLINE_LANGUAGE.
+    language: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 

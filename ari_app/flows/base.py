@@ -8,7 +8,7 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ari_app.ari.errors import AriError
 from ari_app.ari.events import Event
+from ari_app.domain.sounds import localise
 from ari_app.signals import Broadcast
 
 if TYPE_CHECKING:
@@ -117,6 +118,23 @@ class CallFlow(Generic[S]):
         self.cancel_timer(name)
         loop = asyncio.get_running_loop()
         self._timers[name] = loop.call_later(seconds, self.deliver, Timer(name))
+
+    # -- languages ----------------------------------------------------------------------
+    def language_of(self, configured: str | None) -> str:
+        """A hotline's or agent's language; unset: the server's HOTLINE_LANGUAGE."""
+        return configured or self.ctx.settings.language
+
+    async def play(
+        self,
+        channel_id: str,
+        media: str | Sequence[str],
+        lang: str,
+        *,
+        playback_id: str | None = None,
+    ) -> None:
+        """Every prompt a flow plays goes through here: the sounds of `lang` from the one
+        table (domain/sounds.py); numbers and digits spoken with `lang`'s grammar."""
+        await self.ari.play(channel_id, localise(media, lang), lang=lang, playback_id=playback_id)
 
     def cancel_timer(self, name: str) -> None:
         handle = self._timers.pop(name, None)

@@ -146,7 +146,8 @@ class EscalationFlow(CallFlow[E]):
             return
         self._transition(E.ANNOUNCING, "answered")
         self.start_timer("confirm", CONFIRM_S)
-        self.playlist = Playlist(self.ari, self.leg)
+        # Whoever answers an escalation number is staff: the server's default language.
+        self.playlist = Playlist(self.ari, self.leg, self.ctx.settings.language)
         await self._announce()
 
     async def _announce(self) -> None:

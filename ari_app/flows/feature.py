@@ -87,6 +87,7 @@ class FeatureFlow(InteractiveFlow[S]):
         if agent is None:
             self.path = "hotdesk"
         elif self.request.kind != "voicemail":
+            self.hear(agent)
             await self._act(agent)
             return
         self._transition(S.AUTH, f"{self.request.kind} from {self.path}")

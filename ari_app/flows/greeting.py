@@ -28,7 +28,12 @@ class GreetingFlow(CallFlow[GreetingState]):
     async def on_StasisStart(self, event: StasisStart) -> None:
         await self.ari.answer(self.channel_id)
         self.playback_id = f"greet-{self.channel_id}"
-        await self.ari.play(self.channel_id, PROMPT, playback_id=self.playback_id)
+        await self.play(
+            self.channel_id,
+            PROMPT,
+            self.language_of(event.channel.language or None),
+            playback_id=self.playback_id,
+        )
         self._transition(GreetingState.PLAYING, "StasisStart")
 
     async def on_PlaybackFinished(self, event: PlaybackFinished) -> None:

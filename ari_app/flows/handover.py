@@ -123,6 +123,7 @@ class Colleague:
     number: str
     hotline_ids: list[int]  # the short hotlines the colleague is a member of
     targets: list[tuple[str, TargetKind]]  # bound device first, then the external numbers
+    language: str | None = None  # what the colleague hears (None: the server's default)
 
 
 @dataclass
@@ -263,7 +264,13 @@ class HandoverFlow(CallFlow[H]):
     async def _ring(self, colleague: Colleague, address: str, kind: TargetKind) -> None:
         self.legs_made += 1
         leg_id = f"{self.channel_id}-l{self.legs_made}"
-        leg = Leg(leg_id, colleague, address, kind, Playlist(self.ari, leg_id))
+        leg = Leg(
+            leg_id,
+            colleague,
+            address,
+            kind,
+            Playlist(self.ari, leg_id, self.language_of(colleague.language)),
+        )
         self.legs[leg.channel_id] = leg
         self.ctx.registry.claim(leg.channel_id, self)
         endpoint = (
@@ -499,7 +506,7 @@ async def _colleagues(
     order, who are not available there now, each with their configured targets."""
     order = {hotline.id: index for index, hotline in enumerate(short)}
     result = await session.execute(
-        select(Membership.hotline_id, Membership.position, Agent.id, Agent.number)
+        select(Membership.hotline_id, Membership.position, Agent.id, Agent.number, Agent.language)
         .join(Agent, Agent.id == Membership.agent_id)
         .where(Membership.hotline_id.in_(order), Membership.agent_id != requester_id)
     )
@@ -513,12 +520,12 @@ async def _colleagues(
         )
     }
     by_agent: dict[int, Colleague] = {}
-    for hotline_id, _, agent_id, number in rows:
+    for hotline_id, _, agent_id, number, language in rows:
         if (agent_id, hotline_id) in on_duty:
             continue
         colleague = by_agent.get(agent_id)
         if colleague is None:
-            colleague = by_agent[agent_id] = Colleague(agent_id, number, [], [])
+            colleague = by_agent[agent_id] = Colleague(agent_id, number, [], [], language)
         colleague.hotline_ids.append(hotline_id)
     for target in await session.scalars(
         select(AgentTarget)

@@ -111,6 +111,7 @@ class InboundFlow(CallFlow[S]):
         self.outcome_stored = False  # a call has exactly one outcome: the first one stored
         self.first_originate_logged = False
         self._wake_pending = False  # one distribute wake-up in the inbox at a time
+        self.language = ctx.settings.language  # the hotline's, once it is known
         self._adoption: tuple[Call, str | None] | None = None
         self._adopted_unanswered = False
 
@@ -153,6 +154,7 @@ class InboundFlow(CallFlow[S]):
             await self._to_dialplan_fallback()
             return
         self.call_id, self.queue_seq, self.hotline = call.id, call.queue_seq, hotline
+        await self._set_language(hotline, event.channel.language)
         if hotline is None:
             await self.ari.answer(self.channel_id)
             await self._close(Outcome.REJECTED_UNKNOWN_NUMBER)
@@ -163,6 +165,17 @@ class InboundFlow(CallFlow[S]):
             await self._run_action(decision, "StasisStart")
             return
         await self._enter_queue(hotline, "StasisStart", waited_s=0.0, answer=True)
+
+    async def _set_language(self, hotline: Hotline | None, current: str) -> None:
+        """The caller hears the hotline's language: the channel's language is set (the
+        dialplan sets HOTLINE_LANGUAGE; one request only when the hotline differs)."""
+        self.language = self.language_of(hotline.language if hotline else None)
+        if current == self.language:
+            return
+        try:
+            await self.ari.set_variable(self.channel_id, "CHANNEL(language)", self.language)
+        except AriError as exc:  # gone already: its events follow
+            log.info("call=%s language not set: %s", self.channel_id, exc)
 
     async def _enter_queue(
         self, hotline: Hotline, cause: str, *, waited_s: float, answer: bool = False
@@ -199,6 +212,7 @@ class InboundFlow(CallFlow[S]):
         `caller_answered` False: that process died before answering the caller."""
         flow = cls(ctx, call.channel_id, (call.dialled_number,))
         flow.call_id, flow.queue_seq, flow.hotline = call.id, call.queue_seq, hotline
+        flow.language = flow.language_of(hotline.language)  # the channel has it already
         flow.caller_number = call.caller_number or ""
         flow._adoption = (call, agent_leg)
         flow._adopted_unanswered = not caller_answered
@@ -381,9 +395,10 @@ class InboundFlow(CallFlow[S]):
             # A mobile voicemail must never take a hotline call: the agent presses 1.
             leg.confirming = True
             try:
-                await self.ari.play(
+                await self.play(
                     leg.channel_id,
                     [f"digits:{self.hotline.number}", "sound:if-correct-press", "digits:1"],
+                    await self._agent_language(leg),
                 )
             except AriError:
                 await self._drop_leg(leg)
@@ -776,10 +791,17 @@ class InboundFlow(CallFlow[S]):
             await self._moh(False)
         self.playback_id = f"{self.channel_id}-p{uuid.uuid4().hex[:8]}"
         try:
-            await self.ari.play(self.channel_id, media, playback_id=self.playback_id)
+            await self.play(self.channel_id, media, self.language, playback_id=self.playback_id)
         except AriError as exc:
             log.warning("call=%s playback failed: %s", self.channel_id, exc)
             self.playback_id = None
+
+    async def _agent_language(self, leg: Leg) -> str:
+        """What the agent on `leg` hears (asked once the leg answered: off the hot path)."""
+        if leg.agent_id is None:
+            return self.language
+        async with self.ctx.sessions() as session:
+            return self.language_of(await calls.agent_language(session, leg.agent_id))
 
     async def _moh(self, on: bool) -> None:
         try:

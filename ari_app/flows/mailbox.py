@@ -56,9 +56,9 @@ def _zone(name: str) -> Any:
         return UTC
 
 
-def time_media(at: datetime, timezone: str, now: datetime) -> list[str]:
+def time_media(at: datetime, timezone: str, now: datetime, lang: str = "en") -> list[str]:
     """When a message came, in the hotline's time zone: today / yesterday / a weekday (in
-    the last week) / month and day, then the hour and minute (24 h)."""
+    the last week) / month and day, then the hour and minute (24 h; German: "14 Uhr 5")."""
     zone = _zone(timezone)
     local, today = at.astimezone(zone), now.astimezone(zone).date()
     days = (today - local.date()).days
@@ -71,6 +71,12 @@ def time_media(at: datetime, timezone: str, now: datetime) -> list[str]:
     else:
         media = [f"sound:digits/mon-{local.month - 1}", f"number:{local.day}"]
     media.append(f"number:{local.hour}")
+    if lang == "de":
+        return [
+            *media,
+            "sound:digits/oclock",
+            *([f"number:{local.minute}"] if local.minute else []),
+        ]
     if local.minute == 0:
         media.append("sound:digits/oclock")
     else:
@@ -79,7 +85,7 @@ def time_media(at: datetime, timezone: str, now: datetime) -> list[str]:
 
 
 def header_media(
-    position: int, message: Message, *, with_hotline: bool, now: datetime
+    position: int, message: Message, *, with_hotline: bool, now: datetime, lang: str = "en"
 ) -> list[str]:
     """ "Message 1 [for 500] from phone number 0 3 0 ... received today 14 32"."""
     media = ["sound:vm-message", f"number:{position}"]
@@ -89,7 +95,11 @@ def header_media(
         media += ["sound:vm-from-phonenumber", spoken_number(message.caller_number)]
     else:
         media.append("sound:vm-unknown-caller")
-    return [*media, "sound:vm-received", *time_media(message.recorded_at, message.timezone, now)]
+    return [
+        *media,
+        "sound:vm-received",
+        *time_media(message.recorded_at, message.timezone, now, lang),
+    ]
 
 
 class MailboxBrowser:
@@ -154,7 +164,13 @@ class MailboxBrowser:
         message = self.current
         prompt = [
             *lead,
-            *header_media(self.index + 1, message, with_hotline=len(self.hotlines) > 1, now=now),
+            *header_media(
+                self.index + 1,
+                message,
+                with_hotline=len(self.hotlines) > 1,
+                now=now,
+                lang=self.flow.language,
+            ),
             f"recording:{message.recording_name}",
             *MENU,
         ]

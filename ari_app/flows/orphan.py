@@ -29,7 +29,10 @@ class OrphanFlow(CallFlow[OrphanState]):
         self.playback_id = f"{self.channel_id}-sorry"
         self.start_timer("give_up", APOLOGY_MAX_S)
         try:
-            await self.ari.play(self.channel_id, APOLOGY, playback_id=self.playback_id)
+            # The caller's hotline is not known here: the server's default language.
+            await self.play(
+                self.channel_id, APOLOGY, self.ctx.settings.language, playback_id=self.playback_id
+            )
         except AriError as exc:  # not answered, or gone already
             log.info("call=%s flow=orphan no apology possible: %s", self.channel_id, exc)
             self._transition(OrphanState.DONE, "no playback")

@@ -15,14 +15,16 @@ from collections.abc import Sequence
 
 from ari_app.ari.client import AriClient
 from ari_app.ari.errors import AriError
+from ari_app.domain.sounds import localise
 
 log = logging.getLogger(__name__)
 
 
 class Playlist:
-    def __init__(self, ari: AriClient, channel_id: str) -> None:
+    def __init__(self, ari: AriClient, channel_id: str, lang: str) -> None:
         self.ari = ari
         self.channel_id = channel_id
+        self.lang = lang  # what the person on this channel hears (domain/sounds.py)
         self.current: str | None = None  # playback id of the item playing now
         self.pending: list[str] = []
 
@@ -33,7 +35,7 @@ class Playlist:
     async def play(self, media: Sequence[str]) -> bool:
         """Start `media` (stopping what plays now); False when Asterisk refused it."""
         await self.stop()
-        self.pending = list(media)
+        self.pending = localise(media, self.lang)
         return await self._next()
 
     async def _next(self) -> bool:
@@ -43,7 +45,7 @@ class Playlist:
         item = self.pending.pop(0)
         self.current = f"{self.channel_id}-p{uuid.uuid4().hex[:8]}"
         try:
-            await self.ari.play(self.channel_id, item, playback_id=self.current)
+            await self.ari.play(self.channel_id, item, lang=self.lang, playback_id=self.current)
         except AriError as exc:
             log.warning("call=%s playback of %s failed: %s", self.channel_id, item, exc)
             self.current, self.pending = None, []

@@ -140,8 +140,14 @@ class InteractiveFlow(CallFlow[S]):
         self._typeahead: list[str] = []
         self._credentials: _Login | None = None
         self.sessions = ctx.sessions
+        # What the caller hears: the server's default until the agent is known (hear()).
+        self.language = ctx.settings.language
 
     # -- playing ------------------------------------------------------------------------
+    def hear(self, agent: Agent) -> None:
+        """From now on the caller hears `agent`'s language."""
+        self.language = self.language_of(agent.language)
+
     async def say(self, media: Sequence[str], then: Then | None = None) -> None:
         """Play `media` (one playback), then run `then`; nothing is being asked meanwhile,
         so keys typed now are kept for the next question."""
@@ -175,7 +181,7 @@ class InteractiveFlow(CallFlow[S]):
             return False
         self.playback_id = f"{self.channel_id}-p{uuid.uuid4().hex[:8]}"
         try:
-            await self.ari.play(self.channel_id, list(media), playback_id=self.playback_id)
+            await self.play(self.channel_id, media, self.language, playback_id=self.playback_id)
         except AriError as exc:
             log.warning("call=%s flow=%s playback failed: %s", self.channel_id, self.name, exc)
             self.playback_id = None
@@ -335,6 +341,7 @@ class InteractiveFlow(CallFlow[S]):
         lockout of the agent and of `caller` (a lockout subject), then run `then(agent)`."""
         self._credentials = _Login(known, caller, path, then)
         if known is not None:
+            self.hear(known)
             self._credentials.number = known.number
             await self.ask(PIN_QUESTION, self._got_pin)
         else:
@@ -365,6 +372,7 @@ class InteractiveFlow(CallFlow[S]):
         if result.verdict is auth.Verdict.OK:
             assert result.agent is not None
             self._credentials = None
+            self.hear(result.agent)
             await login.then(result.agent)
             return
         log.info(

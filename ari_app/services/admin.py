@@ -33,6 +33,7 @@ from ari_app.domain.actions import normalise_action
 from ari_app.domain.errors import Conflict, InvalidValue, NotFound, Refused
 from ari_app.domain.hours import normalise_hours, validate_timezone
 from ari_app.domain.pin import PIN_MIN_LENGTH, check_pin_policy, hash_pin
+from ari_app.domain.sounds import language as _language
 from ari_app.domain.strategies import Strategy, parse_strategy
 
 # --- hotline settings: one validation for every edge ------------------------------------
@@ -175,6 +176,7 @@ _SETTINGS: dict[str, Callable[[Any], Any]] = {
     "vm_notify": _emails,
     "vm_notify_attach": _bool("voicemail notification attach"),
     "vm_notify_caller": _bool("voicemail notification caller number"),
+    "language": lambda v: None if v is None else _language(str(v)),
 }
 HOTLINE_SETTINGS = frozenset(_SETTINGS)
 
@@ -222,12 +224,15 @@ async def create_agent(
     device: str | None = None,
     external_numbers: Iterable[str] = (),
     pin_min_length: int = PIN_MIN_LENGTH,
+    language: str | None = None,
 ) -> Agent:
     number = values.agent_number(number)
     name = check_agent_name(name)
     if await session.scalar(select(Agent.id).where(Agent.number == number)) is not None:
         raise Conflict(f"an agent with number {number} exists already")
-    agent = Agent(number=number, name=name)
+    agent = Agent(
+        number=number, name=name, language=None if language is None else _language(language)
+    )
     if pin is not None:
         check_pin_policy(pin, min_length=pin_min_length, agent_number=number)
         agent.pin_hash = hash_pin(pin)
@@ -404,10 +409,20 @@ async def hotlines_of(session: AsyncSession, agent: Agent) -> list[tuple[Hotline
 
 
 async def update_agent(
-    session: AsyncSession, agent: Agent, *, name: str | None = None, number: str | None = None
+    session: AsyncSession,
+    agent: Agent,
+    *,
+    name: str | None = None,
+    number: str | None = None,
+    language: str | None = None,
 ) -> dict[str, str]:
-    """Rename or renumber an agent; returns the changed fields."""
+    """Rename or renumber an agent, or change the language the agent hears; returns the
+    changed fields."""
     changed: dict[str, str] = {}
+    if language is not None:
+        language = _language(language)
+        if language != agent.language:
+            changed["language"] = agent.language = language
     if number is not None:
         number = values.agent_number(number)
         if number != agent.number:

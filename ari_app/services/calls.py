@@ -9,11 +9,17 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ari_app.db.models import Call, CallEvent, CallStatus, Hotline, Outcome
+from ari_app.db.models import Agent, Call, CallEvent, CallStatus, Hotline, Outcome
 
 
 async def hotline_by_number(session: AsyncSession, number: str) -> Hotline | None:
     result: Hotline | None = await session.scalar(select(Hotline).where(Hotline.number == number))
+    return result
+
+
+async def agent_language(session: AsyncSession, agent_id: int) -> str | None:
+    """The language an agent hears (None: the server's default)."""
+    result: str | None = await session.scalar(select(Agent.language).where(Agent.id == agent_id))
     return result
 
 

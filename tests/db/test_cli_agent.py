@@ -45,6 +45,7 @@ async def test_create_list_show(cli: Cli, sessions: Sessions) -> None:
         "logged_in": [],
         "presence": "unavailable",
         "pin_locks": [],
+        "language": None,  # the server's HOTLINE_LANGUAGE
     }
     assert [a["number"] for a in await cli.json("agent", "list")] == ["101", "102"]
     table = (await cli.ok("agent", "list")).stdout.splitlines()
@@ -55,6 +56,14 @@ async def test_create_list_show(cli: Cli, sessions: Sessions) -> None:
     async with sessions() as session:
         details = [e.detail for e in await session.scalars(select(AuditEntry))]
     assert all(PIN not in str(d) for d in details), "a PIN never reaches the audit log"
+
+
+async def test_language(cli: Cli) -> None:
+    await cli.ok("agent", "create", "101", "--name", "Anna", "--language", "de")
+    assert (await cli.json("agent", "show", "101"))["language"] == "de"
+    await cli.ok("agent", "update", "101", "--language", "en")
+    assert (await cli.json("agent", "show", "101"))["language"] == "en"
+    await cli.fails("agent", "update", "101", "--language", "fr", code=2)  # not a choice
 
 
 async def test_update_delete(cli: Cli) -> None:

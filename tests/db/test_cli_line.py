@@ -31,6 +31,7 @@ FULL = [
     "--vm-max", "2m", "--caller-id-to-agent", "hotline", "--no-accept-confirm",
     "--min-agents", "1", "--escalation", "+4915100001", "--escalation", "+4915100002",
     "--service-level", "30s", "--vm-notify", "team@example.org", "--vm-notify-link",
+    "--language", "de",
 ]  # fmt: skip
 
 
@@ -66,6 +67,7 @@ async def test_create_show_list_every_setting(cli: Cli, sessions: Sessions) -> N
         "vm_notify": ["team@example.org"],
         "vm_notify_attach": False,
         "vm_notify_caller": False,
+        "language": "de",
         "holidays": ["2026-12-24", "2026-12-31"],
         "members": 0,
     }
@@ -86,13 +88,14 @@ async def test_defaults_and_update(cli: Cli, sessions: Sessions) -> None:
     data = await cli.json("line", "show", "510")
     assert data["strategy"] == "ring_all" and data["opening_hours"] is None
     assert data["accept_confirm"] is True and data["escalation_numbers"] == []
+    assert data["language"] is None  # the server's HOTLINE_LANGUAGE
     await cli.ok(
         "line", "update", "510", "--max-wait", "3m", "--hours", "MO-FR 8:00-16:00",
         "--escalation", "+4930999", "--holiday", "2026-12-31", "--remove-holiday", "2026-12-24",
-        "--number", "511",
+        "--number", "511", "--language", "en",
     )  # fmt: skip
     data = await cli.json("line", "show", "511")
-    assert data["max_wait_s"] == 180
+    assert data["max_wait_s"] == 180 and data["language"] == "en"
     assert data["opening_hours"] == "mo-fr 08:00-16:00"
     assert data["escalation_numbers"] == ["+4930999"]
     assert data["holidays"] == ["2026-12-31"]

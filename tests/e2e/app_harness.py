@@ -33,6 +33,9 @@ class ServeProcess:
             "HOTLINE_DATABASE_URL": database_url,
             "HOTLINE_LOG_LEVEL": "INFO",
             "HOTLINE_PANEL_LISTEN": "127.0.0.1:0",
+            # Most e2e tests assert English core sounds; German ones set the language of
+            # their hotline and agents (tests/e2e/test_german.py).
+            "HOTLINE_LANGUAGE": "en",
             **env,
         }
         self.proc: asyncio.subprocess.Process | None = None
