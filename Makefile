@@ -19,7 +19,7 @@ LINT = echo "== ruff check"; $(BIN)/ruff check . || status=1; \
 	echo "== ruff format --check"; $(BIN)/ruff format --check . || status=1; \
 	echo "== mypy"; $(BIN)/mypy || status=1
 
-.PHONY: help setup system-deps venv lint test run clean
+.PHONY: help setup system-deps venv prompts lint test run clean
 
 help:
 	@echo "make run     start Postgres, Asterisk and hotline with a demo hotline (Ctrl-C stops)"
@@ -29,13 +29,20 @@ help:
 	@echo "make clean   remove $(RUN_DIR)/ and the venv's install stamp"
 	@echo "make bench   load benchmark: the app's hotline vs app_queue (about 8 min)"
 
-setup: system-deps venv
+setup: system-deps venv prompts
 
 system-deps:
 	@scripts/install-system-deps.sh
 
 venv: system-deps
 	@scripts/ensure-venv.sh "$(VENV)"
+
+# Prompts Debian's German set lacks, synthesised into Asterisk's sounds directory (only
+# missing files are written: an admin's own recordings stay), then every prompt checked.
+SOUNDS_DIR ?= /usr/share/asterisk/sounds
+prompts: venv
+	@$(BIN)/hotline prompts generate --sounds-dir "$(SOUNDS_DIR)"
+	@$(BIN)/hotline prompts check --sounds-dir "$(SOUNDS_DIR)" >/dev/null
 
 lint: setup
 	@status=0; $(LINT); exit $$status

@@ -13,6 +13,7 @@ from . import (
     db,
     line,
     member,
+    prompts,
     purge,
     report,
     roster,
@@ -58,6 +59,7 @@ for command in (
     report.report,
     audit.audit,
     purge.purge,
+    prompts.prompts,
 ):
     hotline.add_command(command)
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages Hotline needs: Asterisk (from the distribution; on Debian 12
 # from Debian 11 with a low pin), sipp (sip-tester), music on hold, sox, PostgreSQL binaries,
-# a Python >= 3.11 that can make virtualenvs (python3-venv), and Chromium + chromedriver
-# for the panel's browser test.
+# a Python >= 3.11 that can make virtualenvs (python3-venv), Chromium + chromedriver
+# for the panel's browser test, and German prompts (asterisk-prompt-de, espeak-ng).
 # Idempotent: checks what is missing first and does nothing (no apt at all) when everything
 # is there. Installing needs root.
 set -euo pipefail
@@ -20,6 +20,13 @@ fi
 compgen -G '/usr/share/asterisk/moh/*' >/dev/null || missing+=(asterisk-moh-opsound-gsm)
 command -v sipp >/dev/null || missing+=(sip-tester)
 command -v sox >/dev/null || missing+=(sox)
+# --- German prompts (ari_app/domain/sounds.py) -----------------------------------------
+# Debian's German Asterisk prompts (only in Debian 11 on Debian 12: the bullseye suites
+# below); what that set lacks is synthesised by espeak-ng (`hotline prompts generate`,
+# run by `make setup`).
+compgen -G '/usr/share/asterisk/sounds/de/agent-loginok.*' >/dev/null || missing+=(asterisk-prompt-de)
+command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+# --- end of German prompts block -----------------------------------------------------
 pg_bin_dir >/dev/null || missing+=(postgresql)
 
 if py=$(pick_python); then
@@ -106,7 +113,13 @@ PIN
 
 echo "system packages: installing ${missing[*]}" >&2
 apt-get -o DPkg::Lock::Timeout=600 update -qq
-if [ "$need_asterisk" = 1 ] && ! has_candidate asterisk; then
+# Packages Debian 12 does not have (asterisk, asterisk-prompt-de) come from Debian 11.
+from_bullseye=0
+if [ "$need_asterisk" = 1 ] && ! has_candidate asterisk; then from_bullseye=1; fi
+if [[ " ${missing[*]} " == *" asterisk-prompt-de "* ]] && ! has_candidate asterisk-prompt-de; then
+  from_bullseye=1
+fi
+if [ "$from_bullseye" = 1 ]; then
   . /etc/os-release
   if [ "${ID:-}" = debian ] && [ "${VERSION_CODENAME:-}" = bookworm ]; then
     add_bullseye

@@ -34,6 +34,7 @@ from ari_app.ari.models import (
     StoredRecording,
     as_mapping,
     opt_str,
+    req_str,
 )
 from ari_app.ari.stream import (
     DEFAULT_BACKOFF_INITIAL,
@@ -716,6 +717,14 @@ class AriClient:
         return await self._get_model(
             Endpoint.from_json, "GET", f"endpoints/{_seg(technology)}/{_seg(resource)}"
         )
+
+    async def list_sounds(self, lang: str) -> set[str]:
+        """Names of the sounds Asterisk has in language `lang` (`GET /sounds?lang=`)."""
+        data = await self._request("GET", "sounds", params=_params(lang=lang))
+        try:
+            return {req_str(as_mapping(item, "sound"), "id") for item in _list_of(data, "sounds")}
+        except MalformedError as exc:
+            raise _unexpected("GET", "sounds", exc) from exc
 
     async def asterisk_info(self) -> AsteriskInfo:
         return await self._get_model(AsteriskInfo.from_json, "GET", "asterisk/info")
