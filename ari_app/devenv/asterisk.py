@@ -181,6 +181,7 @@ class PrivateAsterisk:
         app_name: str = DEFAULT_APP,
         phones: Sequence[Phone] | None = None,
         fallback_dial: str | None = None,
+        language: str = "de",
         trunk_in_address: str = DEFAULT_TRUNK_IN_ADDRESS,
         trunk_far_address: str = DEFAULT_TRUNK_FAR_ADDRESS,
         trunk_far_port: int | None = None,
@@ -204,6 +205,7 @@ class PrivateAsterisk:
         self.app_name = app_name
         self.phones: tuple[Phone, ...] = tuple(phones) if phones is not None else default_phones()
         self.fallback_dial = fallback_dial
+        self.language = language  # the dialplan's HOTLINE_LANGUAGE
         self.trunk_in_address = trunk_in_address
         self.trunk_far_address = trunk_far_address
         self.trunk_far_port = trunk_far_port or free_port(trunk_far_address, "udp")
@@ -343,6 +345,7 @@ class PrivateAsterisk:
             "phone_extensions": phone_extensions,
             "app_name": self.app_name,
             "fallback_dial": self.fallback_dial or "",
+            "language": self.language,
             "service_number": self.service_number,
         }
         for template in sorted(TEMPLATE_DIR.glob("*.conf")):

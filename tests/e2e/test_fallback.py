@@ -18,8 +18,10 @@ from .conftest import PbxFactory
 
 pytestmark = pytest.mark.e2e
 
-# The default announcement: all-circuits-busy-now (1.8 s) + please-try-call-later (2.2 s).
-ANNOUNCEMENT = ("all-circuits-busy-now", "please-try-call-later")
+# The default announcement in the shipped language, German (HOTLINE_LANGUAGE de): "all
+# circuits are busy, please try later", synthesised at set-up (2.8 s + 2.9 s; English
+# 1.8 s + 2.2 s).
+ANNOUNCEMENT = ("hotline/all-circuits-busy-now", "hotline/please-try-call-later")
 ANNOUNCEMENT_SECONDS = 4.0
 FALLBACK_NUMBER = "0301234"
 CALLER_NUMBER = "030111222"
@@ -79,7 +81,7 @@ async def test_caller_hears_announcement_when_app_is_down(
     log = pbx.log_text(offset)
     assert "Stasis app 'hotline' not registered" in log
     for sound in ANNOUNCEMENT:
-        assert f"<{channel}> Playing '{sound}." in log
+        assert re.search(rf"<{re.escape(channel)}> Playing '{sound}\.\w+' \(language 'de'\)", log)
     assert "Dial(" not in log  # no fallback number configured on this PBX
 
 
@@ -148,3 +150,25 @@ async def test_fallback_number_is_dialled_after_announcement(
     assert CALLER_NUMBER in (invite.header("P-Asserted-Identity") or "")
     # the far end hung up after 1 s and the caller was released with it
     assert result.got_bye()
+
+
+async def test_fallback_speaks_the_dialplans_language(
+    pbx_factory: PbxFactory, sipp_dir: Path
+) -> None:
+    """HOTLINE_LANGUAGE en in the dialplan: the English core sounds, language 'en'."""
+    pbx = await pbx_factory(language="en")
+    offset = pbx.log_offset()
+    result = await sipp.call(
+        "4930177",
+        local_addr=pbx.trunk_in_address,
+        pbx_addr=pbx.sip_address,
+        workdir=sipp_dir,
+        caller_id=CALLER_NUMBER,
+        audio=False,
+        bye_timeout=20,
+    )
+    assert result.ok, result.describe()
+    channel = _fallback_channel(pbx, "4930177", offset)
+    log = pbx.log_text(offset)
+    for sound in ("all-circuits-busy-now", "please-try-call-later"):
+        assert re.search(rf"<{re.escape(channel)}> Playing '{sound}\.\w+' \(language 'en'\)", log)
