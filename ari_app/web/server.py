@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ari_app.config import Settings
 from ari_app.domain.errors import NotFound
+from ari_app.domain.sounds import DEFAULT_LANGUAGE
 from ari_app.services import reports
 from ari_app.services.hotline_stats import hotline_stats, panel_snapshot
 from ari_app.services.presence import (
@@ -35,6 +36,7 @@ from ari_app.services.presence import (
     read_presence,
 )
 from ari_app.web.auth import PanelAccess, access_middleware, check_listen, client_key, is_loopback
+from ari_app.web.i18n import PANEL_LANGUAGES, pick_language, render_page
 from ari_app.web.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ STATIC = {
     "/static/panel.js": ("panel.js", "text/javascript"),
     "/static/panel.css": ("panel.css", "text/css"),
 }
+PANEL_PAGE = "panel.html"
 
 
 @dataclass
@@ -79,6 +82,9 @@ class PanelContext:
 
 CTX = web.AppKey("panel", PanelContext)
 STATIC_KEY = web.AppKey("static", dict[str, bytes])
+# The page rendered once per language (web/i18n.py), and the language for other browsers.
+PAGES_KEY = web.AppKey("pages", dict[str, bytes])
+PANEL_LANGUAGE_KEY = web.AppKey("panel_language", str)
 
 
 def sessions_ping(sessions: Sessions) -> DbPing:
@@ -147,6 +153,20 @@ def _harden(response: web.StreamResponse) -> None:
 
 async def page(request: web.Request) -> web.Response:
     name, content_type = STATIC[request.path]
+    if name == PANEL_PAGE:
+        lang = pick_language(
+            request.headers.get("Accept-Language"), request.app[PANEL_LANGUAGE_KEY]
+        )
+        return web.Response(
+            body=request.app[PAGES_KEY][lang],
+            content_type=content_type,
+            charset="utf-8",
+            headers={
+                "Cache-Control": "no-cache",
+                "Content-Language": lang,
+                "Vary": "Accept-Language",
+            },
+        )
     return web.Response(
         body=request.app[STATIC_KEY][name],
         content_type=content_type,
@@ -299,6 +319,7 @@ def build_web_app(
     db_ping: DbPing | None = None,
     token: str = "",
     access: PanelAccess | None = None,
+    language: str = DEFAULT_LANGUAGE,
 ) -> web.Application:
     """The panel application. No token (in `access`, or `token` without it) = no
     authentication (loopback binds only; the caller checks that with `check_listen`)."""
@@ -313,6 +334,9 @@ def build_web_app(
         access=access,
     )
     app[STATIC_KEY] = {name: _static(name) for name, _ in STATIC.values()}
+    template = app[STATIC_KEY][PANEL_PAGE].decode("utf-8")
+    app[PAGES_KEY] = {lang: render_page(template, lang) for lang in PANEL_LANGUAGES}
+    app[PANEL_LANGUAGE_KEY] = language
     for path in STATIC:
         app.router.add_get(path, page)
     app.router.add_get("/favicon.ico", favicon)
@@ -349,6 +373,7 @@ class PanelServer:
         db_ping: DbPing | None = None,
         tick_s: float = DEFAULT_TICK_S,
         access: PanelAccess | None = None,
+        language: str = DEFAULT_LANGUAGE,
     ) -> None:
         access = access if access is not None else PanelAccess(token=token)
         check_listen(host, access.token)
@@ -364,6 +389,7 @@ class PanelServer:
             ari_connected=ari_connected,
             db_ping=db_ping,
             access=access,
+            language=language,
         )
         self._runner: web.AppRunner | None = None
         self._lag_task: asyncio.Task[None] | None = None
@@ -380,6 +406,7 @@ class PanelServer:
                 trusted_proxies=settings.panel_trusted_proxies,
                 streams_per_client=settings.panel_streams_per_client,
             ),
+            language=settings.panel_language,
             **kwargs,
         )
 

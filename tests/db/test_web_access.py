@@ -329,3 +329,31 @@ async def test_event_streams_per_client_are_bounded(sessions: Sessions) -> None:
                 assert resp.status == 200
     finally:
         await server.stop()
+@pytest.mark.parametrize(
+    ("accept", "lang", "label"),
+    [
+        ("de-DE,de;q=0.9", "de", "Teamübersicht"),
+        ("en-GB,en;q=0.9", "en", "Team panel"),
+        ("", "de", "Teamübersicht"),
+    ],
+)
+async def test_page_language_from_accept_language(
+    sessions: Sessions, accept: str, lang: str, label: str
+) -> None:
+    """German and English by Accept-Language (German for everyone else), UTF-8 declared."""
+    server = PanelServer(sessions, port=0, ari_connected=lambda: True, language="de")
+    await server.start()
+    try:
+        headers = {"Accept-Language": accept} if accept else {}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(server.url + "/", headers=headers) as resp,
+        ):
+            body = await resp.read()
+            assert resp.headers["Content-Type"] == "text/html; charset=utf-8"
+            assert resp.headers["Content-Language"] == lang
+            assert "Accept-Language" in resp.headers["Vary"]
+    finally:
+        await server.stop()
+    page = body.decode("utf-8")
+    assert f'<html lang="{lang}">' in page and f"<h1>{label}</h1>" in page

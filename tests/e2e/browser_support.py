@@ -66,9 +66,12 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+def browser(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[webdriver.Chrome]:
     """Headless Chromium with a fresh profile; chromedriver and every Chromium process are
-    stopped by PID afterwards, also when the test fails."""
+    stopped by PID afterwards, also when the test fails. Its language (Accept-Language and
+    the page's locale) is English unless the test parametrizes `browser` indirectly, e.g.
+    `@pytest.mark.parametrize("browser", ["de"], indirect=True)`."""
+    lang = getattr(request, "param", "en")
     for binary, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
         if not binary.exists():
             pytest.fail(f"{binary} missing: run scripts/install-system-deps.sh ({package})")
@@ -77,6 +80,8 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
+    options.add_argument(f"--lang={lang}")
+    options.add_experimental_option("prefs", {"intl.accept_languages": lang})
     service = Service(executable_path=str(CHROMEDRIVER), log_output=str(tmp_path / "driver.log"))
     driver = webdriver.Chrome(options=options, service=service)
     driver_pid = service.process.pid

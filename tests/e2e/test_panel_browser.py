@@ -188,3 +188,43 @@ async def test_charts_show_the_reports_numbers(
     if datetime.now(BERLIN).hour >= 2:  # (just after midnight only hour 0 has begun)
         assert points == [[a, 50.0], [b, 57.1], [c, 50.0]]  # 2/4, 4/7, 4/8 in time
     await screenshot(browser, "panel-charts.png")
+LABELS = {
+    "de": ("verfügbar", "im Gespräch", "nicht verfügbar", "Längste Wartezeit"),
+    "en": ("available", "on a call", "not available", "Longest wait"),
+}
+
+
+@pytest.mark.parametrize("browser", ["de", "en"], indirect=True)
+async def test_panel_in_the_browsers_language(
+    request: pytest.FixtureRequest,
+    sessions: Sessions,
+    browser: webdriver.Chrome,
+    panel: list[PanelServer],
+) -> None:
+    """The browser's Accept-Language picks German or English labels (umlauts intact), and
+    the clock is a 24-hour one in both."""
+    lang = request.node.callspec.params["browser"]
+    available, on_call, unavailable, longest = LABELS[lang]
+    team = await seed_team(sessions, logged_in=("1001", "1003"))
+    await asyncio.to_thread(browser.get, panel[0].url + "/")
+    await wait_css(browser, f'html[lang="{lang}"]', timeout=2)
+    await wait_css(browser, agent_css("1001", "available"), timeout=2)
+    call = await waiting_call(sessions, team.hotline)
+    agent_id = await connect_call(sessions, team.hotline, call)
+    busy = next(n for n, i in team.agent_ids.items() if i == agent_id)
+    free = "1003" if busy == "1001" else "1001"
+    panel[0].hub.notify()
+    await wait_css(browser, agent_css(busy, "on_call"), timeout=2)
+    assert await text_of(browser, f'[data-agent="{busy}"] .state') == on_call
+    assert await text_of(browser, '[data-agent="1002"] .state') == unavailable
+    await wait_css(browser, agent_css(free, "available"), timeout=1)
+    assert await text_of(browser, f'[data-agent="{free}"] .state') == available
+    assert longest in await text_of(browser, '[data-hotline="500"]')
+
+    clock = await text_of(browser, "#clock")
+    # The machine's clock in 24-hour form (HH:MM, 00-23, no AM/PM); either side of a minute.
+    before = datetime.now() - timedelta(minutes=1)
+    expected = {t.strftime("%H:%M") for t in (before, datetime.now())}
+    assert re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", clock), clock
+    assert clock in expected, (clock, expected)
+    await screenshot(browser, f"panel-{lang}.png")

@@ -3,7 +3,11 @@
 // after network errors, and a stream the browser gave up on is reopened here.
 "use strict";
 
-const LABELS = { available: "available", on_call: "on a call", unavailable: "not available" };
+// The page's language and texts (ari_app/web/i18n.py), chosen by the server from the
+// browser's Accept-Language.
+const LANG = document.documentElement.lang || "de";
+const T = JSON.parse(document.getElementById("texts").textContent);
+const LABELS = { available: T.available, on_call: T.on_call, unavailable: T.unavailable };
 const REOPEN_MS = 2000;
 let source = null;
 
@@ -34,11 +38,11 @@ function renderAgents(agents) {
     item.append(el("span", "state", LABELS[presence]));
     return item;
   });
-  if (items.length === 0) items.push(el("li", "empty", "No colleagues yet."));
+  if (items.length === 0) items.push(el("li", "empty", T.no_colleagues));
   list.replaceChildren(...items);
   document.getElementById("team-summary").textContent = agents.length
-    ? `${counts.available} available · ${counts.on_call} on a call · ` +
-      `${counts.unavailable} not available`
+    ? `${counts.available} ${T.available} · ${counts.on_call} ${T.on_call} · ` +
+      `${counts.unavailable} ${T.unavailable}`
     : "";
 }
 
@@ -67,11 +71,11 @@ function renderHotlines(hotlines) {
     const title = el("h3", "", h.name);
     title.append(el("span", "number", h.number));
     const dl = el("dl");
-    stat(dl, "logged_in", "Agents logged in", h.logged_in);
-    stat(dl, "available", "Available", h.available);
-    stat(dl, "waiting", "Callers waiting", h.waiting);
-    stat(dl, "longest_wait", "Longest wait", formatWait(h.longest_wait_s));
-    stat(dl, "service_level", `Service level today (${h.service_level_s} s)`,
+    stat(dl, "logged_in", T.logged_in, h.logged_in);
+    stat(dl, "available", T.available_count, h.available);
+    stat(dl, "waiting", T.waiting, h.waiting);
+    stat(dl, "longest_wait", T.longest_wait, formatWait(h.longest_wait_s));
+    stat(dl, "service_level", T.service_level.replace("{s}", h.service_level_s),
       formatLevel(h.service_level));
     // Duty roster hotlines: only whether someone is on duty, never who.
     if (h.on_duty !== null && h.on_duty !== undefined) {
@@ -80,7 +84,7 @@ function renderHotlines(hotlines) {
     card.append(title, dl);
     return card;
   });
-  if (cards.length === 0) cards.push(el("p", "empty", "No hotlines yet."));
+  if (cards.length === 0) cards.push(el("p", "empty", T.no_hotlines));
   box.replaceChildren(...cards);
 }
 
@@ -189,17 +193,17 @@ function chartsSoon() {
 
 function connect() {
   source = new EventSource("api/presence/stream");
-  source.addEventListener("open", () => setConnection("live", "live"));
+  source.addEventListener("open", () => setConnection("live", T.live));
   source.addEventListener("presence", (e) => {
     renderAgents(JSON.parse(e.data).agents);
-    setConnection("live", "live");
+    setConnection("live", T.live);
   });
   source.addEventListener("hotlines", (e) => {
     renderHotlines(JSON.parse(e.data).hotlines);
     chartsSoon();
   });
   source.addEventListener("error", () => {
-    setConnection("reconnecting", "reconnecting…");
+    setConnection("reconnecting", T.reconnecting);
     if (source.readyState === EventSource.CLOSED) {
       source.close();
       setTimeout(connect, REOPEN_MS);
@@ -208,8 +212,9 @@ function connect() {
 }
 
 function tick() {
-  document.getElementById("clock").textContent = new Date().toLocaleTimeString([], {
-    hour: "2-digit", minute: "2-digit",
+  // 24-hour clock in every language (hourCycle h23: 00-23, never AM/PM).
+  document.getElementById("clock").textContent = new Date().toLocaleTimeString(LANG, {
+    hour: "2-digit", minute: "2-digit", hourCycle: "h23",
   });
 }
 
