@@ -109,3 +109,11 @@ def test_smtp_errors_are_named(extra: dict[str, str], fragment: str) -> None:
 def test_vm_link_url_needs_id() -> None:
     with pytest.raises(ConfigError, match="HOTLINE_VM_LINK_URL"):
         load_settings({**BASE, "HOTLINE_VM_LINK_URL": "https://intranet/vm"})
+def test_languages() -> None:
+    s = load_settings(BASE)
+    assert (s.language, s.panel_language) == ("de", "de")  # the shipped default: German
+    s = load_settings({**BASE, "HOTLINE_LANGUAGE": "EN", "HOTLINE_PANEL_LANGUAGE": "en"})
+    assert (s.language, s.panel_language) == ("en", "en")
+    for name in ("HOTLINE_LANGUAGE", "HOTLINE_PANEL_LANGUAGE"):
+        with pytest.raises(ConfigError, match=name):
+            load_settings({**BASE, name: "fr"})
