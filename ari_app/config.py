@@ -266,6 +266,8 @@ def _vm_link_url(env: Mapping[str, str]) -> str:
     if url and "{id}" not in url:
         raise ConfigError("HOTLINE_VM_LINK_URL must contain {id}, e.g. https://intranet/vm/{id}")
     return url
+
+
 def _language_of(env: Mapping[str, str], name: str) -> str:
     text = env.get(name, "").strip()
     if not text:

@@ -329,6 +329,8 @@ async def test_event_streams_per_client_are_bounded(sessions: Sessions) -> None:
                 assert resp.status == 200
     finally:
         await server.stop()
+
+
 @pytest.mark.parametrize(
     ("accept", "lang", "label"),
     [

@@ -109,6 +109,8 @@ def test_smtp_errors_are_named(extra: dict[str, str], fragment: str) -> None:
 def test_vm_link_url_needs_id() -> None:
     with pytest.raises(ConfigError, match="HOTLINE_VM_LINK_URL"):
         load_settings({**BASE, "HOTLINE_VM_LINK_URL": "https://intranet/vm"})
+
+
 def test_languages() -> None:
     s = load_settings(BASE)
     assert (s.language, s.panel_language) == ("de", "de")  # the shipped default: German
