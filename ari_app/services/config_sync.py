@@ -234,6 +234,7 @@ class HotlineConfig(_Model):
     vm_notify: list[str] = []  # e-mail addresses told of each new voicemail
     vm_notify_attach: bool = _column_default("vm_notify_attach")
     vm_notify_caller: bool = _column_default("vm_notify_caller")
+    language: str | None = None  # what callers hear; none: the server's HOTLINE_LANGUAGE
     holidays: list[Day] = []
     members: list[AgentNumber] = []  # agent numbers in ring order
 
