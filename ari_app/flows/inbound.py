@@ -800,8 +800,12 @@ class InboundFlow(CallFlow[S]):
         """What the agent on `leg` hears (asked once the leg answered: off the hot path)."""
         if leg.agent_id is None:
             return self.language
-        async with self.ctx.sessions() as session:
-            return self.language_of(await calls.agent_language(session, leg.agent_id))
+        try:
+            async with self.ctx.sessions() as session:
+                return self.language_of(await calls.agent_language(session, leg.agent_id))
+        except (SQLAlchemyError, OSError) as exc:  # the agent still hears the announcement
+            log.warning("call=%s agent language unknown: %s", self.channel_id, exc)
+            return self.language
 
     async def _moh(self, on: bool) -> None:
         try:
