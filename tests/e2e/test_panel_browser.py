@@ -188,6 +188,8 @@ async def test_charts_show_the_reports_numbers(
     if datetime.now(BERLIN).hour >= 2:  # (just after midnight only hour 0 has begun)
         assert points == [[a, 50.0], [b, 57.1], [c, 50.0]]  # 2/4, 4/7, 4/8 in time
     await screenshot(browser, "panel-charts.png")
+
+
 LABELS = {
     "de": ("verfügbar", "im Gespräch", "nicht verfügbar", "Längste Wartezeit"),
     "en": ("available", "on a call", "not available", "Longest wait"),

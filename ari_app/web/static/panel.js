@@ -79,7 +79,7 @@ function renderHotlines(hotlines) {
       formatLevel(h.service_level));
     // Duty roster hotlines: only whether someone is on duty, never who.
     if (h.on_duty !== null && h.on_duty !== undefined) {
-      stat(dl, "on_duty", "On duty", h.on_duty ? "yes" : "no");
+      stat(dl, "on_duty", T.on_duty, h.on_duty ? T.yes : T.no);
     }
     card.append(title, dl);
     return card;
@@ -144,7 +144,7 @@ function drawCalls(hours) {
       }));
     }
     group.append(svg("title", {}, `${String(p.hour).padStart(2, "0")}:00 ` +
-      OUTCOMES.map((key) => `${key} ${p[key]}`).join(", ")));
+      OUTCOMES.map((key) => `${T[key]} ${p[key]}`).join(", ")));
     box.append(group);
   }
 }
