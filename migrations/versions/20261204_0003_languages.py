@@ -1,7 +1,7 @@
 """languages: what callers of a hotline hear, what an agent hears
 
 Revision ID: i14_languages
-Revises: i16_roster
+Revises: i12_node_devices
 Create Date: 2026-12-04 19:20:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "i14_languages"
-down_revision: str | None = "i16_roster"
+down_revision: str | None = "i12_node_devices"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
