@@ -419,10 +419,8 @@ async def update_agent(
     """Rename or renumber an agent, or change the language the agent hears; returns the
     changed fields."""
     changed: dict[str, str] = {}
-    if language is not None:
-        language = _language(language)
-        if language != agent.language:
-            changed["language"] = agent.language = language
+    if language is not None and await set_agent_language(session, agent, language):
+        changed["language"] = language
     if number is not None:
         number = values.agent_number(number)
         if number != agent.number:
@@ -435,6 +433,16 @@ async def update_agent(
             changed["name"] = agent.name = name
     await session.flush()
     return changed
+
+
+async def set_agent_language(session: AsyncSession, agent: Agent, language: str | None) -> bool:
+    """The language the agent hears; None: the server's HOTLINE_LANGUAGE. True if changed."""
+    value = None if language is None else _language(language)
+    if value == agent.language:
+        return False
+    agent.language = value
+    await session.flush()
+    return True
 
 
 async def _busy(session: AsyncSession, agent: Agent) -> bool:

@@ -52,6 +52,7 @@ from ari_app.db.models import (
 from ari_app.domain import values
 from ari_app.domain.errors import HotlineError, InvalidValue
 from ari_app.domain.pin import PIN_MIN_LENGTH
+from ari_app.domain.sounds import language as language_code
 from ari_app.services import admin, audit
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -197,6 +198,7 @@ DialString = Annotated[str, AfterValidator(_domain(values.dial_string))]
 Phone = Annotated[str, AfterValidator(_domain(values.phone_number))]
 Day = Annotated[date, BeforeValidator(_domain(lambda v: values.parse_date(str(v))))]
 Seconds = Annotated[int, BeforeValidator(_domain(_duration))]
+Language = Annotated[str, AfterValidator(_domain(language_code))]
 
 
 class _Model(BaseModel):
@@ -261,6 +263,7 @@ class AgentConfig(_Model):
     name: AgentName
     device: DialString | None = None
     external_numbers: list[Phone] = []
+    language: Language | None = None  # what the agent hears; none: HOTLINE_LANGUAGE
 
 
 class AgentRow(AgentConfig):
@@ -514,6 +517,7 @@ class _Sync:
                     spec.name,
                     device=spec.device,
                     external_numbers=spec.external_numbers,
+                    language=spec.language,
                 )
                 self.agents[agent.number] = agent
                 fields: dict[str, tuple[Any, Any]] = {"name": (None, agent.name)}
@@ -521,12 +525,19 @@ class _Sync:
                     fields["device"] = (None, spec.device)
                 if spec.external_numbers:
                     fields["external_numbers"] = (None, sorted(spec.external_numbers))
+                if spec.language is not None:
+                    fields["language"] = (None, spec.language)
                 await self.record(Change("create", "agent", agent.number, fields), agent=agent)
                 return agent
             fields = {}
             old_name = agent.name
             if await admin.update_agent(self.session, agent, name=spec.name):
                 fields["name"] = (old_name, agent.name)
+            old_language = agent.language
+            if "language" in given and await admin.set_agent_language(
+                self.session, agent, spec.language
+            ):
+                fields["language"] = (old_language, spec.language)
             old_device = self.devices.get(agent.id)
             if "device" in given and spec.device != old_device:
                 if spec.device is not None:
@@ -794,6 +805,7 @@ async def export_config(session: AsyncSession) -> dict[str, Any]:
                 "name": a.name,
                 "device": targets.get(a.id, (None, []))[0],
                 "external_numbers": targets.get(a.id, (None, []))[1],
+                "language": a.language,
             }
             for a in agents
         ],

@@ -254,3 +254,22 @@ async def test_rule_of_the_database_is_located_and_changes_nothing(
     line = await cli.fails("config", "apply", str(town))
     assert line == f"error: {town}:5: agents[0]: PJSIP/1001 is configured already"
     assert await cli.json("line", "list") == []
+
+
+async def test_languages_in_the_file(cli: Cli, tmp_path: Path) -> None:
+    """A hotline's and an agent's language are settings of the file; null: the server's."""
+    town = tmp_path / "town.yaml"
+    town.write_text(
+        "hotlines:\n- number: '500'\n  name: Bürgerbüro\n  language: en\n"
+        "agents:\n- number: '101'\n  name: Anna\n  language: de\n"
+    )
+    await cli.ok("config", "apply", str(town))
+    exported = json.loads((await cli.ok("config", "export", "--format", "json")).stdout)
+    assert exported["hotlines"][0]["language"] == "en"
+    assert exported["agents"][0]["language"] == "de"
+    assert (await cli.json("agent", "show", "101"))["language"] == "de"
+    town.write_text("agents:\n- number: '101'\n  name: Anna\n  language: null\n")
+    assert "language" in (await cli.ok("config", "apply", str(town))).stdout
+    assert (await cli.json("agent", "show", "101"))["language"] is None
+    town.write_text("agents:\n- number: '101'\n  name: Anna\n  language: fr\n")
+    assert "language" in await cli.fails("config", "apply", str(town))

@@ -36,5 +36,5 @@ def test_schema_is_json_schema_of_the_models() -> None:
     assert hotline["max_wait_s"]["default"] == 300
     assert hotline["strategy"]["default"] == "ring_all"
     assert set(schema["$defs"]["AgentConfig"]["properties"]) == {
-        "number", "name", "device", "external_numbers",
+        "number", "name", "device", "external_numbers", "language",
     }  # fmt: skip
