@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, delete, exists, func, select, text, update
+from sqlalchemy import ColumnElement, and_, case, delete, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -183,12 +183,23 @@ async def _lock_agents(session: AsyncSession, agent_ids: Iterable[int]) -> list[
 
 async def _combine(session: AsyncSession, agent_ids: list[int]) -> None:
     """`device_busy` := busy on any node, for agents whose rows the caller locked. A
-    statement of its own: it sees every row committed before the lock was granted."""
+    statement of its own: it sees every row committed before the lock was granted.
+
+    A device going from busy to idle also stamps `device_idle_at` (both SET expressions
+    see the old row): presence then shows the agent as not available for a wrap-up time,
+    whatever the call was (services/presence.py, issue 13 finding 8)."""
     if agent_ids:
+        busy = _busy_anywhere()
         await session.execute(
             update(AgentState)
             .where(AgentState.agent_id.in_(agent_ids))
-            .values(device_busy=_busy_anywhere())
+            .values(
+                device_busy=busy,
+                device_idle_at=case(
+                    (and_(AgentState.device_busy, ~busy), func.now()),
+                    else_=AgentState.device_idle_at,
+                ),
+            )
         )
 
 

@@ -32,14 +32,13 @@ def render(statuses: list[HotlineStatus], *, with_agents: bool) -> str:
             s.name,
             s.logged_in[Presence.AVAILABLE.value],
             s.logged_in[Presence.ON_CALL.value],
-            s.logged_in[Presence.UNAVAILABLE.value],
             s.waiting,
             output.seconds(s.longest_wait_s) if s.waiting else "-",
         ]
         for s in statuses
     ]
     text = output.table(
-        ["HOTLINE", "NAME", "AVAILABLE", "ON_CALL", "UNAVAILABLE", "WAITING", "LONGEST WAIT"],
+        ["HOTLINE", "NAME", "AVAILABLE", "ON_CALL", "WAITING", "LONGEST WAIT"],
         rows,
     )
     if with_agents:
@@ -66,8 +65,9 @@ def status(
     count: int | None,
     as_json: bool,
 ) -> None:
-    """Per hotline: logged-in agents by presence (available, on_call, unavailable; paused
-    agents do not count as logged in), callers waiting and the longest wait.
+    """Per hotline: logged-in agents by presence (available, on_call; agents shown as not
+    available, whether paused, in wrap-up or logged out, are not counted), callers waiting
+    and the longest wait.
 
     \b
     Example:

@@ -200,6 +200,9 @@ class AgentState(Base):
     calls_taken: Mapped[int] = mapped_column(Integer, default=0)
     unanswered_streak: Mapped[int] = mapped_column(Integer, default=0)
     device_busy: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When the last call on the device ended (device_busy went false): presence shows "not
+    # available" for a wrap-up time after *any* call, like after a hotline call.
+    device_idle_at: Mapped[datetime | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
 

@@ -47,7 +47,12 @@ def _check_activity(activity: str) -> str:
 
 
 def exposed_presence(
-    *, logged_in: bool, paused: bool, activity: str, device_busy: bool
+    *,
+    logged_in: bool,
+    paused: bool,
+    activity: str,
+    device_busy: bool,
+    after_call: bool = False,
 ) -> Presence:
     """The one presence value colleagues see.
 
@@ -59,11 +64,16 @@ def exposed_presence(
     and will be busy in a moment, so "available" would invite a transfer that cannot be
     answered, while "not available" would hide that the agent is at work. Only a logged-in,
     unpaused, idle agent on an idle device is available.
+
+    `after_call`: a call on the agent's device ended less than a wrap-up time ago. That
+    shows as not available like a wrap-up does, so "not available right after a call" is
+    the same after a hotline call (wrap-up) and after a private call, and tells neither
+    from a pause.
     """
     activity = _check_activity(activity)
     if device_busy or activity == "on_call":
         return Presence.ON_CALL
-    if not logged_in or paused or activity == "wrapup":
+    if not logged_in or paused or activity == "wrapup" or after_call:
         return Presence.UNAVAILABLE
     if activity == "ringing":
         return Presence.ON_CALL
@@ -90,6 +100,17 @@ def internal_state(
     if paused:
         return InternalState.PAUSED
     return InternalState.AVAILABLE
+
+
+def counts_as_staffed(presence: Presence | str) -> bool:
+    """Whether an agent logged in to a hotline counts in its "logged in" figure.
+
+    Only from the exposed value: available or on a call. A paused agent, one in wrap-up
+    and one right after a private call are all "not available" and all drop out alike, so
+    the figure can never tell them apart (the old rule, "logged in and not paused", kept
+    wrap-up in and left pause out).
+    """
+    return Presence(presence) in (Presence.AVAILABLE, Presence.ON_CALL)
 
 
 def presence_record(agent_number: str, name: str, presence: Presence | str) -> dict[str, str]:

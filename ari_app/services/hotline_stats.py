@@ -1,15 +1,16 @@
 """Per-hotline aggregates for the team panel, /api/hotlines and /metrics.
 
 Definitions (the README's panel section should quote them):
-- logged_in: agents logged in to the hotline and not paused. Paused agents are left out on
-  purpose: counting them would let colleagues tell "paused" from "logged out" for an agent
-  shown as not available, which the presence rules keep indistinguishable.
+- logged_in: agents logged in to the hotline whose *exposed* presence is available or on a
+  call (`domain.presence.counts_as_staffed`). Derived from the three exposed values only:
+  paused, in wrap-up, right after a private call and logged out are all "not available"
+  and all left out alike, so the figure cannot tell them apart (issue 13, finding 8).
 - available: of those, agents whose exposed presence is available.
 - waiting: callers in the hotline's queue now (calls with status waiting).
 - longest_wait_s: whole seconds the longest-waiting of them has been in the call, since it
   reached the app (greeting included), as a caller experiences it.
-- on_duty (hotlines with a duty roster only, else None): someone is logged in and not
-  paused, yes or no; never who is on duty nor who is not.
+- on_duty (hotlines with a duty roster only, else None): logged_in > 0, yes or no; never
+  who is on duty nor who is not.
 - service level today: among the calls *offered* today (local day in the hotline's time
   zone) — calls that entered the queue and whose fate is known (answered, or ended without
   being answered: abandoned, timed out, sent to voicemail or forwarded) — the share answered
@@ -29,14 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ari_app.db.models import (
     AgentLogin,
-    AgentState,
     Call,
     CallEvent,
     CallStatus,
     Hotline,
     RosterSlot,
 )
-from ari_app.domain.presence import Presence
+from ari_app.domain.presence import Presence, counts_as_staffed
 from ari_app.services.presence import AgentPresence, Snapshot, agent_presences
 
 ENTER_QUEUE_EVENT = "ENTERQUEUE"  # logged by the inbound flow when a caller is queued
@@ -86,13 +86,11 @@ async def hotline_stats(
     presence_of = {p.agent_id: p.presence for p in presences}
 
     staffed: dict[int, list[int]] = {}
-    logins = await session.execute(
-        select(AgentLogin.hotline_id, AgentLogin.agent_id)
-        .join(AgentState, AgentState.agent_id == AgentLogin.agent_id)
-        .where(AgentState.paused.is_(False))
-    )
+    logins = await session.execute(select(AgentLogin.hotline_id, AgentLogin.agent_id))
     for hotline_id, agent_id in logins:
-        staffed.setdefault(hotline_id, []).append(agent_id)
+        presence = presence_of.get(agent_id)
+        if presence is not None and counts_as_staffed(presence):
+            staffed.setdefault(hotline_id, []).append(agent_id)
 
     waiting_rows = await session.execute(
         select(Call.hotline_id, func.count(), func.min(Call.entered_at))

@@ -17,13 +17,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ari_app.db.models import Agent, AgentActivity, AgentLogin, AgentState
+from ari_app.db.models import Agent, AgentActivity, AgentLogin, AgentState, Hotline
 from ari_app.domain.presence import Presence, exposed_presence, presence_record
 
 log = logging.getLogger(__name__)
@@ -58,24 +58,51 @@ def _activity(state: AgentState | None, now: datetime) -> str:
     return AgentActivity(state.activity).value
 
 
+_PresenceRow = tuple[int, str, str, AgentState | None, bool, int | None]
+
+
+def _after_call(state: AgentState | None, hold_s: int | None, now: datetime) -> bool:
+    """A call on the device ended less than `hold_s` seconds ago."""
+    if state is None or state.device_idle_at is None or not hold_s:
+        return False
+    return bool(state.device_idle_at + timedelta(seconds=int(hold_s)) > now)
+
+
 async def agent_presences(
     session: AsyncSession, now: datetime | None = None
 ) -> list[AgentPresence]:
     """All agents with their exposed presence, ordered by name then number."""
     now = now or datetime.now(UTC)
     logged_in = exists().where(AgentLogin.agent_id == Agent.id)
+    # How long "after a call" lasts: the longest wrap-up of the hotlines the agent is
+    # logged in to, so a private call ends the way a hotline call does.
+    hold = (
+        select(func.max(Hotline.wrapup_s))
+        .join(AgentLogin, AgentLogin.hotline_id == Hotline.id)
+        .where(AgentLogin.agent_id == Agent.id)
+        .scalar_subquery()
+    )
     rows = await session.execute(
-        select(Agent.id, Agent.number, Agent.name, AgentState, logged_in.label("logged_in"))
+        select(
+            Agent.id,
+            Agent.number,
+            Agent.name,
+            AgentState,
+            logged_in.label("logged_in"),
+            hold.label("hold_s"),
+        )
         .outerjoin(AgentState, AgentState.agent_id == Agent.id)
         .order_by(Agent.name, Agent.number)
     )
     result = []
-    for agent_id, number, name, state, is_logged_in in rows:
+    for row in rows:
+        agent_id, number, name, state, is_logged_in, hold_s = cast(_PresenceRow, tuple(row))
         presence = exposed_presence(
             logged_in=bool(is_logged_in),
             paused=bool(state.paused) if state is not None else False,
             activity=_activity(state, now),
             device_busy=bool(state.device_busy) if state is not None else False,
+            after_call=_after_call(state, hold_s, now),
         )
         result.append(AgentPresence(agent_id, number, name, presence))
     return result

@@ -6,8 +6,9 @@ module only as a `presence_record` (agent, name, presence), so no internal state
 wrap-up, logged out) and no reason can leak through here.
 
 Counting follows the panel (`services/hotline_stats.py`): an agent counts as logged in to a
-hotline when logged in to it and not paused. Counting paused agents would tell "paused"
-from "logged out" for an agent who is shown as not available, which presence must hide.
+hotline when logged in to it and shown as available or on a call
+(`domain.presence.counts_as_staffed`). Paused, wrap-up, right after a call and logged out
+are all "not available" and never counted, so no figure tells them apart.
 """
 
 from __future__ import annotations
@@ -19,16 +20,19 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ari_app.db.models import AgentLogin, AgentState, Call, CallStatus, Hotline, Membership
+from ari_app.db.models import AgentLogin, Call, CallStatus, Hotline, Membership
 from ari_app.domain.errors import NotFound
-from ari_app.domain.presence import Presence
+from ari_app.domain.presence import Presence, counts_as_staffed
 from ari_app.services.presence import agent_presences
+
+STAFFED = (Presence.AVAILABLE, Presence.ON_CALL)  # the presences a logged-in count can have
 
 
 @dataclass(frozen=True)
 class HotlineStatus:
-    """One hotline now. `logged_in` counts the agents logged in to it (not paused) by
-    exposed presence; `agents` (only when asked for) lists every member's presence record."""
+    """One hotline now. `logged_in` counts the agents logged in to it by exposed presence
+    (available, on_call: "not available" agents are not counted at all); `agents` (only
+    when asked for) lists every member's presence record."""
 
     number: str
     name: str
@@ -75,14 +79,12 @@ async def hotline_status(
     now = await db_now(session)
     presence = {p.agent_id: p for p in await agent_presences(session, now)}
 
-    counts = {i: {p.value: 0 for p in Presence} for i in ids}
+    counts = {i: {p.value: 0 for p in STAFFED} for i in ids}
     logins = await session.execute(
-        select(AgentLogin.hotline_id, AgentLogin.agent_id)
-        .join(AgentState, AgentState.agent_id == AgentLogin.agent_id)
-        .where(AgentLogin.hotline_id.in_(ids), AgentState.paused.is_(False))
+        select(AgentLogin.hotline_id, AgentLogin.agent_id).where(AgentLogin.hotline_id.in_(ids))
     )
     for hotline_id, agent_id in logins:
-        if agent_id in presence:
+        if agent_id in presence and counts_as_staffed(presence[agent_id].presence):
             counts[hotline_id][presence[agent_id].presence.value] += 1
 
     agents: dict[int, list[dict[str, str]]] = {i: [] for i in ids}

@@ -82,7 +82,10 @@ class Metrics:
             registry=r,
         )
         self.logged_in = Gauge(
-            "hotline_agents_logged_in", "Agents logged in and not paused", ["hotline"], registry=r
+            "hotline_agents_logged_in",
+            "Agents logged in to the hotline and shown as available or on a call",
+            ["hotline"],
+            registry=r,
         )
         self.service_level = Gauge(
             "hotline_service_level_ratio",

@@ -75,11 +75,12 @@ async def test_status_json_shows_only_exposed_presence(cli: Cli, sessions: Sessi
     assert set(first) == {
         "hotline", "name", "agents_logged_in", "callers_waiting", "longest_wait_s",
     }  # fmt: skip
-    # Paused agents are not counted as logged in (else "paused" could be told from "out").
-    assert first["agents_logged_in"] == {"available": 2, "on_call": 1, "unavailable": 1}
+    # Only agents shown as available or on a call count: paused (103), wrap-up (104) and
+    # logged out are all "not available" and all left out (issue 13, finding 8).
+    assert first["agents_logged_in"] == {"available": 2, "on_call": 1}
     assert first["callers_waiting"] == 2
     assert 90 <= first["longest_wait_s"] < 120
-    assert data[1]["agents_logged_in"] == {"available": 0, "on_call": 0, "unavailable": 0}
+    assert data[1]["agents_logged_in"] == {"available": 0, "on_call": 0}
     assert data[1]["callers_waiting"] == 0 and data[1]["longest_wait_s"] == 0
 
     with_agents = await cli.json("status", "500", "--agents")
@@ -102,10 +103,10 @@ async def test_status_table_shows_only_exposed_presence(cli: Cli, sessions: Sess
     out = (await cli.ok("status", "--agents")).stdout
     lines = out.splitlines()
     assert lines[0].split() == [
-        "HOTLINE", "NAME", "AVAILABLE", "ON_CALL", "UNAVAILABLE", "WAITING", "LONGEST", "WAIT",
+        "HOTLINE", "NAME", "AVAILABLE", "ON_CALL", "WAITING", "LONGEST", "WAIT",
     ]  # fmt: skip
-    assert lines[1].split()[:6] == ["500", "Bürgerbüro", "2", "1", "1", "2"]
-    assert re.fullmatch(r"1m3\ds", lines[1].split()[6])
+    assert lines[1].split()[:5] == ["500", "Bürgerbüro", "2", "1", "2"]
+    assert re.fullmatch(r"1m3\ds", lines[1].split()[5])
     agent_rows = [line.split() for line in lines if line.startswith("500  ") and "Agent" in line]
     assert [row[-1] for row in agent_rows] == [
         "available", "on_call", "unavailable", "unavailable", "on_call", "available",
@@ -117,7 +118,7 @@ async def test_status_service_matches_cli(cli: Cli, sessions: Sessions) -> None:
     await _scene(cli, sessions)
     async with sessions() as session:
         (status,) = await hotline_status(session, "500", with_agents=True)
-    assert status.logged_in_total == 4
+    assert status.logged_in_total == 3
     assert (
         status.as_dict(with_agents=True)["agents"]
         == (await cli.json("status", "500", "--agents"))[0]["agents"]

@@ -1,6 +1,8 @@
 """Presence from device states end to end (issue 4, item 6): a phone-to-phone call that
 the app never sees (1003 calls 1004 through the dialplan) shows both agents as on a call,
-the logged-in one and the logged-out one alike, and both go back afterwards."""
+the logged-in one and the logged-out one alike, and both go back afterwards: the logged-in
+one through "not available" for the hotline's wrap-up time, as after a hotline call
+(issue 13, finding 8)."""
 
 from __future__ import annotations
 
@@ -18,12 +20,13 @@ from .conftest import AriHttp
 from .hotline_world import Sessions, wait_until
 
 pytestmark = pytest.mark.e2e
+WRAPUP_S = 3
 
 
 async def _seed(sessions: Sessions) -> None:
     """Agent 301 on phone 1003, logged in to hotline 500; agent 302 on phone 1004, logged out."""
     async with sessions() as session, session.begin():
-        hotline = await admin.create_hotline(session, "500", "Buergerbuero")
+        hotline = await admin.create_hotline(session, "500", "Buergerbuero", wrapup_s=WRAPUP_S)
         caller = await admin.create_agent(session, "301", "Carla", device="PJSIP/1003")
         callee = await admin.create_agent(session, "302", "Dirk", device="PJSIP/1004")
         for agent in (caller, callee):
@@ -70,8 +73,18 @@ async def test_non_hotline_call_shows_on_call(
             await wait_until(lambda: _presence_is(sessions, on_call), 5, "both agents on a call")
             result = await call.wait()
         assert result.final_status == 200, result.describe()
-    idle = {"301": "available", "302": "unavailable"}
-    await wait_until(lambda: _presence_is(sessions, idle), 5, "both agents back")
+    # Right after the private call 301 is "not available" as after a hotline call's
+    # wrap-up, then available again.
+    seen: list[str] = []
+
+    async def back() -> bool:
+        now = await _presence(sessions)
+        if not seen or seen[-1] != now["301"]:
+            seen.append(now["301"])
+        return now == {"301": "available", "302": "unavailable"}
+
+    await wait_until(back, WRAPUP_S + 5, "both agents back")
+    assert seen[-2:] == ["unavailable", "available"], seen
 
 
 async def _presence_is(sessions: Sessions, expected: dict[str, str]) -> bool:

@@ -48,6 +48,9 @@ FORBIDDEN_WORDS = (
 
 TARGETS = [(None, None), ("PJSIP/1001", TargetKind.DEVICE), ("01701234567", TargetKind.EXTERNAL)]
 WRAPUP_ENDS = [None, NOW - timedelta(seconds=5), NOW + timedelta(seconds=30)]
+# When the last call on the device ended: never, within the hold (HOLD_S), long ago.
+CALL_ENDS = [None, NOW - timedelta(seconds=3), NOW - timedelta(minutes=5)]
+HOLD_S = 10  # the longest wrap-up of the agent's hotlines (from the query)
 
 
 def _states() -> list[tuple[bool, AgentState | None]]:
@@ -56,7 +59,7 @@ def _states() -> list[tuple[bool, AgentState | None]]:
     for logged_in, paused, activity, busy, (
         target,
         kind,
-    ), wrapup_until, reserved in itertools.product(
+    ), wrapup_until, reserved, idle_at in itertools.product(
         (False, True),
         (False, True),
         list(AgentActivity),
@@ -64,6 +67,7 @@ def _states() -> list[tuple[bool, AgentState | None]]:
         TARGETS,
         WRAPUP_ENDS,
         (None, uuid.uuid4()),
+        CALL_ENDS,
     ):
         state = AgentState(
             agent_id=1,
@@ -78,6 +82,7 @@ def _states() -> list[tuple[bool, AgentState | None]]:
             calls_taken=7,
             unanswered_streak=2,
             device_busy=busy,
+            device_idle_at=idle_at,
         )
         combos.append((logged_in, state))
     return combos
@@ -87,7 +92,8 @@ STATES = _states()
 
 
 class FakeSession:
-    """Answers the one query `agent_presences` makes with prepared rows."""
+    """Answers the one query `agent_presences` makes with prepared rows: (id, number, name,
+    state, logged in, hold seconds)."""
 
     def __init__(self, rows: list[tuple[Any, ...]]) -> None:
         self.rows = rows
@@ -98,7 +104,14 @@ class FakeSession:
 
 def _rows() -> list[tuple[Any, ...]]:
     return [
-        (index + 1, f"{1000 + index}", f"Agent {index}", state, logged_in)
+        (
+            index + 1,
+            f"{1000 + index}",
+            f"Agent {index}",
+            state,
+            logged_in,
+            HOLD_S if logged_in else None,
+        )
         for index, (logged_in, state) in enumerate(STATES)
     ]
 
@@ -178,10 +191,12 @@ async def test_absences_are_indistinguishable_in_the_service_output() -> None:
         (True, state(paused=True)),
         (True, state(activity=AgentActivity.WRAPUP, wrapup_until=NOW + timedelta(seconds=60))),
         (True, state(paused=True, target="01701234567", target_kind=TargetKind.EXTERNAL)),
+        # right after a private call on the desk phone: like a wrap-up (issue 13, finding 8)
+        (True, state(device_idle_at=NOW - timedelta(seconds=3))),
     ]
     outputs = set()
     for logged_in, st in variants:
-        session = FakeSession([(1, "1001", "Anna", st, logged_in)])
+        session = FakeSession([(1, "1001", "Anna", st, logged_in, HOLD_S)])
         (record,) = await presence.read_presence(session, NOW)  # type: ignore[arg-type]
         outputs.add(json.dumps(record, sort_keys=True))
     assert outputs == {json.dumps({"agent": "1001", "name": "Anna", "presence": "unavailable"})}
@@ -206,7 +221,7 @@ async def test_every_kind_of_call_looks_the_same() -> None:
     outputs = set()
     for logged_in in (False, True):
         for st in states:
-            session = FakeSession([(1, "1001", "Anna", st, logged_in)])
+            session = FakeSession([(1, "1001", "Anna", st, logged_in, HOLD_S)])
             (record,) = await presence.read_presence(session, NOW)  # type: ignore[arg-type]
             outputs.add(json.dumps(record, sort_keys=True))
     assert outputs == {json.dumps({"agent": "1001", "name": "Anna", "presence": "on_call"})}
