@@ -4,7 +4,9 @@
 # foreground. Each {{name}} placeholder takes the environment variable PBX_<NAME> (upper
 # case); a placeholder without a variable stops the container with one clear line.
 # asterisk.conf is not rendered: the package's standard directories are used.
-# Untested on the development machines (no Docker engine there).
+# Desk phones: PBX_PHONE_LIST="1001=192.0.2.11:5060 1002=192.0.2.12:5060" renders
+# pjsip-phone.conf once per phone (identified by its address, reached at that contact) and
+# lets phones dial each other by extension.
 set -euo pipefail
 templates=${TEMPLATES:-/usr/share/hotline/pbx}
 dialplan=${DIALPLAN:-/usr/share/hotline/dialplan/extensions_hotline.conf}
@@ -25,6 +27,21 @@ render() { # render TEMPLATE > stdout
 }
 
 : "${PBX_ARI_PASSWORD:?PBX_ARI_PASSWORD is not set (the ARI password hotline serve uses)}"
+
+phones="" extensions=""
+for entry in ${PBX_PHONE_LIST:-}; do
+  if [[ ! $entry =~ ^([0-9A-Za-z_-]+)=([0-9A-Fa-f.:]+):([0-9]+)$ ]]; then
+    echo "hotline-asterisk: PBX_PHONE_LIST entry '$entry' is not ext=address:port" >&2
+    exit 1
+  fi
+  PBX_EXT=${BASH_REMATCH[1]} PBX_ADDRESS=${BASH_REMATCH[2]} PBX_PORT=${BASH_REMATCH[3]} \
+    PBX_NAME="Phone ${BASH_REMATCH[1]}" PBX_CONTEXT=hotline-phones
+  export PBX_EXT PBX_ADDRESS PBX_PORT PBX_NAME PBX_CONTEXT
+  phones+=$(render "$templates/pjsip-phone.conf")$'\n'
+  extensions+="exten => $PBX_EXT,1,Dial(PJSIP/$PBX_EXT,60)"$'\n'" same => n,Hangup()"$'\n'
+done
+export PBX_PHONES=${PBX_PHONES:-$phones} PBX_PHONE_EXTENSIONS=${PBX_PHONE_EXTENSIONS:-$extensions}
+
 for template in "$templates"/*.conf; do
   case $(basename "$template") in
     asterisk.conf | pjsip-phone.conf) continue ;;

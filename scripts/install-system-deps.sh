@@ -52,6 +52,18 @@ command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v kamailio >/dev/null || missing+=(kamailio)
 # --- end of cluster block -------------------------------------------------------------
 
+# --- containers (tests/e2e/test_docker_stack.py) ---------------------------------------
+# No Docker engine on these machines: the compose stack is built and run with the
+# distribution's podman, with runc as runtime (crun refuses on hybrid cgroups), base images
+# made with debootstrap from the machine's Debian mirror (scripts/docker-base-images.sh) and
+# podman-compose (1.0.3 cannot run compose.yaml; README "Docker" says why and what the test
+# does instead).
+command -v podman >/dev/null || missing+=(podman)
+command -v runc >/dev/null || missing+=(runc)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v podman-compose >/dev/null || missing+=(podman-compose)
+# --- end of containers block -----------------------------------------------------------
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "system packages: already installed" >&2
   exit 0
@@ -70,23 +82,11 @@ has_candidate() {
 # Debian 12 candidate (asterisk and its own libraries) comes from there. The mirror URIs and
 # keyring are read from the machine's own apt sources: no host name is written here.
 add_bullseye() {
-  local src=/etc/apt/sources.list.d/debian.sources
-  local main_uri="" sec_uri="" keyring=/usr/share/keyrings/debian-archive-keyring.gpg k
-  if [ -f "$src" ]; then
-    main_uri=$(awk '/^URIs:/{print $2}' "$src" | grep -v security | head -n1 || true)
-    sec_uri=$(awk '/^URIs:/{print $2}' "$src" | grep security | head -n1 || true)
-    k=$(awk '/^Signed-By:/{print $2}' "$src" | head -n1 || true)
-    [ -n "$k" ] && keyring=$k
-  fi
-  if [ -z "$main_uri" ] && [ -f /etc/apt/sources.list ]; then
-    main_uri=$(awk '$1=="deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list)
-    sec_uri=$(awk '$1=="deb" && $2 ~ /security/ {print $2; exit}' /etc/apt/sources.list)
-  fi
-  if [ -z "$main_uri" ]; then
+  local main_uri sec_uri keyring
+  read -r main_uri sec_uri keyring < <(debian_mirrors) || {
     echo "install-system-deps: no Debian mirror found in the apt sources" >&2
     exit 1
-  fi
-  [ -n "$sec_uri" ] || sec_uri="${main_uri%/debian}/debian-security"
+  }
   cat >/etc/apt/sources.list.d/hotline-bullseye.sources <<SRC
 Types: deb
 URIs: $main_uri

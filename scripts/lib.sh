@@ -37,3 +37,24 @@ pg_bin_dir() {
   fi
   [ -n "$found" ] && echo "$found"
 }
+
+# Prints "MAIN_URI SECURITY_URI KEYRING" of the machine's Debian mirrors, read from its own
+# apt sources (deb822 debian.sources, else sources.list), so no host name is ever written
+# in this repository; returns 1 when there is none.
+debian_mirrors() {
+  local src=/etc/apt/sources.list.d/debian.sources
+  local main_uri="" sec_uri="" keyring=/usr/share/keyrings/debian-archive-keyring.gpg k
+  if [ -f "$src" ]; then
+    main_uri=$(awk '/^URIs:/{print $2}' "$src" | grep -v security | head -n1 || true)
+    sec_uri=$(awk '/^URIs:/{print $2}' "$src" | grep security | head -n1 || true)
+    k=$(awk '/^Signed-By:/{print $2}' "$src" | head -n1 || true)
+    [ -n "$k" ] && keyring=$k
+  fi
+  if [ -z "$main_uri" ] && [ -f /etc/apt/sources.list ]; then
+    main_uri=$(awk '$1=="deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list)
+    sec_uri=$(awk '$1=="deb" && $2 ~ /security/ {print $2; exit}' /etc/apt/sources.list)
+  fi
+  [ -n "$main_uri" ] || return 1
+  [ -n "$sec_uri" ] || sec_uri="${main_uri%/debian}/debian-security"
+  echo "$main_uri $sec_uri $keyring"
+}
