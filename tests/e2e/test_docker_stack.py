@@ -153,7 +153,11 @@ def start_order(services: Mapping[str, Any]) -> list[str]:
 
     def visit(name: str) -> None:
         if name not in order:
-            for dep in services[name].get("depends_on") or {}:
+            deps = list(services[name].get("depends_on") or {})
+            network = services[name].get("network_mode", "")
+            if network.startswith("service:"):  # compose starts that service first too
+                deps.append(network.removeprefix("service:"))
+            for dep in deps:
                 visit(dep)
             order.append(name)
 
@@ -354,6 +358,10 @@ class Stack:
                 )
             await asyncio.sleep(interval)
 
+    async def exit_code(self, name: str) -> int:
+        state = json.loads(await podman("inspect", "--format", "json", self.container(name)))
+        return int(state[0]["State"]["ExitCode"])
+
     async def logs(self, name: str) -> str:
         return (await podman("logs", "--tail", "40", self.container(name), check=False))[-4000:]
 
@@ -479,13 +487,19 @@ asyncio.run(main())
 
 async def test_compose_stack_calls_through_and_leaves_nothing(stack: Stack, sipp_dir: Path) -> None:
     phone_port = int(stack.env["HOTLINE_PHONES"].rsplit(":", 1)[1])
+    began = time.monotonic()
     await stack.build()
+    print(f"docker stack: images built in {time.monotonic() - began:.0f}s")
+    began = time.monotonic()
     await stack.up()
 
     # Started as compose starts it, the app is healthy within 30 s.
     took = await stack.wait_healthy("app", APP_HEALTHY_WITHIN)
     assert await stack.health("app") == "healthy"
     assert took <= APP_HEALTHY_WITHIN
+    print(
+        f"docker stack: up in {time.monotonic() - began:.0f}s, app healthy {took:.1f}s after start"
+    )
 
     # The app's own role: no superuser, no DDL (migrations ran as the owner role).
     probe = await stack.exec("app", "python", "-c", _ROLE_PROBE)
@@ -540,6 +554,8 @@ async def test_compose_stack_calls_through_and_leaves_nothing(stack: Stack, sipp
             result = await call.wait()
         assert result.answered and result.got_bye(), result.describe()
         await wait_until(lambda: phone.received("BYE"), 10, "the agent's phone got a BYE")
+    # The app ended the call itself after its grace and exited 0 (not killed at the timeout).
+    assert await stack.exit_code("app") == 0, await stack.logs("app")
 
     await stack.down()
     assert await stack.leftovers() == []
