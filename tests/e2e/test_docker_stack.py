@@ -181,10 +181,15 @@ async def run(*args: str, timeout: float = 120.0, stdin: str | None = None) -> t
         out, _ = await asyncio.wait_for(
             proc.communicate(stdin.encode() if stdin is not None else None), timeout
         )
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise StackError(f"{' '.join(args[:4])} ... still running after {timeout:.0f}s") from None
+    except BaseException as exc:  # timeout, or cancelled because a sibling build failed
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        if isinstance(exc, TimeoutError):
+            raise StackError(
+                f"{' '.join(args[:4])} ... still running after {timeout:.0f}s"
+            ) from None
+        raise
     assert proc.returncode is not None
     return proc.returncode, out.decode(errors="replace")
 
@@ -219,45 +224,31 @@ class Stack:
     # -- build --
 
     async def build(self) -> None:
-        by_recipe: dict[tuple[str, str], str] = {}
+        """Build each recipe once (app and migrate share one), the recipes side by side."""
+        builds: dict[tuple[Path, Path], str] = {}
         for name, service in self.services.items():
             if "build" not in service:
                 self.images[name] = without_digest(service["image"])
                 continue
             context = (COMPOSE_FILE.parent / service["build"]["context"]).resolve()
-            dockerfile = context / service["build"]["dockerfile"]
-            recipe = (str(context), str(dockerfile))
-            if recipe not in by_recipe:
-                image = f"localhost/hotline-test-{self.run_id}/{name}:test"
-                self.built.append(image)  # before the build: removed even if it fails
-                await run_checked(
-                    "nice",
-                    "-n",
-                    "19",
-                    *PODMAN,
-                    "build",
-                    "--pull=never",
-                    "--layers=false",
-                    "--network",
-                    "host",
-                    *ULIMITS,
-                    "--label",
-                    self.label,
-                    "-v",
-                    f"{CA_DIR}:{CA_DIR}:ro",
-                    "--build-arg",
-                    f"PIP_CERT={CA_BUNDLE}",
-                    "--build-arg",
-                    f"BASE_IMAGE={dockerfile_base(dockerfile)}",
-                    "-f",
-                    str(dockerfile),
-                    "-t",
-                    image,
-                    str(context),
-                    timeout=BUILD_TIMEOUT,
-                )
-                by_recipe[recipe] = image
-            self.images[name] = by_recipe[recipe]
+            recipe = (context, context / service["build"]["dockerfile"])
+            if recipe not in builds:
+                builds[recipe] = f"localhost/hotline-test-{self.run_id}/{name}:test"
+                self.built.append(builds[recipe])  # before the build: removed if it fails
+            self.images[name] = builds[recipe]
+        async with asyncio.TaskGroup() as group:  # one fails: the others are stopped
+            for (context, dockerfile), image in builds.items():
+                group.create_task(self._build(image, context, dockerfile))
+
+    async def _build(self, image: str, context: Path, dockerfile: Path) -> None:
+        await run_checked(
+            *("nice", "-n", "19", *PODMAN, "build", "--pull=never", "--layers=false"),
+            *("--network", "host", *ULIMITS, "--label", self.label),
+            *("-v", f"{CA_DIR}:{CA_DIR}:ro", "--build-arg", f"PIP_CERT={CA_BUNDLE}"),
+            *("--build-arg", f"BASE_IMAGE={dockerfile_base(dockerfile)}"),
+            *("-f", str(dockerfile), "-t", image, str(context)),
+            timeout=BUILD_TIMEOUT,
+        )
 
     # -- up --
 
