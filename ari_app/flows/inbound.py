@@ -35,10 +35,12 @@ from ari_app.db.models import Call, CallStatus, Hotline, Outcome, TargetKind
 from ari_app.domain.actions import Action, Announce, Forward, parse_action
 from ari_app.domain.actions import Voicemail as VoicemailAction
 from ari_app.domain.hours import OpeningHours
+from ari_app.domain.waits import media as spoken_wait
 from ari_app.flows import escalation
 from ari_app.flows.base import CallFlow, FlowContext, Stop, Timer
 from ari_app.services import calls, routing, voicemail
 from ari_app.services.routing import Offer
+from ari_app.services.waits import estimate as estimated_wait
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +193,12 @@ class InboundFlow(CallFlow[S]):
         await self.on_timer_distribute(Timer("distribute"))
         if answer:
             await self.ari.answer(self.channel_id)
-        if hotline.greeting_sound and waited_s == 0:
-            await self._play([f"sound:{hotline.greeting_sound}"])
+        greeting = [f"sound:{hotline.greeting_sound}"] if hotline.greeting_sound else []
+        if waited_s == 0 and self.state is S.QUEUED and hotline.announce_frequency_s > 0:
+            # Nobody could be rung: the caller really waits, and hears where and how long.
+            greeting += await self._position_media()
+        if greeting and waited_s == 0:
+            await self._play(greeting)
         else:
             await self._moh(True)
 
@@ -359,16 +365,29 @@ class InboundFlow(CallFlow[S]):
         if self.state not in (S.QUEUED, S.RINGING) or self.call_id is None:
             return
         assert self.hotline is not None
-        async with self.ctx.sessions() as session:
-            call = await session.get(Call, self.call_id)
-            position = await routing.position_in_queue(session, call) if call else 1
+        media = await self._position_media()
+        if media:
+            await self._play(media)
+        self.start_timer("announce", self.hotline.announce_frequency_s)
+
+    async def _position_media(self) -> list[str]:
+        """The caller's position and, when there is enough data, the estimated wait."""
+        assert self.hotline is not None
+        wait = None
+        try:
+            async with self.ctx.sessions() as session:
+                call = await session.get(Call, self.call_id)
+                position = await routing.position_in_queue(session, call) if call else 1
+                wait = await estimated_wait(session, self.hotline, position, _now())
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("call=%s position unknown: %s", self.channel_id, exc)
+            return []
         media = (
             ["sound:queue-youarenext"]
             if position <= 1
             else ["sound:queue-thereare", f"number:{position - 1}", "sound:queue-callswaiting"]
         )
-        await self._play(media)
-        self.start_timer("announce", self.hotline.announce_frequency_s)
+        return media + (spoken_wait(wait) if wait is not None else [])
 
     async def on_timer_max_wait(self, _: Timer) -> None:
         if self.state not in (S.QUEUED, S.RINGING):

@@ -4,6 +4,7 @@ Asterisk and rows written, event by event."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from ari_app.db.models import (
     AgentActivity,
     AgentState,
     Call,
+    CallStatus,
     Hotline,
     Outcome,
     Voicemail,
@@ -184,3 +186,37 @@ async def test_adopted_waiting_caller_is_answered_only_if_the_dead_process_had_n
     assert result.adopted_waiting == 2
     await ari.wait_for(lambda: len(ari.called("start_moh")) == 2)
     assert [c.args[0] for c in ari.called("answer")] == ["not-answered"]
+
+
+async def test_a_waiting_caller_hears_position_and_estimated_wait_on_entry(
+    sessions: Sessions, world: Any
+) -> None:
+    ari, dispatcher = world
+    await _hotline(sessions)
+    now = datetime.now(UTC)
+    async with sessions() as session, session.begin():
+        hotline = await session.scalar(select(Hotline))
+        assert hotline is not None
+        for i in range(5):  # measured: 290 s talk + 10 s wrap-up
+            session.add(
+                Call(
+                    hotline_id=hotline.id,
+                    dialled_number="500",
+                    channel_id=f"old{i}",
+                    node="t",
+                    status=CallStatus.ENDED,
+                    answered_at=now - timedelta(hours=1),
+                    ended_at=now - timedelta(hours=1) + timedelta(seconds=290),
+                    outcome=Outcome.ANSWERED,
+                )
+            )
+        await session.execute(AgentState.__table__.update().values(activity=AgentActivity.ON_CALL))
+    _start(dispatcher)
+    play = await ari.wait_command("play")
+    # the only agent is busy: next in line, about 1 * 300 s / 1 agent
+    assert play.args[1] == [
+        "sound:queue-youarenext",
+        "sound:queue-holdtime",
+        "number:5",
+        "sound:minutes",
+    ]
