@@ -232,6 +232,30 @@ async def failure_alert(
     return True
 
 
+async def _failed_attempt(
+    session: AsyncSession,
+    action: str,
+    caller: str | None,
+    agent_id: int | None,
+    agent_number: str,
+    path: Path,
+    policy: LockoutPolicy,
+    now: datetime,
+) -> bool:
+    """The audit row of a failed attempt (wrong, or refused while locked), then the alert
+    check it may trip; True when this attempt raised the alert."""
+    await audit.record(
+        session,
+        actor=caller or ANONYMOUS,
+        action=action,
+        path=path,
+        agent_id=agent_id,
+        at=now,
+        agent_number=agent_number or None,
+    )
+    return await failure_alert(session, policy, now, path)
+
+
 async def check_pin(
     sessions: async_sessionmaker[AsyncSession],
     *,
@@ -279,16 +303,9 @@ async def check_pin(
         agent_id = agent.id if agent else None
         states = {row.subject: policy.settle(_state(row), now) for row in rows}
         if any(state.locked for state in states.values()):
-            await audit.record(
-                session,
-                actor=caller or ANONYMOUS,
-                action="pin_refused_locked",
-                path=path,
-                agent_id=agent_id,
-                at=now,
-                agent_number=agent_number or None,
+            alert = await _failed_attempt(
+                session, "pin_refused_locked", caller, agent_id, agent_number, path, policy, now
             )
-            alert = await failure_alert(session, policy, now, path)
             return PinCheck(Verdict.LOCKED, alert=alert)
         for row in rows:
             counted[row.subject] = policy.fail(states[row.subject], now)
@@ -338,16 +355,9 @@ async def check_pin(
                 state.lockouts,
                 state.locked_until.isoformat() if state.locked_until else "?",
             )
-        await audit.record(
-            session,
-            actor=caller or ANONYMOUS,
-            action="pin_failed",
-            path=path,
-            agent_id=agent_id,
-            at=now,
-            agent_number=agent_number or None,
+        alert = await _failed_attempt(
+            session, "pin_failed", caller, agent_id, agent_number, path, policy, now
         )
-        alert = await failure_alert(session, policy, now, path)
     return PinCheck(Verdict.WRONG, locked_now=locked_now, alert=alert)
 
 
