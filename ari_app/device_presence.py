@@ -33,8 +33,9 @@ import socket
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import ColumnElement, and_, case, delete, exists, func, select, text, update
+from sqlalchemy import ColumnElement, and_, case, delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -161,7 +162,7 @@ def _busy_anywhere() -> ColumnElement[bool]:
     return exists().where(
         NodeDeviceState.agent_id == AgentState.agent_id,
         NodeDeviceState.busy.is_(True),
-        NodeDeviceState.seen_at > func.now() - text(f"interval '{STALE_S:g} seconds'"),
+        NodeDeviceState.seen_at > func.now() - timedelta(seconds=STALE_S),
     )
 
 
@@ -241,7 +242,7 @@ async def refresh(session: AsyncSession, tracker: str | None) -> list[int]:
         )
     await session.execute(
         delete(NodeDeviceState).where(
-            NodeDeviceState.seen_at < func.now() - text(f"interval '{FORGET_S:g} seconds'")
+            NodeDeviceState.seen_at < func.now() - timedelta(seconds=FORGET_S)
         )
     )
     stale = await session.scalars(
