@@ -106,16 +106,22 @@ def _is_loopback(host: str) -> bool:
 
 
 def _check_ari_url(url: str) -> str:
-    parts = urlsplit(url)
-    if "@" in parts.netloc:
-        # Never echo this URL: it holds a secret.
+    # No error here ever echoes the URL: a malformed one may still hold a secret
+    # ("user:pass@host" without a scheme, "http:/user:pass@host", a stray "[").
+    shape = "HOTLINE_ARI_URL must be http(s)://host:port"
+    if "@" in url:
         raise ConfigError(
             "HOTLINE_ARI_URL must not contain credentials (use HOTLINE_ARI_USER/_PASSWORD)"
         )
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"HOTLINE_ARI_URL must be http(s)://host:port, got {url!r}")
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:
+        raise ConfigError(shape) from None
+    if parts.scheme not in ("http", "https") or not hostname:
+        raise ConfigError(shape)
     # Credentials cross this link in clear unless it is loopback or TLS.
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not _is_loopback(hostname):
         raise ConfigError("HOTLINE_ARI_URL must be loopback or https (ARI credentials)")
     return url.rstrip("/")
 

@@ -27,6 +27,9 @@ render() { # render TEMPLATE > stdout
 }
 
 : "${PBX_ARI_PASSWORD:?PBX_ARI_PASSWORD is not set (the ARI password hotline serve uses)}"
+# ari.conf stores only a crypt(3) hash (password_format = crypt), never the password.
+PBX_ARI_PASSWORD_CRYPT=$(printf '%s' "$PBX_ARI_PASSWORD" | openssl passwd -6 -stdin)
+export PBX_ARI_PASSWORD_CRYPT
 
 phones="" extensions=""
 for entry in ${PBX_PHONE_LIST:-}; do

@@ -20,6 +20,8 @@ fi
 compgen -G '/usr/share/asterisk/moh/*' >/dev/null || missing+=(asterisk-moh-opsound-gsm)
 command -v sipp >/dev/null || missing+=(sip-tester)
 command -v sox >/dev/null || missing+=(sox)
+# `openssl passwd -6`: the ARI password goes into ari.conf only as a crypt hash.
+command -v openssl >/dev/null || missing+=(openssl)
 # --- German prompts (ari_app/domain/sounds.py) -----------------------------------------
 # Debian's German Asterisk prompts (only in Debian 11 on Debian 12: the bullseye suites
 # below); what that set lacks is synthesised by espeak-ng (`hotline prompts generate`,

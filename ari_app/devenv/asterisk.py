@@ -111,6 +111,26 @@ def default_phones(count: int = 6, *, port: int | None = None) -> tuple[Phone, .
     )
 
 
+def crypt_password(password: str) -> str:
+    """A SHA-512 crypt(3) hash of ``password`` for ari.conf's ``password_format = crypt``.
+
+    ``openssl passwd -6`` (Python's ``crypt`` module is deprecated and gone in 3.13); the
+    password goes in on stdin, never on a command line other users could read.
+    """
+    result = subprocess.run(
+        ["openssl", "passwd", "-6", "-stdin"],
+        input=password,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    hashed = result.stdout.strip()
+    if result.returncode != 0 or not hashed.startswith("$6$"):
+        raise AsteriskError(f"openssl passwd -6 failed: {result.stderr.strip()}")
+    return hashed
+
+
 def render_template(text: str, values: Mapping[str, object]) -> str:
     """Fill ``{{name}}`` placeholders; a placeholder without a value is an error.
 
@@ -332,7 +352,7 @@ class PrivateAsterisk:
             "http_address": SIP_ADDRESS,
             "http_port": self.http_port,
             "ari_user": self.ari_user,
-            "ari_password": self.ari_password,
+            "ari_password_crypt": crypt_password(self.ari_password),
             "rtp_start": self.rtp_ports[0],
             "rtp_end": self.rtp_ports[1],
             "sip_address": self.sip_address[0],

@@ -1,3 +1,5 @@
+import traceback
+
 import pytest
 
 from ari_app.config import load_settings
@@ -119,3 +121,22 @@ def test_languages() -> None:
     for name in ("HOTLINE_LANGUAGE", "HOTLINE_PANEL_LANGUAGE"):
         with pytest.raises(ConfigError, match=name):
             load_settings({**BASE, name: "fr"})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "hotline:Secr3tPw@127.0.0.1:8088",  # no scheme: urlsplit takes "hotline" for one
+        "http:/hotline:Secr3tPw@127.0.0.1:8088",
+        "http://hotline:Secr3tPw@[127.0.0.1:8088",  # urlsplit raises
+        "ftp://hotline:Secr3tPw@127.0.0.1",
+        "http://[::1:Secr3tPw",
+        "Secr3tPw",  # a password pasted into the wrong variable
+    ],
+)
+def test_a_malformed_ari_url_is_never_echoed(url: str) -> None:
+    """Finding 10: whatever is wrong with HOTLINE_ARI_URL, the error does not repeat it."""
+    with pytest.raises(ConfigError, match="HOTLINE_ARI_URL") as caught:
+        load_settings({**BASE, "HOTLINE_ARI_URL": url})
+    # nor does a chained exception (what a traceback would print)
+    assert "Secr3tPw" not in "".join(traceback.format_exception(caught.value))
