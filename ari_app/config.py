@@ -24,6 +24,10 @@ from ari_app.domain.sounds import language as _language
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_RETENTION = "90d"
 MIN_RETENTION_S = 86400  # a shorter period would purge today's voicemails: surely a typo
+DEFAULT_MAX_CALL = "4h"
+# The dialplan context a redirect (302) of a leg the app originates would be dialled in:
+# it has no extensions, so Asterisk dials nothing (extensions_hotline.conf reserves it).
+NO_REDIRECT_CONTEXT = "hotline-no-redirect"
 
 
 @dataclass(frozen=True)
@@ -68,10 +72,26 @@ class Settings:
     # HOTLINE_PANEL_LANGUAGE: the panel's language for browsers asking for neither.
     language: str = DEFAULT_LANGUAGE
     panel_language: str = DEFAULT_LANGUAGE
+    # HOTLINE_MAX_CALL_DURATION: no leg the app originates lives longer (ring time included)
+    max_call_s: int = 4 * 3600
 
     def dial_external(self, number: str) -> str:
         """Dial string for an external number ops configured (never caller-typed digits)."""
         return self.external_dial.format(number=number)
+
+    def leg_variables(self) -> dict[str, str]:
+        """Channel variables for every leg the app originates (agents, forward targets,
+        escalation numbers, handover colleagues):
+        - an absolute timeout, so no leg (a forward to a number that pumps traffic, a
+          bridge nobody ends) outlives HOTLINE_MAX_CALL_DURATION;
+        - a forward context without extensions: a device answering `302 Moved` makes
+          Asterisk's dialler call the Contact's user in FORWARD_CONTEXT, i.e. nowhere,
+          instead of in the endpoint's own context (where a premium number would dial).
+        """
+        return {
+            "TIMEOUT(absolute)": str(self.max_call_s),
+            "FORWARD_CONTEXT": NO_REDIRECT_CONTEXT,
+        }
 
 
 def _require(env: Mapping[str, str], name: str) -> str:
@@ -284,6 +304,20 @@ def _language_of(env: Mapping[str, str], name: str) -> str:
         raise ConfigError(f"{name}: {exc.message}") from None
 
 
+def max_call_seconds(env: Mapping[str, str]) -> int:
+    """HOTLINE_MAX_CALL_DURATION (default 4h): from 1 minute to 1 day."""
+    text = env.get("HOTLINE_MAX_CALL_DURATION", "").strip() or DEFAULT_MAX_CALL
+    try:
+        seconds = values.duration(text)
+    except InvalidValue:
+        seconds = 0
+    if not 60 <= seconds <= 86400:
+        raise ConfigError(
+            f"HOTLINE_MAX_CALL_DURATION must be a duration from 1m to 1d like 4h, got {text!r}"
+        )
+    return seconds
+
+
 def load_settings(env: Mapping[str, str] | None = None, *, need_ari: bool = True) -> Settings:
     """Read and validate settings; need_ari=False for DB-only commands."""
     env = os.environ if env is None else env
@@ -331,6 +365,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, need_ari: bool = True
         vm_link_url=_vm_link_url(env),
         language=_language_of(env, "HOTLINE_LANGUAGE"),
         panel_language=_language_of(env, "HOTLINE_PANEL_LANGUAGE"),
+        max_call_s=max_call_seconds(env),
     )
 
 

@@ -51,7 +51,9 @@ PhoneMode = Literal["answer", "never", "reject"]
 Audio = bool | Path
 
 _REASONS = {
+    302: "Moved Temporarily",
     400: "Bad Request",
+    401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
     408: "Request Timeout",
@@ -65,7 +67,7 @@ _REASONS = {
     603: "Decline",
 }
 # Final INVITE responses a caller treats as "rejected" (acknowledged, call ends, no failure).
-_CALLER_FAILURE_CODES = (403, 404, 408, 480, 484, 486, 488, 500, 502, 503, 600, 603)
+_CALLER_FAILURE_CODES = (401, 403, 404, 408, 480, 484, 486, 488, 500, 502, 503, 600, 603)
 _COMPACT_HEADERS = {
     "i": "call-id",
     "m": "contact",
@@ -496,6 +498,7 @@ def uas_scenario(
     dtmf: str = "",
     dtmf_delay: float = 0.5,
     dtmf_interval: float = 0.3,
+    redirect_to: str = "",
 ) -> str:
     """Scenario XML for a phone taking calls; see :class:`SippPhone` for the parameters."""
     user = _check_token(user, "user")
@@ -510,13 +513,16 @@ def uas_scenario(
 [last_CSeq:]
 Contact: <sip:{user}@[local_ip]:[local_port];transport=[transport]>
 Content-Length: 0"""
+    if redirect_to and not re.fullmatch(r"sip:[A-Za-z0-9*#+._-]+@[A-Za-z0-9.:-]+", redirect_to):
+        raise ValueError(f"redirect target {redirect_to!r} must be sip:user@host[:port]")
+    redirect = f"Contact: <{redirect_to}>\n" if redirect_to else ""
     reject = f"""SIP/2.0 {reject_code} {_REASONS.get(reject_code, "Rejected")}
 [last_Via:]
 [last_From:]
 {to_tagged}
 [last_Call-ID:]
 [last_CSeq:]
-Content-Length: 0"""
+{redirect}Content-Length: 0"""
     terminated = f"""SIP/2.0 487 Request Terminated
 [last_Via:]
 [last_From:]
@@ -1000,7 +1006,8 @@ class SippPhone(_SippProcess):
       DTMF, then wait for the PBX's BYE (``hangup_after=None``) or hang up after
       ``hangup_after`` seconds;
     - ``mode="never"``: ring until the PBX cancels;
-    - ``mode="reject"``: answer with ``reject_code`` after ``ring`` seconds.
+    - ``mode="reject"``: answer with ``reject_code`` after ``ring`` seconds (with
+      ``redirect_to``, a ``sip:user@host`` URI, as Contact: e.g. a 302 redirect).
     """
 
     def __init__(
@@ -1018,6 +1025,7 @@ class SippPhone(_SippProcess):
         dtmf: str = "",
         dtmf_delay: float = 0.5,
         dtmf_interval: float = 0.3,
+        redirect_to: str = "",
         name: str | None = None,
     ) -> None:
         super().__init__(workdir, name or f"phone-{user}")
@@ -1034,6 +1042,7 @@ class SippPhone(_SippProcess):
             dtmf=dtmf,
             dtmf_delay=dtmf_delay,
             dtmf_interval=dtmf_interval,
+            redirect_to=redirect_to,
         )
 
     @classmethod

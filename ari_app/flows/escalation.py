@@ -134,6 +134,7 @@ class EscalationFlow(CallFlow[E]):
                 caller_id=f'"{self.shortage.name}" <{self.shortage.number}>',
                 timeout=RING_S,
                 channel_id=leg,
+                variables=self.ctx.settings.leg_variables(),
             )
         except AriError as exc:
             log.warning("call=%s originate to escalation number failed: %s", self.channel_id, exc)

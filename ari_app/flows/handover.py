@@ -287,6 +287,7 @@ class HandoverFlow(CallFlow[H]):
                 caller_id=f'"Handover {self.requester_number}" <{self.short_numbers[first]}>',
                 timeout=self.ring_s,
                 channel_id=leg.channel_id,
+                variables=self.ctx.settings.leg_variables(),
             )
         except AriError as exc:
             log.warning(

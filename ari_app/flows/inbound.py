@@ -334,6 +334,7 @@ class InboundFlow(CallFlow[S]):
                 caller_id=f'"{hotline.name}" <{shown or hotline.number}>',
                 timeout=hotline.ring_timeout_s,
                 channel_id=leg.channel_id,
+                variables=self.ctx.settings.leg_variables(),
             )
         except AriError as exc:
             log.warning(
@@ -678,6 +679,7 @@ class InboundFlow(CallFlow[S]):
                 caller_id=self.caller_number or None,
                 timeout=60,
                 channel_id=leg.channel_id,
+                variables=self.ctx.settings.leg_variables(),
             )
         except AriError as exc:
             log.warning("call=%s forward failed: %s", self.channel_id, exc)
