@@ -32,6 +32,7 @@ from ari_app.ari.events import (
     StasisStart,
 )
 from ari_app.db.models import Call, CallStatus, Hotline, Outcome, TargetKind
+from ari_app.domain import numbers
 from ari_app.domain.actions import Action, Announce, Forward, parse_action
 from ari_app.domain.actions import Voicemail as VoicemailAction
 from ari_app.domain.hours import OpeningHours
@@ -129,16 +130,18 @@ class InboundFlow(CallFlow[S]):
         if event.channel.id != self.channel_id:
             await self._leg_answered(event)
             return
-        self.caller_number = event.channel.caller.number
+        # untrusted text from SIP: bounded and made safe once, here (domain/numbers.py)
+        self.caller_number = numbers.caller_number(event.channel.caller.number)
+        dialled = numbers.dialled_number(self.dialled)
         try:
             async with self.ctx.sessions() as session, session.begin():
-                hotline = await calls.hotline_by_number(session, self.dialled)
+                hotline = await calls.hotline_by_number(session, dialled) if dialled else None
                 decision = await self._decide(session, hotline)
                 queued = hotline is not None and decision is None
                 call = await calls.open_call(
                     session,
                     channel_id=self.channel_id,
-                    dialled=self.dialled,
+                    dialled=numbers.dialled_record(self.dialled),
                     caller_number=self.caller_number,
                     hotline_id=hotline.id if hotline else None,
                     node=self.ctx.node,

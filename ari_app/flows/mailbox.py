@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ari_app.db.models import Agent, Hotline
+from ari_app.domain import numbers
 from ari_app.domain.errors import NotFound
 from ari_app.flows.prompts import InteractiveFlow, Question, Then, actor, spoken_number
 from ari_app.services import mailbox
@@ -91,7 +92,8 @@ def header_media(
     media = ["sound:vm-message", f"number:{position}"]
     if with_hotline:
         media += ["sound:for", spoken_number(message.hotline_number)]
-    if message.caller_number:
+    # Only a number is spoken: a stored caller ID is never trusted into a media list.
+    if numbers.is_caller_number(message.caller_number):
         media += ["sound:vm-from-phonenumber", spoken_number(message.caller_number)]
     else:
         media.append("sound:vm-unknown-caller")
