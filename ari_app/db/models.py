@@ -100,6 +100,9 @@ class Hotline(Base):
     timeout_action: Mapped[str] = mapped_column(String(120), default="voicemail")
     voicemail_greeting: Mapped[str | None] = mapped_column(String(200))
     voicemail_max_s: Mapped[int] = mapped_column(Integer, default=120)
+    # Most voicemails kept for the hotline (disk); when reached, callers hear that the
+    # mailbox is full and the oldest messages stay.
+    voicemail_quota: Mapped[int] = mapped_column(Integer, default=100, server_default="100")
     caller_id_to_agent: Mapped[str] = mapped_column(String(16), default="caller")
     accept_confirm: Mapped[bool] = mapped_column(Boolean, default=True)
     min_agents: Mapped[int] = mapped_column(Integer, default=0)

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 UNKNOWN_NUMBER_SOUND = "sound:ss-noservice"
 DEFAULT_VM_GREETING = "sound:vm-intro"
 GOODBYE_SOUND = "sound:auth-thankyou"
+MAILBOX_FULL_SOUND = "sound:vm-mailboxfull"
 CONFIRM_TIMEOUT_S = 10  # prompt (about 3 s) + time to press 1
 POLL_S = 2.0  # covers agents freed by other nodes
 BUSY_DEVICE_STATES = {"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"}
@@ -658,6 +659,13 @@ class InboundFlow(CallFlow[S]):
                 )
         if isinstance(action, VoicemailAction):
             assert self.hotline is not None
+            async with self.ctx.sessions() as session:
+                full = await voicemail.mailbox_full(session, self.hotline)
+            if full:  # the oldest messages are kept: "mailbox full", then the usual goodbye
+                await self._close(self.reason)
+                self._transition(S.ANNOUNCING, f"{cause}, mailbox full")
+                await self._play([MAILBOX_FULL_SOUND, GOODBYE_SOUND])
+                return
             self._transition(S.VM_GREETING, cause)
             greeting = self.hotline.voicemail_greeting
             await self._play([f"sound:{greeting}" if greeting else DEFAULT_VM_GREETING])

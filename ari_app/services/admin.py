@@ -56,6 +56,24 @@ def check_agent_name(value: object) -> str:
     return _name(value, "agent name")
 
 
+# Upper bounds, so a typo (or a caller) cannot fill the disk: one message at most 10 min,
+# at most 10000 messages kept per hotline.
+VOICEMAIL_MAX_S = 600
+VOICEMAIL_QUOTA_MAX = 10000
+
+
+def _between(minimum: int, maximum: int, what: str) -> Callable[[object], int]:
+    at_least = _at_least(minimum, what)
+
+    def check(value: object) -> int:
+        number = at_least(value)
+        if number > maximum:
+            raise InvalidValue(f"{what}: must be at most {maximum}, got {number}")
+        return number
+
+    return check
+
+
 def _at_least(minimum: int, what: str) -> Callable[[object], int]:
     def check(value: object) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -167,7 +185,8 @@ _SETTINGS: dict[str, Callable[[Any], Any]] = {
     "no_agent_action": _action("no-agent action"),
     "timeout_action": _action("timeout action"),
     "voicemail_greeting": _optional_sound("voicemail greeting"),
-    "voicemail_max_s": _at_least(1, "voicemail length"),
+    "voicemail_max_s": _between(1, VOICEMAIL_MAX_S, "voicemail length"),
+    "voicemail_quota": _between(1, VOICEMAIL_QUOTA_MAX, "voicemail quota"),
     "caller_id_to_agent": _caller_id_mode,
     "accept_confirm": _flag,
     "min_agents": _at_least(0, "minimum agents"),

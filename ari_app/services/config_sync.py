@@ -228,6 +228,7 @@ class HotlineConfig(_Model):
     timeout_action: str = _column_default("timeout_action")
     voicemail_greeting: str | None = None
     voicemail_max_s: Seconds = _column_default("voicemail_max_s")
+    voicemail_quota: int = _column_default("voicemail_quota")
     caller_id_to_agent: str = _column_default("caller_id_to_agent")
     accept_confirm: bool = _column_default("accept_confirm")
     min_agents: int = _column_default("min_agents")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ari_app.ari.client import AriClient
@@ -42,6 +42,15 @@ class VoicemailInfo:
             "heard_at": self.heard_at.isoformat() if self.heard_at else None,
             "done_at": self.done_at.isoformat() if self.done_at else None,
         }
+
+
+async def mailbox_full(session: AsyncSession, hotline: Hotline) -> bool:
+    """Whether the hotline keeps its quota of voicemails already (every stored message
+    counts, heard or done ones too: they are on disk until deleted or purged)."""
+    count = await session.scalar(
+        select(func.count()).select_from(Voicemail).where(Voicemail.hotline_id == hotline.id)
+    )
+    return (count or 0) >= hotline.voicemail_quota
 
 
 async def store_voicemail(

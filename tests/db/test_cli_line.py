@@ -28,7 +28,7 @@ FULL = [
     "--holiday", "2026-12-24", "--holiday", "2026-12-31",
     "--closed-action", "voicemail", "--no-agent-action", "forward:+4930123",
     "--timeout-action", "announce:custom/sorry", "--vm-greeting", "custom/vm",
-    "--vm-max", "2m", "--caller-id-to-agent", "hotline", "--no-accept-confirm",
+    "--vm-max", "2m", "--vm-quota", "50", "--caller-id-to-agent", "hotline", "--no-accept-confirm",
     "--min-agents", "1", "--escalation", "+4915100001", "--escalation", "+4915100002",
     "--service-level", "30s", "--vm-notify", "team@example.org", "--vm-notify-link",
     "--language", "de",
@@ -59,6 +59,7 @@ async def test_create_show_list_every_setting(cli: Cli, sessions: Sessions) -> N
         "timeout_action": "announce:custom/sorry",
         "voicemail_greeting": "custom/vm",
         "voicemail_max_s": 120,
+        "voicemail_quota": 50,
         "caller_id_to_agent": "hotline",
         "accept_confirm": False,
         "min_agents": 1,
@@ -140,6 +141,10 @@ async def test_delete_refused_while_voicemails_remain(cli: Cli, sessions: Sessio
         (["--timezone", "Mars/Base"], "time zone: unknown 'Mars/Base'"),
         (["--min-agents", "-1"], "minimum agents: must be at least 0"),
         (["--greeting", "../etc/passwd"], "greeting: sound name"),
+        # disk: a message and the number kept are bounded (issue 13, finding 7)
+        (["--vm-max", "11m"], "voicemail length: must be at most 600, got 660"),
+        (["--vm-quota", "0"], "voicemail quota: must be at least 1"),
+        (["--vm-quota", "10001"], "voicemail quota: must be at most 10000"),
     ],
 )
 async def test_invalid_values_exit_1_naming_the_problem(
