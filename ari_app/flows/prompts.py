@@ -57,6 +57,10 @@ REFUSED_LOGIN = ("sound:vm-incorrect", "sound:please-try-call-later", "sound:goo
 
 ENTRY_TIMEOUT_S = 8.0  # for the first key once the prompt has been played
 DIGIT_TIMEOUT_S = 5.0  # between keys
+# From the end of the prompt (or the first key) to the answer, whatever is typed: keys
+# restart the digit timeout, so without this bound a caller pressing one every few seconds
+# (or `*`, which clears the entry) would hold the line forever. MAX_TRIES bounds the retries.
+ANSWER_WITHIN_S = 45.0
 MAX_TRIES = 2  # wrong input: one retry, then goodbye
 PIN_TRIES_PER_CALL = 3  # the lockout policy usually ends it sooner
 TYPEAHEAD_MAX = 40
@@ -153,6 +157,7 @@ class InteractiveFlow(CallFlow[S]):
         so keys typed now are kept for the next question."""
         await self.stop_playback()
         self.cancel_timer("entry")
+        self.cancel_timer("answer_by")
         self.question, self._on_answer = None, None
         self._after_play = then
         if not await self._play(media):
@@ -214,6 +219,7 @@ class InteractiveFlow(CallFlow[S]):
 
     async def _ask(self, question: Question, on_answer: OnAnswer, lead: Sequence[str]) -> None:
         await self.stop_playback()
+        self.cancel_timer("answer_by")  # each try gets its own time
         self._asked += 1
         generation = self._asked
         self.question, self._on_answer = question, on_answer
@@ -234,6 +240,16 @@ class InteractiveFlow(CallFlow[S]):
         self._prompting = False
         if self.question is not None:
             self.start_timer("entry", self.question.timeout_s)
+            self._answer_by()
+
+    def _answer_by(self) -> None:
+        """The entry began (prompt played, or a first key): it must be answered in time."""
+        if "answer_by" not in self._timers:
+            self.start_timer("answer_by", ANSWER_WITHIN_S)
+
+    async def on_timer_answer_by(self, _: Timer) -> None:
+        if self.question is not None:
+            await self._fail(InputError.TIMEOUT)
 
     async def on_ChannelDtmfReceived(self, event: ChannelDtmfReceived) -> None:
         if event.channel.id != self.channel_id:
@@ -250,6 +266,7 @@ class InteractiveFlow(CallFlow[S]):
         question = self.question
         assert question is not None
         self.cancel_timer("entry")
+        self._answer_by()
         if self._discarding:
             if digit == question.terminator:
                 await self._fail(InputError.TOO_LONG)
@@ -303,6 +320,7 @@ class InteractiveFlow(CallFlow[S]):
         self.question, self._on_answer = None, None
         self._entry, self._prompting = "", False
         self.cancel_timer("entry")
+        self.cancel_timer("answer_by")
         log.info(
             "call=%s flow=%s %s: %s",
             self.channel_id,
@@ -317,6 +335,7 @@ class InteractiveFlow(CallFlow[S]):
         assert question is not None and on_answer is not None
         self.question, self._on_answer = None, None
         self.cancel_timer("entry")
+        self.cancel_timer("answer_by")
         self._typeahead.clear()  # what was typed after a mistake is not trusted
         self._tries += 1
         log.info(
@@ -409,6 +428,7 @@ class InteractiveFlow(CallFlow[S]):
         Returns what to tell the agent afterwards."""
         await self.stop_playback()
         self.cancel_timer("entry")
+        self.cancel_timer("answer_by")
         self.question = None
         result = await start_handover(self, agent.id, list(hotline_ids), action=action, path=path)
         log.info(
