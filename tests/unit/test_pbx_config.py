@@ -1,0 +1,50 @@
+"""The shipped Asterisk configuration as rendered (no Asterisk started): what issue 13
+requires of the files themselves. The e2e tests show the same on a running Asterisk."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from ari_app.devenv.asterisk import TEMPLATE_DIR, PrivateAsterisk
+
+
+def _rendered(tmp_path: Path) -> PrivateAsterisk:
+    pbx = PrivateAsterisk(tmp_path / "pbx", ari_password="Clear-Pw-4711-xyz")
+    pbx.write_config()
+    return pbx
+
+
+def test_rendered_ari_conf_holds_no_clear_password(tmp_path: Path) -> None:
+    pbx = _rendered(tmp_path)
+    for path in pbx.etc_dir.iterdir():
+        assert pbx.ari_password not in path.read_text(), path.name
+    ari = (pbx.etc_dir / "ari.conf").read_text()
+    assert re.search(r"^password_format = crypt$", ari, re.M)
+    (hashed,) = re.findall(r"^password = (\S+)$", ari, re.M)
+    salt = hashed.split("$")[2]
+    again = subprocess.run(
+        ["openssl", "passwd", "-6", "-salt", salt, "-stdin"],
+        input=pbx.ari_password,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert again == hashed  # the hash of exactly that password (what ARI logins use)
+
+
+def test_no_dtmf_in_any_log_channel() -> None:
+    logger = (TEMPLATE_DIR / "logger.conf").read_text()
+    channels = [line for line in logger.splitlines() if "=>" in line]
+    assert channels and not [line for line in channels if "dtmf" in line.split("=>")[1]]
+
+
+def test_endpoints_are_identified_by_address_only(tmp_path: Path) -> None:
+    pjsip = (_rendered(tmp_path).etc_dir / "pjsip.conf").read_text()
+    assert re.search(r"^identify_by = ip$", pjsip, re.M)  # in [endpoint-defaults](!)
+    endpoints = re.findall(r"^\[([^\]]+)\]\(endpoint-defaults\)$", pjsip, re.M)
+    assert "trunk" in endpoints and "1001" in endpoints
+    assert set(re.findall(r"^identify_by\s*=\s*(.*?)\s*$", pjsip, re.M)) == {"ip"}
+    assert not re.search(r"^trust_id_inbound\s*=\s*yes", pjsip, re.M)
+    assert "redirect_method = user" in pjsip
