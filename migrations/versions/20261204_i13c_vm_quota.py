@@ -1,7 +1,7 @@
 """voicemail quota per hotline (issue 13, finding 7)
 
 Revision ID: i13_vm_quota
-Revises: i13_pin_lockout
+Revises: i13_presence_after_call
 Create Date: 2026-12-04 19:40:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "i13_vm_quota"
-down_revision: str | None = "i13_pin_lockout"
+down_revision: str | None = "i13_presence_after_call"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
