@@ -52,6 +52,10 @@ SETTINGS: list[tuple[str, str, Any, str]] = [
      "E-mail addresses told of each new voicemail, comma-separated ('': none)."),
     ("--language", "language", click.Choice(["de", "en"]),
      "Language callers hear (default: HOTLINE_LANGUAGE of the server, de)."),
+    ("--callback-after", "callback_after_s", DURATION,
+     "Offer a callback keeping the place after this long in the queue (0: off, default)."),
+    ("--callback-attempts", "callback_attempts", int, "Attempts to reach a callback (3)."),
+    ("--callback-interval", "callback_interval_s", DURATION, "Between callback attempts (5m)."),
 ]
 # fmt: on
 SETTING_COLUMNS = [column for _, column, _, _ in SETTINGS] + [
@@ -90,6 +94,9 @@ SHOWN = [  # column, label, is a duration
     ("vm_notify_attach", "e-mail attaches audio", False),
     ("vm_notify_caller", "e-mail shows caller", False),
     ("language", "language", False),
+    ("callback_after_s", "callback after", True),
+    ("callback_attempts", "callback attempts", False),
+    ("callback_interval_s", "callback interval", True),
 ]
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]

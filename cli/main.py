@@ -9,6 +9,7 @@ import click
 from . import (
     agent,
     audit,
+    callback,
     config,
     db,
     line,
@@ -52,6 +53,7 @@ for command in (
     member.member,
     config.config,
     voicemail.voicemail,
+    callback.callback,
     roster.roster_group,
     session.login,
     session.logout,

@@ -116,6 +116,11 @@ class Hotline(Base):
     vm_notify_caller: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     # What callers hear ("de", "en"); NULL: the server's HOTLINE_LANGUAGE.
     language: Mapped[str | None] = mapped_column(String(8))
+    # Callback keeping the place (issue 15): offered after this long in the queue (0: off),
+    # this many attempts, this long between them.
+    callback_after_s: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    callback_attempts: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    callback_interval_s: Mapped[int] = mapped_column(Integer, default=300, server_default="300")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
@@ -382,6 +387,44 @@ class RosterState(Base):
     holding: Mapped[list[int]] = mapped_column(JSON_TYPE, default=list)
     audit_mark: Mapped[int] = mapped_column(Integer, default=0)
     changed_at: Mapped[datetime] = mapped_column()
+
+
+class Callback(Base):
+    """A virtual queue entry (issue 15): a caller who asked to be called back keeps the
+    place (`queue_seq`, `entered_at`) of the original call. `number` is the number that
+    call came from, never one a caller typed. At most one attempt is in flight (state
+    dialling); `next_attempt_at` is when a pending callback may be served."""
+
+    __tablename__ = "callbacks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hotline_id: Mapped[int] = mapped_column(ForeignKey("hotlines.id", ondelete="CASCADE"))
+    call_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("calls.id", ondelete="SET NULL"), unique=True
+    )
+    number: Mapped[str] = mapped_column(String(64))
+    queue_seq: Mapped[int] = mapped_column(Integer)
+    entered_at: Mapped[datetime] = mapped_column()
+    requested_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    attempt_node: Mapped[str | None] = mapped_column(String(64))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('pending', 'dialling', 'completed', 'failed', 'cancelled')",
+            name="state_known",
+        ),
+        Index(
+            "ix_callbacks_open",
+            "hotline_id",
+            "queue_seq",
+            postgresql_where=text("state IN ('pending', 'dialling')"),
+        ),
+    )
 
 
 class AuditEntry(Base):

@@ -196,6 +196,9 @@ _SETTINGS: dict[str, Callable[[Any], Any]] = {
     "vm_notify_attach": _bool("voicemail notification attach"),
     "vm_notify_caller": _bool("voicemail notification caller number"),
     "language": lambda v: None if v is None else _language(str(v)),
+    "callback_after_s": _at_least(0, "callback offer time"),
+    "callback_attempts": _at_least(1, "callback attempts"),
+    "callback_interval_s": _at_least(0, "callback interval"),
 }
 HOTLINE_SETTINGS = frozenset(_SETTINGS)
 

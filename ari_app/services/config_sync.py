@@ -238,6 +238,9 @@ class HotlineConfig(_Model):
     vm_notify_attach: bool = _column_default("vm_notify_attach")
     vm_notify_caller: bool = _column_default("vm_notify_caller")
     language: str | None = None  # what callers hear; none: the server's HOTLINE_LANGUAGE
+    callback_after_s: Seconds = _column_default("callback_after_s")  # 0: no callback offer
+    callback_attempts: int = _column_default("callback_attempts")
+    callback_interval_s: Seconds = _column_default("callback_interval_s")
     holidays: list[Day] = []
     members: list[AgentNumber] = []  # agent numbers in ring order
 

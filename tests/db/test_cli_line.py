@@ -31,7 +31,8 @@ FULL = [
     "--vm-max", "2m", "--vm-quota", "50", "--caller-id-to-agent", "hotline", "--no-accept-confirm",
     "--min-agents", "1", "--escalation", "+4915100001", "--escalation", "+4915100002",
     "--service-level", "30s", "--vm-notify", "team@example.org", "--vm-notify-link",
-    "--language", "de",
+    "--language", "de", "--callback-after", "1m", "--callback-attempts", "2",
+    "--callback-interval", "10m",
 ]  # fmt: skip
 
 
@@ -69,6 +70,9 @@ async def test_create_show_list_every_setting(cli: Cli, sessions: Sessions) -> N
         "vm_notify_attach": False,
         "vm_notify_caller": False,
         "language": "de",
+        "callback_after_s": 60,
+        "callback_attempts": 2,
+        "callback_interval_s": 600,
         "holidays": ["2026-12-24", "2026-12-31"],
         "members": 0,
     }

@@ -1,0 +1,189 @@
+"""Callbacks against the real Postgres: the SQL queue head agrees with the domain model,
+one attempt at a time across sessions, only delivered numbers, ops' list and cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cli_support import Cli
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ari_app.db.models import Call, CallStatus, Hotline
+from ari_app.db.models import Callback as CallbackRow
+from ari_app.domain.callbacks import CallbackState, Entry, QueueModel
+from ari_app.domain.errors import Conflict, Refused
+from ari_app.services import admin, callbacks, calls
+
+pytestmark = pytest.mark.db
+
+Sessions = async_sessionmaker[AsyncSession]
+NOW = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def cli(sessions: Sessions, database_url: str) -> Cli:
+    return Cli(database_url)
+
+
+async def _hotline(sessions: Sessions, number: str = "500", after: int = 60) -> Hotline:
+    async with sessions() as session, session.begin():
+        return await admin.create_hotline(
+            session, number, "Bürgerbüro", callback_after_s=after, callback_attempts=2,
+            callback_interval_s=120,
+        )  # fmt: skip
+
+
+async def _waiting(sessions: Sessions, hotline: Hotline, caller: str | None = "030123") -> Call:
+    async with sessions() as session, session.begin():
+        call = await calls.open_call(
+            session,
+            channel_id=f"ch-{uuid.uuid4().hex[:8]}",
+            dialled=hotline.number,
+            caller_number=caller,
+            hotline_id=hotline.id,
+            node="t",
+            status=CallStatus.WAITING,
+        )
+    return call
+
+
+async def _request(sessions: Sessions, call: Call, now: datetime = NOW) -> int:
+    async with sessions() as session, session.begin():
+        row = await callbacks.request(session, call.id, now)
+        await calls.set_status(session, call.id, CallStatus.ENDED)  # the caller hung up
+        return row.id
+
+
+async def test_sql_queue_head_agrees_with_the_model(sessions: Sessions) -> None:
+    """Random queues of live callers and callbacks (pending, due or not, dialling): the
+    SQL of next_in_line picks the entry QueueModel.next_entry picks."""
+    rng = random.Random(15)
+    for round_ in range(12):
+        hotline = await _hotline(sessions, f"5{round_:02d}")
+        model = QueueModel()
+        refs: dict[int, str] = {}  # model seq -> call id or callback id
+        for _ in range(rng.randint(0, 7)):
+            call = await _waiting(sessions, hotline)
+            seq = model.arrive()
+            kind = rng.choice(["live", "pending", "later", "dialling", "gone"])
+            if kind == "live":
+                refs[seq] = str(call.id)
+                continue
+            if kind == "gone":  # hung up without a callback
+                async with sessions() as session, session.begin():
+                    await calls.set_status(session, call.id, CallStatus.ENDED)
+                model.hang_up(seq)
+                continue
+            refs[seq] = str(await _request(sessions, call))
+            model.request_callback(seq)
+            entry: Entry = model.entries[seq]
+            async with sessions() as session, session.begin():
+                if kind == "later":  # a failed attempt: the next one in two minutes
+                    entry.due_at = 120
+                    await session.execute(
+                        update(CallbackRow)
+                        .where(CallbackRow.id == int(refs[seq]))
+                        .values(next_attempt_at=NOW + timedelta(seconds=120))
+                    )
+                elif kind == "dialling":
+                    entry.state = CallbackState.DIALLING
+                    assert await callbacks.start_attempt(
+                        session, int(refs[seq]), node="t", agent_id=None, now=NOW
+                    )
+        for at in (0, 130):
+            expected = model.next_entry(at)
+            async with sessions() as session:
+                got = await callbacks.next_in_line(session, hotline.id, NOW + timedelta(seconds=at))
+            want = None if expected is None else (expected.kind, refs[expected.seq])
+            assert got == want, (round_, at, model.entries)
+
+
+async def test_one_attempt_at_a_time_across_sessions(sessions: Sessions) -> None:
+    hotline = await _hotline(sessions)
+    callback_id = await _request(sessions, await _waiting(sessions, hotline))
+
+    async def claim(node: str) -> bool:
+        async with sessions() as session, session.begin():
+            return await callbacks.start_attempt(
+                session, callback_id, node=node, agent_id=None, now=NOW
+            )
+
+    results = await asyncio.gather(*(claim(f"n{i}") for i in range(8)))
+    assert sorted(results) == [False] * 7 + [True]
+    async with sessions() as session, session.begin():
+        state = await callbacks.finish_attempt(session, callback_id, connected=False, now=NOW)
+        assert state is CallbackState.PENDING  # 1 of 2 attempts: again in two minutes
+        row = await session.get(CallbackRow, callback_id)
+        assert row is not None and row.next_attempt_at == NOW + timedelta(seconds=120)
+    async with sessions() as session, session.begin():
+        assert not await callbacks.start_attempt(
+            session, callback_id, node="t", agent_id=None, now=NOW + timedelta(seconds=60)
+        )  # not due yet
+        assert await callbacks.start_attempt(
+            session, callback_id, node="t", agent_id=None, now=NOW + timedelta(seconds=120)
+        )
+        with pytest.raises(Conflict):
+            await callbacks.cancel(session, callback_id, NOW)  # being dialled
+    async with sessions() as session, session.begin():
+        state = await callbacks.finish_attempt(session, callback_id, connected=False, now=NOW)
+        assert state is CallbackState.FAILED
+        with pytest.raises(Conflict):
+            await callbacks.finish_attempt(session, callback_id, connected=True, now=NOW)
+
+
+async def test_only_the_calling_number_and_only_when_offered(sessions: Sessions) -> None:
+    hotline = await _hotline(sessions)
+    off = await _hotline(sessions, "600", after=0)
+    for withheld in (None, "anonymous", ""):
+        call = await _waiting(sessions, hotline, caller=withheld)
+        with pytest.raises(Refused):
+            async with sessions() as session, session.begin():
+                await callbacks.request(session, call.id, NOW)
+    with pytest.raises(Refused):
+        async with sessions() as session, session.begin():
+            await callbacks.request(session, (await _waiting(sessions, off)).id, NOW)
+    call = await _waiting(sessions, hotline, caller="+4930555")
+    await _request(sessions, call)
+    with pytest.raises(Conflict):
+        async with sessions() as session, session.begin():
+            await callbacks.request(session, call.id, NOW)
+    async with sessions() as session:
+        row = await session.scalar(select(CallbackRow))
+        assert row is not None
+        assert (row.number, row.queue_seq, row.entered_at) == (
+            "+4930555",
+            call.queue_seq,
+            call.entered_at,
+        )
+
+
+async def test_cli_list_and_cancel(cli: Cli, sessions: Sessions) -> None:
+    hotline = await _hotline(sessions)
+    first = await _request(sessions, await _waiting(sessions, hotline, caller="0301"))
+    second = await _request(sessions, await _waiting(sessions, hotline, caller="0302"))
+    rows = await cli.json("callback", "list", "--hotline", "500")
+    assert [(r["id"], r["number"], r["state"]) for r in rows] == [
+        (first, "0301", "pending"),
+        (second, "0302", "pending"),
+    ]
+    await cli.ok("callback", "cancel", str(first))
+    assert [r["id"] for r in await cli.json("callback", "list")] == [second]
+    assert [r["state"] for r in await cli.json("callback", "list", "--all")] == [
+        "cancelled",
+        "pending",
+    ]
+    assert "cancelled already" in await cli.fails("callback", "cancel", str(first))
+    assert "no callback" in await cli.fails("callback", "cancel", "999")
+    assert "no hotline" in await cli.fails("callback", "list", "--hotline", "999")
+    table = (await cli.ok("callback", "list")).stdout
+    assert "0302" in table and "pending" in table
+    shown = (await cli.ok("line", "show", "500")).stdout
+    assert "callback after" in shown
+    await cli.ok("line", "update", "500", "--callback-after", "0")
+    async with sessions() as session:
+        assert (await admin.get_hotline(session, "500")).callback_after_s == 0
