@@ -17,6 +17,8 @@ HOTLINE_COLUMNS = [
     *("hotline", "name", "day", "calls", "offered"),
     *(o.value for o in reports.OUTCOMES),
     *("avg_wait_s", "max_wait_s", "service_level_s", "service_level_pct"),
+    *("callbacks_requested", "callbacks_completed", "callbacks_failed"),
+    "avg_time_to_callback_s",
 ]
 AGENT_COLUMNS = [
     *("hotline", "day", "agent", "name"),
@@ -28,7 +30,7 @@ def _hotline_table(rows: list[dict[str, Any]]) -> None:
     headers = [
         *("HOTLINE", "DAY", "CALLS", "OFFERED"),
         *(o.value.upper() for o in reports.OUTCOMES),
-        *("AVG WAIT", "MAX WAIT", "SERVICE LEVEL"),
+        *("AVG WAIT", "MAX WAIT", "SERVICE LEVEL", "CALLBACKS"),
     ]
     table = []
     for r in rows:
@@ -41,9 +43,19 @@ def _hotline_table(rows: list[dict[str, Any]]) -> None:
                 output.seconds(r["avg_wait_s"]),
                 output.seconds(r["max_wait_s"]),
                 "-" if level is None else f"{level:.1f}% <={goal}",
+                _callbacks(r),
             ]
         )
     output.echo_table(headers, table, empty="no calls in this period")
+
+
+def _callbacks(r: dict[str, Any]) -> str:
+    """`3 (2 ok, 1 failed, avg 4m)`: requested, completed, failed, average time to callback."""
+    if not r["callbacks_requested"]:
+        return "-"
+    avg = output.seconds(r["avg_time_to_callback_s"])
+    done, failed = r["callbacks_completed"], r["callbacks_failed"]
+    return f"{r['callbacks_requested']} ({done} ok, {failed} failed, avg {avg})"
 
 
 def _agent_table(rows: list[dict[str, Any]]) -> None:

@@ -12,6 +12,10 @@ level today and this report agree):
   Average and maximum over the offered calls.
 - service level: share of offered calls answered within the threshold (the hotline's
   service_level_s, or the one asked for), in percent.
+- callbacks (issue 15): of the period's calls, those whose caller asked to be called back
+  (requested), were connected to an agent by a callback (completed), or were not reached
+  in all attempts (failed); time to callback: from the original call's arrival until the
+  callback was connected, averaged over the completed ones.
 - period: `hotline_report(by=...)` groups by local hour, day (the default) or week
   (Monday to Sunday); `day_series` gives a day's 24 hours with the service level through
   the day (cumulative), for the panel's charts and `hotline report --chart`.
@@ -29,7 +33,8 @@ from sqlalchemy import Date, DateTime, and_, case, cast, exists, func, literal, 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from ari_app.db.models import Agent, Call, CallEvent, CallStatus, Hotline, Outcome
+from ari_app.db.models import Agent, Call, Callback, CallEvent, CallStatus, Hotline, Outcome
+from ari_app.domain.callbacks import CallbackState
 from ari_app.domain.errors import InvalidValue, NotFound
 
 ENTER_QUEUE_EVENT = "ENTERQUEUE"  # logged by the inbound flow when a caller is queued
@@ -61,6 +66,10 @@ class DayReport:
     answered_in_time: int
     hour: int | None = None  # by hour: the local hour of `day`
     by: By = "day"  # by week: `day` is the week's Monday
+    callbacks_requested: int = 0
+    callbacks_completed: int = 0
+    callbacks_failed: int = 0
+    avg_time_to_callback_s: float | None = None
 
     @property
     def service_level_pct(self) -> float | None:
@@ -92,6 +101,10 @@ class DayReport:
             "max_wait_s": self.max_wait_s,
             "service_level_s": self.service_level_s,
             "service_level_pct": self.service_level_pct,
+            "callbacks_requested": self.callbacks_requested,
+            "callbacks_completed": self.callbacks_completed,
+            "callbacks_failed": self.callbacks_failed,
+            "avg_time_to_callback_s": self.avg_time_to_callback_s,
         }
 
 
@@ -204,8 +217,20 @@ async def hotline_report(
             func.avg(case((offered, wait))),
             func.max(case((offered, wait))),
             _count_if(in_time),
+            func.count(Callback.id),
+            _count_if(Callback.state == CallbackState.COMPLETED.value),
+            _count_if(Callback.state == CallbackState.FAILED.value),
+            func.avg(
+                case(
+                    (
+                        Callback.state == CallbackState.COMPLETED.value,
+                        _seconds(Callback.finished_at - Callback.entered_at),
+                    )
+                )
+            ),
         )
         .join(Hotline, Hotline.id == Call.hotline_id)
+        .outerjoin(Callback, Callback.call_id == Call.id)  # at most one per call
         .where(*clauses)
         .group_by(Hotline.id, Hotline.number, Hotline.name, Hotline.service_level_s, day)
         .order_by(Hotline.number, day)
@@ -215,7 +240,7 @@ async def hotline_report(
         row: tuple[Any, ...] = tuple(result_row)
         number, name, row_day, own_sl, calls, n_offered = row[:6]
         by_outcome = row[6 : 6 + len(OUTCOMES)]
-        avg_wait, max_wait, n_in_time = row[6 + len(OUTCOMES) :]
+        avg_wait, max_wait, n_in_time, cb_req, cb_done, cb_failed, cb_avg = row[6 + len(OUTCOMES) :]
         hour = None
         if isinstance(row_day, datetime):  # by hour
             hour = row_day.hour
@@ -234,6 +259,10 @@ async def hotline_report(
                 max_wait_s=None if max_wait is None else round(float(max_wait)),
                 service_level_s=own_sl if service_level_s is None else service_level_s,
                 answered_in_time=int(n_in_time),
+                callbacks_requested=int(cb_req),
+                callbacks_completed=int(cb_done),
+                callbacks_failed=int(cb_failed),
+                avg_time_to_callback_s=None if cb_avg is None else round(float(cb_avg), 1),
             )
         )
     return reports

@@ -187,3 +187,30 @@ async def test_cli_list_and_cancel(cli: Cli, sessions: Sessions) -> None:
     await cli.ok("line", "update", "500", "--callback-after", "0")
     async with sessions() as session:
         assert (await admin.get_hotline(session, "500")).callback_after_s == 0
+
+
+async def test_callbacks_in_the_report(cli: Cli, sessions: Sessions) -> None:
+    from zoneinfo import ZoneInfo
+
+    from ari_app.services import reports
+
+    hotline = await _hotline(sessions)
+    made = [await _waiting(sessions, hotline, caller=f"030{i}") for i in range(3)]
+    ids = [await _request(sessions, call, now=call.entered_at) for call in made]
+    for call, callback_id, outcomes in zip(made, ids, ([True], [False, False], []), strict=True):
+        at = call.entered_at
+        for connected in outcomes:
+            async with sessions() as session, session.begin():
+                assert await callbacks.start_attempt(
+                    session, callback_id, node="t", agent_id=None, now=at
+                )
+                at += timedelta(seconds=300)
+                await callbacks.finish_attempt(session, callback_id, connected=connected, now=at)
+            at += timedelta(seconds=120)  # the hotline's interval before the next attempt
+    today = made[0].entered_at.astimezone(ZoneInfo(hotline.timezone)).date()
+    async with sessions() as session:
+        [row] = await reports.hotline_report(session, today, today, hotline_number="500")
+    assert (row.callbacks_requested, row.callbacks_completed, row.callbacks_failed) == (3, 1, 1)
+    assert row.avg_time_to_callback_s == pytest.approx(300, abs=1)
+    table = (await cli.ok("report", "--hotline", "500")).stdout
+    assert "3 (1 ok, 1 failed, avg 5m)" in table

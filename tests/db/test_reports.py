@@ -109,6 +109,10 @@ async def test_hotline_report_per_local_day(sessions: Sessions) -> None:
         "max_wait_s": 360,
         "service_level_s": 20,
         "service_level_pct": 25.0,  # only the call answered after 10s was within 20s
+        "callbacks_requested": 0,
+        "callbacks_completed": 0,
+        "callbacks_failed": 0,
+        "avg_time_to_callback_s": None,
     }
     nov3 = rows[1].as_dict()
     assert (nov3["calls"], nov3["offered"], nov3["timeout"]) == (1, 0, 1)
@@ -159,7 +163,8 @@ async def test_cli_report_formats(cli: Cli, sessions: Sessions) -> None:
     assert list(rows[0]) == [
         "hotline", "name", "day", "calls", "offered", "answered", "abandoned", "voicemail",
         "forwarded", "closed", "no_agents", "timeout", "avg_wait_s", "max_wait_s",
-        "service_level_s", "service_level_pct",
+        "service_level_s", "service_level_pct", "callbacks_requested", "callbacks_completed",
+        "callbacks_failed", "avg_time_to_callback_s",
     ]  # fmt: skip
     assert [r["day"] for r in rows] == ["2026-11-02", "2026-11-03"]
     assert rows[0]["service_level_pct"] == "25.0" and rows[1]["service_level_pct"] == ""
