@@ -28,7 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ari_app.ari.client import AriClient
 from ari_app.ari.errors import AriError
 from ari_app.config import MIN_RETENTION_S, retention_seconds
-from ari_app.db.models import AuditEntry, Call, CallEvent, Lockout, Voicemail
+from ari_app.db.models import AuditEntry, Call, Callback, CallEvent, Lockout, Voicemail
+from ari_app.domain.callbacks import OPEN_STATES
 from ari_app.domain.errors import InvalidValue
 from ari_app.services import audit
 from ari_app.services.audit import Path
@@ -213,6 +214,17 @@ async def purge_older_than(
             .values(caller_number=None, pseudonymised=True)
             .execution_options(synchronize_session=False)
         )
+    )
+    # Callbacks (issue 15) keep their counts for reports, not the number they dialled.
+    await session.execute(
+        update(Callback)
+        .where(
+            Callback.entered_at < cutoff,
+            Callback.state.not_in([s.value for s in OPEN_STATES]),
+            Callback.number != "",
+        )
+        .values(number="")
+        .execution_options(synchronize_session=False)
     )
 
     deleted = recordings = kept = 0

@@ -214,3 +214,18 @@ async def test_callbacks_in_the_report(cli: Cli, sessions: Sessions) -> None:
     assert row.avg_time_to_callback_s == pytest.approx(300, abs=1)
     table = (await cli.ok("report", "--hotline", "500")).stdout
     assert "3 (1 ok, 1 failed, avg 5m)" in table
+
+
+async def test_purge_forgets_the_number_of_finished_callbacks(sessions: Sessions) -> None:
+    from ari_app.services import retention
+
+    hotline = await _hotline(sessions)
+    done = await _request(sessions, await _waiting(sessions, hotline, caller="0301"))
+    open_ = await _request(sessions, await _waiting(sessions, hotline, caller="0302"))
+    async with sessions() as session, session.begin():
+        await callbacks.cancel(session, done, NOW)
+    async with sessions() as session, session.begin():
+        await retention.purge_older_than(session, datetime.now(UTC) + timedelta(seconds=5), None)
+    async with sessions() as session:
+        numbers = dict((await session.execute(select(CallbackRow.id, CallbackRow.number))).all())
+    assert numbers == {done: "", open_: "0302"}  # an open callback still has to be made
