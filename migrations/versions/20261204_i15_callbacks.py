@@ -1,7 +1,7 @@
 """callbacks keeping the caller's place: per-hotline settings and the callbacks table
 
 Revision ID: i15_callbacks
-Revises: i13_presence_after_call
+Revises: i13_vm_quota
 Create Date: 2026-12-04 20:05:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "i15_callbacks"
-down_revision: str | None = "i13_presence_after_call"
+down_revision: str | None = "i13_vm_quota"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
