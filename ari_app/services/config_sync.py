@@ -312,7 +312,7 @@ def parse_config(text: str, name: str) -> tuple[TownConfig, Source]:
 
 _LIST_SEPARATOR = ";"
 AGENT_COLUMNS = ("number", "name", "device", "external_numbers", "hotlines")
-_READ_ONLY = ("pin_set", "logged_in", "presence")  # in `agent list --json`, not importable
+_READ_ONLY = ("pin_set", "logged_in", "presence", "pin_locks")  # `agent list --json` only
 
 
 def parse_agents(text: str, name: str, fmt: str) -> tuple[list[AgentRow], Source]:
