@@ -9,6 +9,8 @@ Definitions (the README's panel section should quote them):
 - waiting: callers in the hotline's queue now (calls with status waiting).
 - longest_wait_s: whole seconds the longest-waiting of them has been in the call, since it
   reached the app (greeting included), as a caller experiences it.
+- callbacks_waiting (hotlines that offer callbacks, or have open ones; else None):
+  callbacks still to be made (pending, or being dialled now), issue 15.
 - on_duty (hotlines with a duty roster only, else None): logged_in > 0, yes or no; never
   who is on duty nor who is not.
 - service level today: among the calls *offered* today (local day in the hotline's time
@@ -31,11 +33,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ari_app.db.models import (
     AgentLogin,
     Call,
+    Callback,
     CallEvent,
     CallStatus,
     Hotline,
     RosterSlot,
 )
+from ari_app.domain.callbacks import OPEN_STATES
 from ari_app.domain.presence import Presence, counts_as_staffed
 from ari_app.services.presence import AgentPresence, Snapshot, agent_presences
 
@@ -54,6 +58,7 @@ class HotlineStats:
     offered_today: int
     answered_in_time_today: int
     on_duty: bool | None = None
+    callbacks_waiting: int | None = None
 
     @property
     def service_level(self) -> float | None:
@@ -120,14 +125,29 @@ async def hotline_stats(
     )
     service = {hid: (int(o), int(t)) for hid, o, t in sl_rows}
 
+    open_callbacks = dict(
+        (
+            await session.execute(
+                select(Callback.hotline_id, func.count())
+                .where(Callback.state.in_([s.value for s in OPEN_STATES]))
+                .group_by(Callback.hotline_id)
+            )
+        )
+        .tuples()
+        .all()
+    )
     rostered = set(await session.scalars(select(RosterSlot.hotline_id).distinct()))
     result = []
     hotlines = await session.execute(
-        select(Hotline.id, Hotline.number, Hotline.name, Hotline.service_level_s).order_by(
-            Hotline.number
-        )
+        select(
+            Hotline.id,
+            Hotline.number,
+            Hotline.name,
+            Hotline.service_level_s,
+            Hotline.callback_after_s,
+        ).order_by(Hotline.number)
     )
-    for hid, number, name, service_level_s in hotlines:
+    for hid, number, name, service_level_s, callback_after_s in hotlines:
         agents = staffed.get(hid, [])
         count, oldest = waiting.get(hid, (0, None))
         longest = max(0, int((now - oldest).total_seconds())) if oldest is not None else 0
@@ -144,6 +164,11 @@ async def hotline_stats(
                 offered_today=offered_n,
                 answered_in_time_today=in_time_n,
                 on_duty=bool(agents) if hid in rostered else None,
+                callbacks_waiting=(
+                    open_callbacks.get(hid, 0)
+                    if callback_after_s > 0 or hid in open_callbacks
+                    else None
+                ),
             )
         )
     return result

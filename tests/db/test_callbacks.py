@@ -229,3 +229,19 @@ async def test_purge_forgets_the_number_of_finished_callbacks(sessions: Sessions
     async with sessions() as session:
         numbers = dict((await session.execute(select(CallbackRow.id, CallbackRow.number))).all())
     assert numbers == {done: "", open_: "0302"}  # an open callback still has to be made
+
+
+async def test_panel_shows_callbacks_waiting(sessions: Sessions) -> None:
+    from ari_app.services.hotline_stats import hotline_stats
+
+    hotline = await _hotline(sessions)
+    await _hotline(sessions, "600", after=0)
+    first = await _request(sessions, await _waiting(sessions, hotline, caller="0301"))
+    await _request(sessions, await _waiting(sessions, hotline, caller="0302"))
+    async with sessions() as session, session.begin():
+        await callbacks.cancel(session, first, NOW)
+    async with sessions() as session:
+        stats = {s.number: s for s in await hotline_stats(session, datetime.now(UTC))}
+    assert stats["500"].callbacks_waiting == 1
+    assert stats["600"].callbacks_waiting is None  # offers none: nothing shown
+    assert stats["500"].as_dict()["callbacks_waiting"] == 1

@@ -75,6 +75,10 @@ function renderHotlines(hotlines) {
     stat(dl, "available", T.available_count, h.available);
     stat(dl, "waiting", T.waiting, h.waiting);
     stat(dl, "longest_wait", T.longest_wait, formatWait(h.longest_wait_s));
+    // Hotlines that offer callbacks: how many are still to be made.
+    if (h.callbacks_waiting !== null && h.callbacks_waiting !== undefined) {
+      stat(dl, "callbacks_waiting", T.callbacks_waiting, h.callbacks_waiting);
+    }
     stat(dl, "service_level", T.service_level.replace("{s}", h.service_level_s),
       formatLevel(h.service_level));
     // Duty roster hotlines: only whether someone is on duty, never who.
