@@ -79,6 +79,7 @@ _ENTRIES = [
             "vm-helpexit",
             "vm-incorrect",
             "vm-intro",
+            "vm-mailboxfull",
             "vm-message",
             "vm-messages",
             "vm-msgsaved",
