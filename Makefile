@@ -23,6 +23,7 @@ LINT = echo "== ruff check"; $(BIN)/ruff check . || status=1; \
 
 help:
 	@echo "make run     start Postgres, Asterisk and hotline with a demo hotline (Ctrl-C stops)"
+	@echo "make run-cluster  Kamailio + two Asterisk nodes with an app each, one Postgres"
 	@echo "make test    lint (ruff, mypy) and the whole test suite"
 	@echo "make setup   install system packages and the venv ($(VENV)); run by the two above"
 	@echo "make lint    ruff check, ruff format --check, mypy"
@@ -65,3 +66,9 @@ BENCH_ARGS ?=
 .PHONY: bench
 bench: setup
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# Two Asterisk nodes behind Kamailio, one `hotline serve` each, one Postgres, the demo
+# hotline with CLUSTER_AGENTS agents (default 5); Ctrl-C stops everything.
+.PHONY: run-cluster
+run-cluster: setup
+	$(BIN)/python -m ari_app.devenv.cluster
