@@ -21,7 +21,7 @@ from ari_app.flows.greeting import GreetingFlow
 from ari_app.flows.inbound import InboundFlow
 from ari_app.flows.service import ServiceFlow
 from ari_app.mailer import Mailer
-from ari_app.reconcile import reconcile
+from ari_app.reconcile import LostAsterisk, reconcile
 from ari_app.roster_scheduler import RosterScheduler
 from ari_app.services import retention, routing
 from ari_app.web.metrics import Metrics
@@ -100,6 +100,9 @@ class HotlineApp:
         self.stream.add_handler(self.device_presence.on_event)
         self.stream.add_connect_hook(self.reconcile_presence_and_staffing)
         self.stream.add_disconnect_hook(self.device_presence.on_disconnect)
+        self.lost_asterisk = LostAsterisk(self.ctx, self.dispatcher)
+        self.stream.add_connect_hook(self.lost_asterisk.on_connect)
+        self.stream.add_disconnect_hook(self.lost_asterisk.on_disconnect)
 
     async def reconcile_presence_and_staffing(self) -> None:
         """After every (re)connect: follow the agents' devices again, and escalate hotlines
@@ -166,6 +169,7 @@ class HotlineApp:
         tasks = [
             asyncio.create_task(self.stream.run(), name="ari-events"),
             asyncio.create_task(self.sweep(), name="sweep"),
+            asyncio.create_task(self.lost_asterisk.run(), name="lost-asterisk"),
             asyncio.create_task(self.watch_presence_and_staffing(), name="presence-staffing"),
             asyncio.create_task(self.purge_daily(), name="purge"),
             asyncio.create_task(self.send_mail(), name="mail"),

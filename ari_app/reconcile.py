@@ -12,6 +12,7 @@ Asterisk still has:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OPEN = (CallStatus.NEW, CallStatus.WAITING, CallStatus.BRIDGED, CallStatus.ACTION)
+# An Asterisk whose events and REST API have both been gone this long has lost every call
+# (a restarted Asterisk has no channels; a dead node is out of the dispatcher by then).
+ASTERISK_LOST_S = 10.0
 
 
 @dataclass
@@ -163,3 +167,65 @@ async def _close_vanished(session: AsyncSession, call: Call, now: datetime) -> N
         await _release_all(session, call.id)
         outcome = Outcome.ABANDONED
     await calls.close_call(session, call.id, outcome, now=now, agent_id=call.agent_id)
+
+
+class LostAsterisk:
+    """Ends the flows of an Asterisk that died and does not come back (a cluster node).
+
+    Without it a process whose Asterisk is gone keeps its flows waiting for events that
+    never come: their agents stay reserved ("on a call") for every node, and queued callers
+    keep reserving agents they cannot ring. Once the event stream has been down for
+    ASTERISK_LOST_S and the REST API does not answer either, every channel a flow owns is
+    told it was destroyed, as `reconcile` would on a reconnect to an Asterisk without them;
+    the flows then close their records and release their agents as after any hangup.
+    Wiring (app.py): `on_connect`/`on_disconnect` as stream hooks, `run()` as a task.
+    """
+
+    def __init__(
+        self, ctx: FlowContext, dispatcher: Dispatcher, lost_after: float = ASTERISK_LOST_S
+    ) -> None:
+        self.ctx = ctx
+        self.dispatcher = dispatcher
+        self.lost_after = lost_after
+        self.down_since: float | None = None
+        self._told: set[str] = set()  # channels already declared destroyed
+
+    async def on_connect(self) -> None:
+        self.down_since = None
+        self._told.clear()
+
+    async def on_disconnect(self) -> None:
+        self.down_since = asyncio.get_running_loop().time()
+
+    async def check(self) -> int:
+        """Declare the owned channels destroyed if the Asterisk is lost; how many were."""
+        loop = asyncio.get_running_loop()
+        if self.down_since is None or loop.time() - self.down_since < self.lost_after:
+            return 0
+        owned = [c for c in self.dispatcher.owned_channels() if c not in self._told]
+        if not owned:
+            return 0
+        try:
+            await self.ctx.ari.asterisk_info()
+            return 0  # REST answers: Asterisk lives and its calls may too; wait for events
+        except Exception as exc:
+            log.warning(
+                "Asterisk lost (%s, no events for %.0fs): ending %d call leg(s) it held",
+                exc,
+                loop.time() - self.down_since,
+                len(owned),
+            )
+        for channel_id in owned:
+            flow = self.dispatcher.owner(channel_id)
+            if flow is not None:
+                self._told.add(channel_id)
+                flow.deliver(_destroyed(self.ctx.app_name, channel_id))
+        return len(owned)
+
+    async def run(self, interval: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.check()
+            except Exception as exc:
+                log.warning("lost-Asterisk check failed: %s", exc)

@@ -92,6 +92,16 @@ request_route {{
     t_relay();
 }}
 
+# The test and the operator read these lines: when a node was taken out and back (by the
+# probes, then the node is in $ru, or by a failed INVITE's failover, then it is in $du).
+event_route[dispatcher:dst-down] {{
+    xlog("L_NOTICE", "dispatcher: node down: ru=$ru du=$du\\n");
+}}
+
+event_route[dispatcher:dst-up] {{
+    xlog("L_NOTICE", "dispatcher: node up: ru=$ru du=$du\\n");
+}}
+
 failure_route[NEXT_NODE] {{
     if (t_is_canceled()) exit;
     if (t_check_status("408|5[0-9][0-9]") || t_branch_timeout()) {{
