@@ -113,8 +113,8 @@ async def test_cluster_spreads_calls_and_survives_a_dead_node(
             # No wrap-up: the agents take the next call at once (shorter test). No position
             # announcements: with them (entry and periodic, since the estimated wait), the
             # app's addChannel for a queued caller got no answer within 5 s while the
-            # announcement played, and the caller was dropped as abandoned (seen on main
-            # on 2026-12-04 on one node as well as two; reported, not a cluster matter).
+            # announcement played, and the caller was dropped as abandoned (seen after the
+            # rebase on 2026-12-04; reported, not tied to the cluster as far as known).
             await session.execute(update(Hotline).values(wrapup_s=0, announce_frequency_s=0))
         phones = [
             SippPhone.for_phone(p, tmp_path, ring=0.2, hangup_after=TALK_S, audio=False)
