@@ -370,9 +370,15 @@ class InboundFlow(CallFlow[S]):
         if self.state not in (S.QUEUED, S.RINGING) or self.call_id is None:
             return
         assert self.hotline is not None
-        media = await self._position_media()
-        if media:
-            await self._play(media)
+        # Not over an announcement still playing: Asterisk queues a second playback behind
+        # the first on the channel's control queue, and the bridge request of an agent who
+        # answers meanwhile would wait behind both (only the newest playback can be stopped).
+        if self.playback_id is None:
+            media = await self._position_media()
+            if media:
+                await self._play(media)
+        else:
+            log.debug("call=%s announcement still playing: next one skipped", self.channel_id)
         self.start_timer("announce", self.hotline.announce_frequency_s)
 
     async def _position_media(self) -> list[str]:

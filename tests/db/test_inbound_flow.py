@@ -24,6 +24,7 @@ from ari_app.db.models import (
     Voicemail,
 )
 from ari_app.dispatch import Dispatcher
+from ari_app.flows.base import Timer
 from ari_app.flows.inbound import InboundFlow
 from ari_app.reconcile import reconcile
 from ari_app.services import admin, agents
@@ -220,3 +221,34 @@ async def test_a_waiting_caller_hears_position_and_estimated_wait_on_entry(
         "number:5",
         "sound:minutes",
     ]
+
+
+async def test_no_announcement_is_queued_over_one_still_playing(
+    sessions: Sessions, world: Any
+) -> None:
+    """A second playback would wait behind the first on the channel's control queue, and
+    so would the bridge of an agent answering meanwhile (seen as a 5 s bridging timeout)."""
+    ari, dispatcher = world
+    await _hotline(sessions, announce_frequency_s=5)
+    async with sessions() as session, session.begin():
+        await session.execute(AgentState.__table__.update().values(activity=AgentActivity.ON_CALL))
+    _start(dispatcher)
+    first = await ari.wait_command("play")
+    flow = dispatcher.owner("caller")
+    assert flow is not None
+    flow.deliver(Timer("announce"))  # the entry announcement is still playing: skipped
+    dispatcher.on_event(
+        event(
+            "PlaybackFinished",
+            playback={
+                "id": first.kwargs["playback_id"],
+                "media_uri": "x",
+                "target_uri": "channel:caller",
+                "state": "done",
+            },
+        )
+    )
+    flow.deliver(Timer("announce"))  # now it is announced again
+    await ari.wait_command("play", count=2)
+    media = [c.name for c in ari.commands if c.name in ("play", "start_moh")]
+    assert media[:3] == ["play", "start_moh", "play"], "no play before the first one ended"
