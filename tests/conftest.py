@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,9 +26,19 @@ from ari_app.config import normalise_database_url
 from ari_app.db import migrate
 from ari_app.db.base import Base
 from ari_app.db.session import make_engine, make_sessionmaker
+from ari_app.devenv.asterisk import ASTERISK_ENV, AsteriskError, asterisk_install
 from ari_app.devenv.postgres import PrivatePostgres
 
 T = TypeVar("T")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which Asterisk the e2e tests run (``$HOTLINE_ASTERISK`` or the one on PATH)."""
+    try:
+        install = asterisk_install()
+        return f"asterisk: {install.version()} ({install.binary})"
+    except (AsteriskError, OSError, subprocess.SubprocessError) as exc:
+        return f"asterisk: none ({exc}; {ASTERISK_ENV}={os.environ.get(ASTERISK_ENV, '')!r})"
 
 
 def _in_thread(fn: Callable[[], T]) -> T:

@@ -44,9 +44,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DIALPLAN = REPO_ROOT / "dialplan" / "extensions_hotline.conf"
 
 ASTERISK_BINARY = "asterisk"
-# Read-only system directories of the distribution's Asterisk package.
-SYSTEM_MOD_DIR = "/usr/lib/asterisk/modules"
-SYSTEM_DATA_DIR = "/usr/share/asterisk"
+# Another Asterisk than the one on PATH: the path of its binary, e.g. the Asterisk 22 that
+# scripts/build-asterisk22.sh unpacks into <prefix>/usr/sbin/asterisk (`make ... ASTERISK=22`).
+ASTERISK_ENV = "HOTLINE_ASTERISK"
+# Read-only system directories of the distribution's Asterisk package (used as they are;
+# music on hold and the sounds are separate packages, shared by every Asterisk version).
 SYSTEM_VARLIB_DIR = "/var/lib/asterisk"
 SYSTEM_MOH_DIR = "/usr/share/asterisk/moh"
 
@@ -187,6 +189,86 @@ class AsteriskError(RuntimeError):
     """The private Asterisk failed to start, answer or stop."""
 
 
+@dataclass(frozen=True)
+class AsteriskInstall:
+    """Where one Asterisk installation keeps its binary and read-only files.
+
+    The system's (``/`` as prefix) or one unpacked under a prefix (``dpkg-deb -x``), which
+    runs next to the system's without replacing it: its own modules, data (ARI docs, XML
+    documentation) and libasteriskpj, found through ``LD_LIBRARY_PATH``.
+    """
+
+    binary: str
+    prefix: Path
+    mod_dir: Path
+    data_dir: Path
+    lib_dir: Path | None
+
+    @property
+    def sbin_dir(self) -> Path:
+        return self.prefix / "usr" / "sbin"
+
+    def process_env(self) -> dict[str, str] | None:
+        """Environment for the binary: None (inherit) for the system's installation."""
+        if self.lib_dir is None:
+            return None
+        env = dict(os.environ)
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            p for p in (str(self.lib_dir), env.get("LD_LIBRARY_PATH", "")) if p
+        )
+        return env
+
+    def version(self, timeout: float = 10.0) -> str:
+        """``asterisk -V`` without the leading "Asterisk ", e.g. ``16.28.0~dfsg-0+deb11u10``."""
+        result = subprocess.run(
+            [self.binary, "-V"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=self.process_env(),
+        )
+        if result.returncode != 0:
+            raise AsteriskError(f"{self.binary} -V failed: {result.stdout}{result.stderr}")
+        return result.stdout.strip().removeprefix("Asterisk ")
+
+
+def _first_dir(*candidates: Path) -> Path | None:
+    return next((path for path in candidates if path.is_dir()), None)
+
+
+def asterisk_install(binary: str | None = None) -> AsteriskInstall:
+    """The Asterisk to run: ``binary``, else ``$HOTLINE_ASTERISK``, else ``asterisk`` on PATH.
+
+    The prefix is the folder above ``usr/sbin`` (``/`` for the system's). Modules are in
+    ``usr/lib/asterisk/modules`` in Debian 11's Asterisk 16 and in the multiarch folder
+    (``usr/lib/x86_64-linux-gnu/asterisk/modules``) in Debian 12+'s and Ubuntu's packages,
+    e.g. the Asterisk 22 backport: whichever exists is used.
+    """
+    chosen = binary or os.environ.get(ASTERISK_ENV) or ASTERISK_BINARY
+    found = shutil.which(chosen)
+    if found is None:
+        raise AsteriskError(f"no Asterisk binary {chosen!r} (set {ASTERISK_ENV} or install it)")
+    path = Path(found).resolve()
+    prefix = path.parents[2] if path.parent.parts[-2:] == ("usr", "sbin") else Path("/")
+    lib = prefix / "usr" / "lib"
+    multiarch = sorted(lib.glob("*-linux-*/asterisk/modules"))
+    mod_dir = _first_dir(*multiarch, lib / "asterisk" / "modules")
+    if mod_dir is None:
+        raise AsteriskError(f"no Asterisk modules folder under {lib}")
+    lib_dir = None
+    if prefix != Path("/"):
+        libs = sorted(lib.glob("**/libasteriskpj.so*"))
+        lib_dir = libs[0].parent if libs else None
+    return AsteriskInstall(
+        binary=str(path),
+        prefix=prefix,
+        mod_dir=mod_dir,
+        data_dir=prefix / "usr" / "share" / "asterisk",
+        lib_dir=lib_dir,
+    )
+
+
 class PrivateAsterisk:
     """One private Asterisk instance in ``run_dir``; see the module docstring.
 
@@ -212,11 +294,13 @@ class PrivateAsterisk:
         dialplan_path: Path = DEFAULT_DIALPLAN,
         ari_password: str | None = None,
         extra_configs: Mapping[str, str] | None = None,
+        install: AsteriskInstall | None = None,
     ) -> None:
         for what, value in (("app_name", app_name), ("fallback_dial", fallback_dial or "")):
             if any(c in value for c in "\r\n;[]"):
                 raise ValueError(f"{what} {value!r} cannot go into a config file")
         self.run_dir = Path(run_dir).resolve()
+        self.install = install or asterisk_install()
         self.etc_dir = self.run_dir / "etc"
         self.log_dir = self.run_dir / "log"
         self.log_path = self.log_dir / "full"
@@ -345,8 +429,9 @@ class PrivateAsterisk:
         )
         values: dict[str, object] = {
             **{key: str(path) for key, path in dirs.items()},
-            "mod_dir": SYSTEM_MOD_DIR,
-            "data_dir": SYSTEM_DATA_DIR,
+            "mod_dir": self.install.mod_dir,
+            "data_dir": self.install.data_dir,
+            "sbin_dir": self.install.sbin_dir,
             "varlib_dir": SYSTEM_VARLIB_DIR,
             "moh_dir": SYSTEM_MOH_DIR,
             "http_address": SIP_ADDRESS,
@@ -390,7 +475,7 @@ class PrivateAsterisk:
         self.write_config()
         with self.output_path.open("ab") as out:
             self._process = await asyncio.create_subprocess_exec(
-                ASTERISK_BINARY,
+                self.install.binary,
                 "-C",
                 str(self.config_path),
                 "-f",
@@ -399,6 +484,7 @@ class PrivateAsterisk:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C in `make run` reaches us, not Asterisk
+                env=self.install.process_env(),
             )
         log.debug("asterisk started pid=%s run_dir=%s", self._process.pid, self.run_dir)
         try:
@@ -465,7 +551,7 @@ class PrivateAsterisk:
     # ---- CLI and log -----------------------------------------------------------------
 
     def _rx_argv(self, command: str) -> list[str]:
-        return [ASTERISK_BINARY, "-C", str(self.config_path), "-rx", command]
+        return [self.install.binary, "-C", str(self.config_path), "-rx", command]
 
     async def rx(self, command: str, timeout: float = 10.0) -> str:
         """Run an Asterisk CLI command (``asterisk -rx``) and return its output."""
@@ -474,6 +560,7 @@ class PrivateAsterisk:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
+            env=self.install.process_env(),
         )
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), timeout)
@@ -496,6 +583,7 @@ class PrivateAsterisk:
             text=True,
             timeout=timeout,
             check=False,
+            env=self.install.process_env(),
         )
         if result.returncode != 0:
             raise AsteriskError(f"asterisk -rx {command!r} failed: {result.stdout.strip()}")

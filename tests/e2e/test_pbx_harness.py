@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 async def test_asterisk_boots_and_ari_answers(pbx: PrivateAsterisk, ari: AriHttp) -> None:
     info = await ari.get("/asterisk/info")
-    assert info["system"]["version"].split(".")[0] >= "16"
+    assert int(info["system"]["version"].split(".")[0]) >= 16
     assert pbx.pid is not None
     assert pbx.ari_url.startswith("http://127.0.0.1:")
     assert await ari.get("/channels") == []
@@ -31,6 +32,16 @@ async def test_asterisk_boots_and_ari_answers(pbx: PrivateAsterisk, ari: AriHttp
     assert env["HOTLINE_ARI_URL"] == pbx.ari_url
     assert env["HOTLINE_ARI_APP"] == "hotline"
     assert env["HOTLINE_EXTERNAL_DIAL"] == "PJSIP/{number}@trunk"
+
+
+async def test_the_chosen_asterisk_version_runs(pbx: PrivateAsterisk, ari: AriHttp) -> None:
+    """The Asterisk behind ARI is the chosen one (printed in pytest's header), and the
+    version `make ... ASTERISK=N` asked for (HOTLINE_EXPECT_ASTERISK=N)."""
+    running = (await ari.get("/asterisk/info"))["system"]["version"]
+    assert running == pbx.install.version()
+    expected = os.environ.get("HOTLINE_EXPECT_ASTERISK")
+    if expected:
+        assert running.split(".")[0] == expected, f"asked for Asterisk {expected}, runs {running}"
 
 
 async def test_wrong_ari_password_is_refused(pbx: PrivateAsterisk) -> None:
