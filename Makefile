@@ -14,23 +14,43 @@ PYTEST_ARGS ?=
 PYTHON ?=
 export PYTHON
 
+# Which Asterisk the tests, `make run` and `make bench` use: empty = the distribution's (on
+# Debian 12: 16 from Debian 11); 22 = Debian unstable's Asterisk 22 LTS, backported and built
+# once per machine by scripts/build-asterisk22.sh into $(AST22_CACHE) and run from there
+# (HOTLINE_ASTERISK), so the system's Asterisk stays installed: `make test ASTERISK=22`.
+ASTERISK ?=
+AST22_CACHE ?= /var/cache/hotline/asterisk-22
+export HOTLINE_AST22_CACHE := $(AST22_CACHE)
+ifeq ($(ASTERISK),22)
+export HOTLINE_ASTERISK := $(AST22_CACHE)/root/usr/sbin/asterisk
+# tests/e2e/test_pbx_harness.py checks that this major version is the one running.
+export HOTLINE_EXPECT_ASTERISK := 22
+else ifneq ($(ASTERISK),)
+$(error ASTERISK=$(ASTERISK): known are 22 and empty (the distribution's))
+endif
+
 # Every lint step runs even when an earlier one fails; $$status remembers any failure.
 LINT = echo "== ruff check"; $(BIN)/ruff check . || status=1; \
 	echo "== ruff format --check"; $(BIN)/ruff format --check . || status=1; \
 	echo "== mypy"; $(BIN)/mypy || status=1
 
-.PHONY: help setup system-deps venv prompts lint test run clean
+.PHONY: help setup system-deps venv prompts asterisk22 lint test run clean
 
 help:
 	@echo "make run     start Postgres, Asterisk and hotline with a demo hotline (Ctrl-C stops)"
 	@echo "make run-cluster  Kamailio + two Asterisk nodes with an app each, one Postgres"
 	@echo "make test    lint (ruff, mypy) and the whole test suite"
 	@echo "make setup   install system packages and the venv ($(VENV)); run by the two above"
+	@echo "             ASTERISK=22 (any target): build/use Asterisk 22 next to the system's"
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make clean   remove $(RUN_DIR)/ and the venv's install stamp"
 	@echo "make bench   load benchmark: the app's hotline vs app_queue (about 8 min)"
 
-setup: system-deps venv prompts
+setup: system-deps venv prompts $(if $(ASTERISK),asterisk$(ASTERISK))
+
+# Builds Asterisk 22 when its cache has none (long: see the script), then unpacks it there.
+asterisk22: system-deps
+	@scripts/build-asterisk22.sh >/dev/null
 
 system-deps:
 	@scripts/install-system-deps.sh
