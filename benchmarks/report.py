@@ -274,7 +274,8 @@ def _side_table(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 def markdown(result: dict[str, Any]) -> str:
     cfg = result["config"]
     out = [
-        f"Run {result['started']} on {result['machine']['cpus']} CPUs "
+        f"Run {result['started']} on {result['machine']['cpus']} CPUs, "
+        f"Asterisk {result['machine'].get('asterisk', '(version not recorded)')} "
         f"(load average before: {result['machine']['loadavg']}), "
         f"strategy {cfg['strategy']} (app_queue: {cfg['queue_strategy']}), "
         f"agents ring {cfg['ring_s']:g} s then hang up after {cfg['hold_s']:g} s, "

@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ari_app.devenv.asterisk import asterisk_install
 from benchmarks import report
 from benchmarks.probes import DbCounter
 from benchmarks.segment import Meter, Segment, SegmentPlan, run_segment
@@ -144,6 +145,9 @@ def _machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "loadavg": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
         "kernel": os.uname().release,
+        # the Asterisk the world starts ($HOTLINE_ASTERISK or the system's): results of
+        # different versions are compared side by side
+        "asterisk": asterisk_install().version(),
     }
 
 

@@ -81,6 +81,8 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
     assert result["idle"]["window_s"] > 0
     table = (out / "result.md").read_text()
     assert "| time to agent p99 (ms) |" in table and "A/B" in table
+    # results of Asterisk 16 and 22 sit side by side in RESULTS.md: each names its version
+    assert f"Asterisk {result['machine']['asterisk']} " in table
     assert "### Step mode" in table
 
 
