@@ -26,7 +26,7 @@ from ari_app.config import normalise_database_url
 from ari_app.db import migrate
 from ari_app.db.base import Base
 from ari_app.db.session import make_engine, make_sessionmaker
-from ari_app.devenv.asterisk import ASTERISK_ENV, AsteriskError, asterisk_install
+from ari_app.devenv.asterisk import AsteriskError, asterisk_install
 from ari_app.devenv.postgres import PrivatePostgres
 
 T = TypeVar("T")
@@ -38,7 +38,7 @@ def pytest_report_header(config: pytest.Config) -> str:
         install = asterisk_install()
         return f"asterisk: {install.version()} ({install.binary})"
     except (AsteriskError, OSError, subprocess.SubprocessError) as exc:
-        return f"asterisk: none ({exc}; {ASTERISK_ENV}={os.environ.get(ASTERISK_ENV, '')!r})"
+        return f"asterisk: none ({exc})"
 
 
 def _in_thread(fn: Callable[[], T]) -> T:
