@@ -73,6 +73,12 @@ EMPTY_CONFIGS = (
     "pjproject.conf",
     "pjsip_notify.conf",
     "udptl.conf",
+    # Asterisk 22 only (modules that Asterisk 16 does not have; there these files are unread):
+    # res_aeap (18+), res_http_media_cache (18+), res_websocket_client and chan_websocket (22).
+    "aeap.conf",
+    "res_http_media_cache.conf",
+    "websocket_client.conf",
+    "chan_websocket.conf",
 )
 
 # A unix socket path must fit in sun_path (108 bytes on Linux).
