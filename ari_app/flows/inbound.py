@@ -39,6 +39,7 @@ from ari_app.domain.hours import OpeningHours
 from ari_app.domain.waits import media as spoken_wait
 from ari_app.flows import escalation
 from ari_app.flows.base import CallFlow, FlowContext, Stop, Timer
+from ari_app.flows.playlist import Playlist
 from ari_app.services import calls, routing, voicemail
 from ari_app.services.routing import Offer
 from ari_app.services.waits import estimate as estimated_wait
@@ -79,6 +80,7 @@ class Leg:
     answered: bool = False
     confirming: bool = False
     cancelled: bool = False  # hung up by us: not the agent's fault
+    prompt: Playlist | None = None  # "press 1" prompt of an external leg
 
 
 def _now() -> datetime:
@@ -424,13 +426,12 @@ class InboundFlow(CallFlow[S]):
         if leg.kind is TargetKind.EXTERNAL and self.hotline.accept_confirm:
             # A mobile voicemail must never take a hotline call: the agent presses 1.
             leg.confirming = True
-            try:
-                await self.play(
-                    leg.channel_id,
-                    [f"digits:{self.hotline.number}", "sound:if-correct-press", "digits:1"],
-                    await self._agent_language(leg),
-                )
-            except AriError:
+            # One playback per item (Playlist), stopped when 1 is pressed: the leg joins the
+            # bridge only after its playback ends (seen on 16.28 and 22.10), so a media-list
+            # playback kept the caller apart for the rest of the prompt (on 22 both waited).
+            leg.prompt = Playlist(self.ari, leg.channel_id, await self._agent_language(leg))
+            media = [f"digits:{self.hotline.number}", "sound:if-correct-press", "digits:1"]
+            if not await leg.prompt.play(media):
                 await self._drop_leg(leg)
                 return
             self.start_timer(f"confirm:{leg.channel_id}", CONFIRM_TIMEOUT_S)
@@ -446,6 +447,8 @@ class InboundFlow(CallFlow[S]):
         if event.digit == "1":
             leg.confirming = False
             self.cancel_timer(f"confirm:{leg.channel_id}")
+            if leg.prompt is not None:
+                await leg.prompt.stop()
             await self._connect(leg, S.BRIDGED, "agent confirmed")
 
     async def _handle(self, event: Any) -> None:
@@ -709,6 +712,9 @@ class InboundFlow(CallFlow[S]):
         await self._play([sound])
 
     async def on_PlaybackFinished(self, event: PlaybackFinished) -> None:
+        for leg in self.legs.values():
+            if leg.prompt is not None and await leg.prompt.finished(event.playback.id) is not None:
+                return  # the next item of a leg's prompt started, or the prompt is over
         if event.playback.id != self.playback_id:
             return
         self.playback_id = None
