@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from ari_app.ari.client import AriClient
 from ari_app.ari.stream import EventStream
 from ari_app.config import Settings
-from ari_app.db.session import make_engine, make_sessionmaker
+from ari_app.db.session import make_engine, make_sessionmaker, make_statement_sessionmaker
 from ari_app.device_presence import DevicePresence, default_tracker
 from ari_app.dispatch import Dispatcher
 from ari_app.flows import escalation
@@ -54,7 +54,11 @@ class HotlineApp:
         )
         self.dispatcher = Dispatcher(flow_table())
         self.ctx = FlowContext(
-            ari=self.ari, registry=self.dispatcher, settings=settings, sessions=self.sessions
+            ari=self.ari,
+            registry=self.dispatcher,
+            settings=settings,
+            sessions=self.sessions,
+            statement_sessions=make_statement_sessionmaker(self.engine),
         )
         self.dispatcher.ctx = self.ctx
         self.stream = EventStream(
@@ -82,7 +86,7 @@ class HotlineApp:
         while True:
             await asyncio.sleep(SWEEP_S)
             try:
-                async with self.sessions() as session, session.begin():
+                async with self.ctx.one_statement()() as session, session.begin():
                     freed = await routing.end_expired_wrapups(session, datetime.now(UTC))
                 if freed:
                     self.ctx.agents_changed.notify()
@@ -128,7 +132,9 @@ class HotlineApp:
     def _wire_panel(self) -> None:
         self.metrics = Metrics()
         self.metrics.bind_ari(
-            connected=lambda: self.stream.connected, reconnects=lambda: self.stream.reconnects
+            connected=lambda: self.stream.connected,
+            reconnects=lambda: self.stream.reconnects,
+            requests=lambda: self.ari.requests,
         )
         self.ctx.metrics = self.metrics
         # Raises ConfigError (one clear line) when bound beyond loopback without a token.

@@ -17,6 +17,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +102,26 @@ def reset_peak_rss(pid: int) -> bool:
 def parse_loop_lag(text: str) -> float | None:
     match = _LAG.search(text)
     return float(match.group(1)) if match else None
+
+
+_ARI_REQUESTS = re.compile(r"^hotline_ari_requests_total\s+([0-9.eE+-]+)\s*$", re.M)
+
+
+async def ari_requests(metrics_urls: Sequence[str]) -> int:
+    """ARI requests the app's processes sent since they started (their /metrics counter)."""
+    total = 0
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        for url in metrics_urls:
+            try:
+                async with http.get(url) as resp:
+                    match = _ARI_REQUESTS.search(await resp.text())
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.debug("metrics scrape failed: %s", exc)
+                continue
+            if match:
+                total += int(float(match.group(1)))
+    return total
 
 
 class Sampler:
@@ -194,14 +215,16 @@ class DbCount:
     # empty query `;` of SQLAlchemy's pre-ping (pg_stat_statements ignores it), one per
     # connection checkout, between a BEGIN and a ROLLBACK that are counted.
     statements: int
-    transactions: int  # COMMIT + ROLLBACK (the pre-ping's BEGIN/ROLLBACK is one)
+    # Committed and rolled back transactions of the database (pg_stat_database), explicit
+    # ones and the implicit transaction of a statement sent outside BEGIN ... COMMIT alike.
+    # A busy backend reports them at most once a second: the figure of a segment may be
+    # off by about a second of traffic.
+    transactions: int
 
 
 _COUNT_SQL = """
 SELECT coalesce(sum(s.calls), 0)::bigint,
-       coalesce(sum(s.calls) FILTER (
-           WHERE upper(rtrim(btrim(s.query), ';')) IN ('COMMIT', 'ROLLBACK', 'END', 'ABORT')
-       ), 0)::bigint
+       (SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1)
 FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
 WHERE d.datname = $1
 """

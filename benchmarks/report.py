@@ -1,4 +1,4 @@
-"""Figures per side from the segments, the A/B ratios, the targets of issue 7, and the
+"""Figures per side from the segments, the A/B ratios, the targets of issues 7 and 11, and the
 JSON + markdown output."""
 
 from __future__ import annotations
@@ -11,9 +11,15 @@ from benchmarks.load import max_in_progress, summary_ms
 from benchmarks.segment import Costs, Segment
 
 SIDE_NAMES = {"A": "A: app hotline", "B": "B: app_queue"}
-# Targets (issue 7, "done when" 2)
-TTA_P99_MARGIN_MS = 50.0
-STEP_RATIO = 0.8
+# Targets (issue 11, "done when")
+TTA_P99_MARGIN_MS = 20.0
+SETUP_P50_MARGIN_MS = 20.0
+CPU_RATIO = 0.5  # the app's CPU per call against Asterisk's per app_queue call
+MAX_DB_ROUND_TRIPS = 6.0
+MAX_DB_TRANSACTIONS = 2.0
+MAX_ARI_REQUESTS = 8.0
+MAX_LOOP_LAG_MS = 50.0
+STEP_RATIO = 1.0
 RSS_LIMIT_MB = 150.0
 RSS_CALLS = 200
 RUNTIME_LIMIT_S = 600.0
@@ -90,6 +96,9 @@ def side_figures(segments: Sequence[Segment], idle: Costs) -> dict[str, Any]:
         "db_transactions_per_call": per_call(
             _net(total("db_transactions"), idle.db_transactions, idle, window)
         ),
+        "ari_requests_per_call": per_call(
+            _net(total("ari_requests"), idle.ari_requests, idle, window)
+        ),
         "max_calls_in_progress": max(max_in_progress(s.records) for s in segments),
         "app_first_originate_ms": summary_ms(originate) if originate else None,
         "app_log_errors": sum(s.app_errors for s in segments),
@@ -139,6 +148,7 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("max event-loop lag (ms)", "max_event_loop_lag_ms"),
     ("DB round trips per call", "db_round_trips_per_call"),
     ("DB transactions per call", "db_transactions_per_call"),
+    ("ARI requests per call (app)", "ari_requests_per_call"),
     ("max calls in progress", "max_calls_in_progress"),
 )
 RATIO_PATHS = tuple(path for _, path in ROWS)
@@ -210,6 +220,43 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "target": f"time-to-agent p99 of A within {TTA_P99_MARGIN_MS:g} ms of B's",
                 "value": None if pa is None or pb is None else round(pa - pb, 1),
                 "met": pa is not None and pb is not None and pa - pb <= TTA_P99_MARGIN_MS,
+            }
+        )
+        sa, sb = a["caller_setup_ms"]["p50"], b["caller_setup_ms"]["p50"]
+        out.append(
+            {
+                "target": f"caller setup p50 of A within {SETUP_P50_MARGIN_MS:g} ms of B's",
+                "value": None if sa is None or sb is None else round(sa - sb, 1),
+                "met": sa is not None and sb is not None and sa - sb <= SETUP_P50_MARGIN_MS,
+            }
+        )
+        ca, cb = a["cpu_ms_per_call"]["app"], b["cpu_ms_per_call"]["asterisk"]
+        out.append(
+            {
+                "target": f"app CPU per call <= {CPU_RATIO:g} x Asterisk's per app_queue call",
+                "value": None if not ca or not cb else round(ca / cb, 2),
+                "met": ca is not None and bool(cb) and ca <= CPU_RATIO * cb,
+            }
+        )
+        for label, path, limit in (
+            ("DB round trips per call", "db_round_trips_per_call", MAX_DB_ROUND_TRIPS),
+            ("DB transactions per call", "db_transactions_per_call", MAX_DB_TRANSACTIONS),
+            ("ARI requests per call", "ari_requests_per_call", MAX_ARI_REQUESTS),
+        ):
+            value = a.get(path)
+            out.append(
+                {
+                    "target": f"{label} of A <= {limit:g}",
+                    "value": value,
+                    "met": value is not None and value <= limit,
+                }
+            )
+        lag = a["max_event_loop_lag_ms"]
+        out.append(
+            {
+                "target": f"max event-loop lag of A < {MAX_LOOP_LAG_MS:g} ms",
+                "value": lag,
+                "met": lag is not None and lag < MAX_LOOP_LAG_MS,
             }
         )
     step = result.get("step")

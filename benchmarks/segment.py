@@ -32,6 +32,7 @@ class Snapshot:
     postgres_cpu: float
     sipp_cpu: float
     db: probes.DbCount
+    ari_requests: int
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Costs:
     sipp_cpu_s: float
     db_statements: int
     db_transactions: int
+    ari_requests: int = 0
 
     @staticmethod
     def between(before: Snapshot, after: Snapshot) -> Costs:
@@ -56,6 +58,7 @@ class Costs:
             sipp_cpu_s=after.sipp_cpu - before.sipp_cpu,
             db_statements=after.db.statements - before.db.statements,
             db_transactions=after.db.transactions - before.db.transactions,
+            ari_requests=after.ari_requests - before.ari_requests,
         )
 
 
@@ -73,6 +76,7 @@ class Meter:
             postgres_cpu=probes.tree_cpu_seconds(w.postgres_pid),
             sipp_cpu=probes.reaped_children_cpu(),
             db=await self.db.read(),
+            ari_requests=await probes.ari_requests([w.metrics_url]),
         )
 
     async def idle(self, seconds: float) -> tuple[Costs, float]:

@@ -146,6 +146,7 @@ class AriClient:
         self._session = session
         self._own_session = session is None
         self._closed = False
+        self.requests = 0  # REST requests sent (a metric; the benchmark counts them per call)
 
     def __repr__(self) -> str:
         # Deliberately without the auth header: it encodes the password.
@@ -223,6 +224,7 @@ class AriClient:
         timeout: float | None = None,
     ) -> Any:
         """One REST call; raises an `AriError` subclass for every failure."""
+        self.requests += 1  # exported as hotline_ari_requests_total (the benchmark's count)
         session = self._get_session()
         url = URL(f"{self._base}/{path}", encoded=True)
         shown = f"/{path}"  # for messages: no host, no query, no credentials

@@ -40,3 +40,11 @@ def _refuse_closed_connection(dbapi_connection: Any, record: Any, proxy: Any) ->
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     # expire_on_commit=False: objects stay readable after commit without a lazy load.
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def make_statement_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions on the same pool whose statements each commit on their own: no BEGIN and
+    COMMIT round trips. Only for units of work that are one statement."""
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+    )

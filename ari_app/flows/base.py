@@ -70,6 +70,13 @@ class FlowContext:
     # Notified whenever an agent may have become free (call end, wrap-up over, login).
     agents_changed: Broadcast = field(default_factory=Broadcast)
     metrics: Metrics | None = None
+    # Sessions whose statements each commit on their own (no BEGIN/COMMIT round trips), for
+    # units of work that are one statement (the call path's, see services/routing.py).
+    # None: `sessions` serves those too.
+    statement_sessions: async_sessionmaker[AsyncSession] | None = None
+
+    def one_statement(self) -> async_sessionmaker[AsyncSession]:
+        return self.statement_sessions or self.sessions
 
     @property
     def node(self) -> str:
@@ -209,13 +216,21 @@ class CallFlow(Generic[S]):
         if result is not None:
             await result
 
-    async def persist(self, what: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def persist(
+        self,
+        what: str,
+        work: Callable[[AsyncSession], Awaitable[T]],
+        *,
+        one_statement: bool = False,
+    ) -> T:
         """One unit of work that must not be lost (a call's end, an agent's release): retried
-        with backoff while the database is down, for up to PERSIST_FOR_S."""
+        with backoff while the database is down, for up to PERSIST_FOR_S. `one_statement`:
+        `work` sends a single statement, which commits on its own."""
         delay, deadline = 0.5, time.monotonic() + PERSIST_FOR_S
+        sessions = self.ctx.one_statement() if one_statement else self.ctx.sessions
         while True:
             try:
-                async with self.ctx.sessions() as session, session.begin():
+                async with sessions() as session, session.begin():
                     return await work(session)
             except DB_ERRORS as exc:
                 if time.monotonic() >= deadline:

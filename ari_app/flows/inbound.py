@@ -41,7 +41,7 @@ from ari_app.flows import escalation
 from ari_app.flows.base import CallFlow, FlowContext, Stop, Timer
 from ari_app.flows.playlist import Playlist
 from ari_app.services import calls, routing, voicemail
-from ari_app.services.routing import Offer
+from ari_app.services.routing import Offer, QueueFacts
 from ari_app.services.waits import estimate as estimated_wait
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ GOODBYE_SOUND = "sound:auth-thankyou"
 MAILBOX_FULL_SOUND = "sound:vm-mailboxfull"
 CONFIRM_TIMEOUT_S = 10  # prompt (about 3 s) + time to press 1
 POLL_S = 2.0  # covers agents freed by other nodes
+RING_BEFORE_MUSIC_S = 1.0  # an agent rung at once: music on hold only after this
 BUSY_DEVICE_STATES = {"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"}
 CAUSE_BUSY, CAUSE_REJECTED = 17, 21
 
@@ -136,22 +137,36 @@ class InboundFlow(CallFlow[S]):
         # untrusted text from SIP: bounded and made safe once, here (domain/numbers.py)
         self.caller_number = numbers.caller_number(event.channel.caller.number)
         dialled = numbers.dialled_number(self.dialled)
+        # The dialplan normally answers before Stasis (an ARI answer of a silent channel
+        # waits for res_stasis' next 200 ms poll); a caller it did not answer is answered
+        # here, after the agents were rung.
+        answer = event.channel.state != "Up"
+        call_id, now = uuid.uuid4(), _now()
         try:
-            async with self.ctx.sessions() as session, session.begin():
-                hotline = await calls.hotline_by_number(session, dialled) if dialled else None
-                decision = await self._decide(session, hotline)
-                queued = hotline is not None and decision is None
-                call = await calls.open_call(
+            # Two statements, each committing on its own: the hotline with its facts, then
+            # the call's insert with its agents' reservation (services/routing.py).
+            async with self.ctx.one_statement()() as session, session.begin():
+                found = await routing.start_facts(session, dialled, now) if dialled else None
+                hotline, facts = found if found is not None else (None, None)
+                decision = self._decide(hotline, facts)
+                queued = hotline is not None and facts is not None and decision is None
+                chosen = (
+                    routing.choose(hotline, facts, self.tried, ahead=facts.unserved)
+                    if queued and hotline is not None and facts is not None
+                    else []
+                )
+                queue_seq, _, offers = await routing.enqueue(
                     session,
+                    call_id=call_id,
                     channel_id=self.channel_id,
                     dialled=numbers.dialled_record(self.dialled),
                     caller_number=self.caller_number,
-                    hotline_id=hotline.id if hotline else None,
+                    hotline=hotline,
                     node=self.ctx.node,
-                    status=CallStatus.WAITING if queued else CallStatus.NEW,
+                    waiting=queued,
+                    agents=chosen,
+                    now=now,
                 )
-                if queued:
-                    await calls.log_event(session, call.id, "ENTERQUEUE", caller=self.caller_number)
         except (SQLAlchemyError, OSError) as exc:
             # No database: the dialplan's fallback takes the caller, never dead air.
             log.error(
@@ -161,18 +176,20 @@ class InboundFlow(CallFlow[S]):
             )
             await self._to_dialplan_fallback()
             return
-        self.call_id, self.queue_seq, self.hotline = call.id, call.queue_seq, hotline
+        self.call_id, self.queue_seq, self.hotline = call_id, queue_seq, hotline
         await self._set_language(hotline, event.channel.language)
         if hotline is None:
-            await self.ari.answer(self.channel_id)
+            if answer:
+                await self.ari.answer(self.channel_id)
             await self._close(Outcome.REJECTED_UNKNOWN_NUMBER)
             await self._announce_and_hang_up(UNKNOWN_NUMBER_SOUND, "unknown number")
             return
         if decision is not None:
-            await self.ari.answer(self.channel_id)
+            if answer:
+                await self.ari.answer(self.channel_id)
             await self._run_action(decision, "StasisStart")
             return
-        await self._enter_queue(hotline, "StasisStart", waited_s=0.0, answer=True)
+        await self._enter_queue(hotline, "StasisStart", waited_s=0.0, answer=answer, first=offers)
 
     async def _set_language(self, hotline: Hotline | None, current: str) -> None:
         """The caller hears the hotline's language: the channel's language is set (the
@@ -186,8 +203,15 @@ class InboundFlow(CallFlow[S]):
             log.info("call=%s language not set: %s", self.channel_id, exc)
 
     async def _enter_queue(
-        self, hotline: Hotline, cause: str, *, waited_s: float, answer: bool = False
+        self,
+        hotline: Hotline,
+        cause: str,
+        *,
+        waited_s: float,
+        answer: bool = False,
+        first: list[Offer] | None = None,
     ) -> None:
+        """`first`: agents already reserved for the call with its insert (a new call)."""
         self._transition(S.QUEUED, cause)
         self.queued_at = time.monotonic() - waited_s
         self.ctx.agents_changed.subscribe(self._wake)
@@ -196,7 +220,7 @@ class InboundFlow(CallFlow[S]):
             self.start_timer("announce", hotline.announce_frequency_s)
         # Agents ring first; answering the caller takes Asterisk a while (about 200 ms) and
         # must not delay them. The agent's answer is handled after this (one inbox).
-        await self.on_timer_distribute(Timer("distribute"))
+        await self._distribute(first)
         if answer:
             await self.ari.answer(self.channel_id)
         greeting = [f"sound:{hotline.greeting_sound}"] if hotline.greeting_sound else []
@@ -205,7 +229,15 @@ class InboundFlow(CallFlow[S]):
             greeting += await self._position_media()
         if greeting and waited_s == 0:
             await self._play(greeting)
+        elif self.state is S.RINGING:
+            # An agent rings at once: most answer within a second, and music started and
+            # stopped around that costs two requests; a longer ring gets the music.
+            self.start_timer("hold_music", RING_BEFORE_MUSIC_S)
         else:
+            await self._moh(True)
+
+    async def on_timer_hold_music(self, _: Timer) -> None:
+        if self.state in (S.QUEUED, S.RINGING) and not self.moh_on and self.playback_id is None:
             await self._moh(True)
 
     # -- adoption after a restart (see ari_app/reconcile.py) -------------------------------
@@ -251,11 +283,10 @@ class InboundFlow(CallFlow[S]):
         self.answered_at = self.queued_at = time.monotonic()
         self._transition(S.BRIDGED, "adopted")
 
-    async def _decide(self, session: Any, hotline: Hotline | None) -> Action | None:
+    def _decide(self, hotline: Hotline | None, facts: QueueFacts | None) -> Action | None:
         """None: queue the caller; else the action to run instead (reason in self.reason)."""
-        if hotline is None:
+        if hotline is None or facts is None:
             return None
-        facts = await routing.queue_facts(session, hotline.id)
         hours = OpeningHours.parse(hotline.opening_hours or "")
         if not hours.is_open(_now(), hotline.timezone, facts.holidays):
             self.reason = Outcome.CLOSED
@@ -282,19 +313,28 @@ class InboundFlow(CallFlow[S]):
         if wait > 0:  # a wake-up during the retry delay: not yet
             self.start_timer("distribute", wait)
             return
+        await self._distribute(None)
+
+    async def _distribute(self, first: list[Offer] | None) -> None:
+        """Reserve and ring agents for the waiting caller (`first`: already reserved). The
+        reservation records the first ring and the RING events (services/routing.py)."""
+        assert self.call_id is not None and self.hotline is not None
         hotline = self.hotline
         while True:
             tried = len(self.tried)
-            async with self.ctx.sessions() as session, session.begin():
-                offers = await routing.reserve_agents(
-                    session,
-                    call_id=self.call_id,
-                    hotline=hotline,
-                    queue_seq=self.queue_seq,
-                    tried=self.tried,
-                    node=self.ctx.node,
-                    now=_now(),
-                )
+            if first:
+                offers, first = first, None
+            else:
+                async with self.ctx.sessions() as session, session.begin():
+                    offers = await routing.reserve_agents(
+                        session,
+                        call_id=self.call_id,
+                        hotline=hotline,
+                        queue_seq=self.queue_seq,
+                        tried=self.tried,
+                        node=self.ctx.node,
+                        now=_now(),
+                    )
             rung = [offer for offer in offers if await self._ring(offer)]
             # Agents that could not be rung (busy phone, failed originate) are `tried` now:
             # the next ones are offered at once, but nobody twice in one round.
@@ -302,10 +342,6 @@ class InboundFlow(CallFlow[S]):
                 break
         if rung:
             self._transition(S.RINGING, "agents reserved")
-            async with self.ctx.sessions() as session, session.begin():
-                await calls.mark_first_ring(session, self.call_id, _now())
-                for offer in rung:
-                    await calls.log_event(session, self.call_id, "RING", agent_id=offer.agent_id)
         else:
             self.start_timer("distribute", POLL_S)
 
@@ -471,15 +507,13 @@ class InboundFlow(CallFlow[S]):
         self.ctx.agents_changed.unsubscribe(self._wake)
         await self._stop_media()
         self.bridge_id = f"{self.call_id}-bridge"
+        # The caller sees the hotline, never the agent's device or number: name and number
+        # in one request each ("name" <number>, the form CONNECTEDLINE/CALLERID(all) read).
+        shown = '"{}" <{}>'.format(self.hotline.name.replace('"', ""), self.hotline.number)
         try:
             await self.ari.create_bridge("mixing", bridge_id=self.bridge_id, name="hotline")
-            # The caller sees the hotline, never the agent's device or number.
-            await self.ari.set_variable(
-                self.channel_id, "CONNECTEDLINE(num,i)", self.hotline.number
-            )
-            await self.ari.set_variable(self.channel_id, "CONNECTEDLINE(name,i)", self.hotline.name)
-            await self.ari.set_variable(leg.channel_id, "CALLERID(num)", self.hotline.number)
-            await self.ari.set_variable(leg.channel_id, "CALLERID(name)", self.hotline.name)
+            await self.ari.set_variable(self.channel_id, "CONNECTEDLINE(all,i)", shown)
+            await self.ari.set_variable(leg.channel_id, "CALLERID(all)", shown)
             await self.ari.add_channel(self.bridge_id, [self.channel_id, leg.channel_id])
         except AriError as exc:
             log.warning("call=%s bridging failed: %s", self.channel_id, exc)
@@ -489,19 +523,14 @@ class InboundFlow(CallFlow[S]):
         self.connected = leg
         now = _now()
         self.answered_at = time.monotonic()
-        async with self.ctx.sessions() as session, session.begin():
-            if leg.agent_id is not None:
-                await routing.agent_connected(session, agent_id=leg.agent_id, call_id=self.call_id)
-            await calls.mark(
+        async with self.ctx.one_statement()() as session, session.begin():
+            await routing.connect_call(
                 session,
-                self.call_id,
-                status=CallStatus.BRIDGED,
-                answered_at=now,
+                call_id=self.call_id,
                 agent_id=leg.agent_id,
                 bridge_id=self.bridge_id,
-            )
-            await calls.log_event(
-                session, self.call_id, "CONNECT", agent_id=leg.agent_id, target_kind=leg.kind.value
+                target_kind=leg.kind,
+                now=now,
             )
         self._transition(state, cause)
 
@@ -562,6 +591,7 @@ class InboundFlow(CallFlow[S]):
         if event.channel.id == self.channel_id:
             await self._caller_left()
         elif self.connected is not None and event.channel.id == self.connected.channel_id:
+            self.ended.add(event.channel.id)  # an agent leg leaves Stasis hung up
             await self._call_over("agent hung up")
 
     async def on_ChannelDestroyed(self, event: ChannelDestroyed) -> None:
@@ -638,15 +668,16 @@ class InboundFlow(CallFlow[S]):
         await self._hang_up_all()
 
         async def store(session: AsyncSession) -> None:
-            if leg is not None and leg.agent_id is not None:
-                await routing.agent_finished(
-                    session, agent_id=leg.agent_id, call_id=call_id, wrapup_s=wrapup_s, now=now
-                )
-            await calls.close_call(
-                session, call_id, outcome, now=now, agent_id=leg.agent_id if leg else None
+            await routing.finish_call(
+                session,
+                call_id=call_id,
+                agent_id=leg.agent_id if leg is not None else None,
+                wrapup_s=wrapup_s,
+                outcome=outcome,
+                now=now,
             )
 
-        await self.persist("call end", store)
+        await self.persist("call end", store, one_statement=True)
         self._count(outcome)
 
     # -- actions --------------------------------------------------------------------------

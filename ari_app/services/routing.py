@@ -3,20 +3,28 @@
 Reservation is atomic: a conditional UPDATE marks an agent reserved for one call only while
 the row still says the agent is free (Postgres re-checks the condition on the row it
 locks), so no agent is ever rung for two calls, whichever process asks. Queue order is
-kept by serialising the decision per hotline (a row lock on the hotline) and letting a
-call reserve only while fewer unserved callers wait ahead of it than there are free agents.
+kept by serialising the decision per hotline (an advisory lock on the hotline, held only
+while the SQL function `hotline_reserve` runs) and letting a call reserve only while fewer
+unserved callers wait ahead of it than there are free agents.
+
+The call path is lean: a routed call's start is two statements (`start_facts`, then
+`enqueue`, which inserts the call and reserves its agent), its connection one
+(`connect_call`), its end one (`finish_call`). Each is a single statement, so the flows
+send them outside BEGIN/COMMIT (FlowContext.one_statement); the statements are built once
+at import.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import cast
+from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import Select, and_, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -29,6 +37,7 @@ from ari_app.db.models import (
     Holiday,
     Hotline,
     Membership,
+    Outcome,
     TargetKind,
 )
 from ari_app.domain.strategies import Candidate, Strategy, order_candidates
@@ -46,7 +55,7 @@ class Offer:
     target_kind: TargetKind
 
 
-def _free_agent_clause(now: datetime) -> ColumnElement[bool]:
+def _free_agent_clause(now: datetime | ColumnElement[Any]) -> ColumnElement[bool]:
     return and_(
         AgentState.paused.is_(False),
         AgentState.reserved_call_id.is_(None),
@@ -61,34 +70,286 @@ def _free_agent_clause(now: datetime) -> ColumnElement[bool]:
 
 @dataclass(frozen=True)
 class QueueFacts:
-    """What the decision at a call's start needs about its hotline."""
+    """What the decision at a call's start, and a reservation, need about its hotline."""
 
     holidays: frozenset[date]
     logged_in: int  # agents logged in to the hotline
     waiting: int  # callers waiting in its queue
+    unserved: int = 0  # of them, callers no agent is reserved for (ahead of `before_seq`)
+    candidates: tuple[Candidate, ...] = ()  # agents free for its calls now
+    last_offered: tuple[int | None, int | None] = (None, None)  # round robin: agent, position
 
 
-async def queue_facts(session: AsyncSession, hotline_id: int) -> QueueFacts:
-    """The hotline's holidays, logged-in agents and waiting callers in one round trip."""
-    row = (
-        await session.execute(
-            select(
-                select(func.array_agg(Holiday.day))
-                .where(Holiday.hotline_id == hotline_id)
-                .scalar_subquery(),
-                select(func.count())
-                .select_from(AgentLogin)
-                .where(AgentLogin.hotline_id == hotline_id)
-                .scalar_subquery(),
-                select(func.count())
-                .select_from(Call)
-                .where(Call.hotline_id == hotline_id, Call.status == CallStatus.WAITING)
-                .scalar_subquery(),
+_TIMESTAMP = AgentState.wrapup_until.type
+LAST_SEQ = 2**31 - 1  # behind every queue place: a new caller's view of the queue
+
+
+def _facts_columns(hotline_id: Any) -> list[Any]:
+    waiting = (Call.hotline_id == hotline_id, Call.status == CallStatus.WAITING)
+    free = (
+        select(
+            func.json_agg(
+                func.json_build_array(
+                    AgentState.agent_id,
+                    Membership.position,
+                    AgentState.last_call_end,
+                    AgentState.calls_taken,
+                )
             )
         )
-    ).one()
-    holidays, logged_in, waiting = cast(tuple[list[date] | None, int, int], tuple(row))
-    return QueueFacts(frozenset(holidays or ()), logged_in, waiting)
+        .select_from(AgentState)
+        .join(
+            AgentLogin,
+            and_(AgentLogin.agent_id == AgentState.agent_id, AgentLogin.hotline_id == hotline_id),
+        )
+        .join(
+            Membership,
+            and_(Membership.agent_id == AgentState.agent_id, Membership.hotline_id == hotline_id),
+        )
+        .where(_free_agent_clause(bindparam("now", type_=_TIMESTAMP)))
+    )
+    last = (
+        select(func.json_build_array(Membership.agent_id, Membership.position))
+        .where(Membership.hotline_id == hotline_id, Membership.last_offered_at.is_not(None))
+        .order_by(Membership.last_offered_at.desc(), Membership.position.desc())
+        .limit(1)
+    )
+    return [
+        select(func.array_agg(Holiday.day)).where(Holiday.hotline_id == hotline_id),
+        select(func.count()).select_from(AgentLogin).where(AgentLogin.hotline_id == hotline_id),
+        select(func.count()).select_from(Call).where(*waiting),
+        select(func.count())
+        .select_from(Call)
+        .where(
+            *waiting,
+            Call.queue_seq < bindparam("before_seq"),
+            ~exists().where(AgentState.reserved_call_id == Call.id),
+        ),
+        free,
+        last,
+    ]
+
+
+# Built once: the call path's statements cost no construction per call.
+_START_FACTS: Select[Any] = select(
+    Hotline, *(column.scalar_subquery() for column in _facts_columns(Hotline.id))
+).where(Hotline.number == bindparam("number"))
+_QUEUE_FACTS: Select[Any] = select(
+    *(column.scalar_subquery() for column in _facts_columns(bindparam("hotline_id")))
+)
+
+
+def _facts(row: Any) -> QueueFacts:
+    holidays, logged_in, waiting, unserved, free, last = row
+    candidates = tuple(
+        Candidate(
+            agent_id=agent_id,
+            position=position,
+            last_call_end=datetime.fromisoformat(ended) if ended else None,
+            calls_taken=taken,
+        )
+        for agent_id, position, ended, taken in (_json(free) or ())
+    )
+    last_offered = _json(last) or (None, None)
+    return QueueFacts(
+        frozenset(holidays or ()),
+        int(logged_in),
+        int(waiting),
+        int(unserved),
+        candidates,
+        (last_offered[0], last_offered[1]),
+    )
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+async def start_facts(
+    session: AsyncSession, number: str, now: datetime
+) -> tuple[Hotline, QueueFacts] | None:
+    """The hotline dialled and its facts (holidays, logged-in agents, waiting callers,
+    free agents) in one round trip; None for an unknown number."""
+    params = {"number": number, "now": now, "before_seq": LAST_SEQ}
+    row = (await session.execute(_START_FACTS, params)).first()
+    if row is None:
+        return None
+    return row[0], _facts(tuple(row)[1:])
+
+
+async def queue_facts(
+    session: AsyncSession,
+    hotline_id: int,
+    now: datetime | None = None,
+    before_seq: int = LAST_SEQ,
+) -> QueueFacts:
+    """The hotline's facts (see start_facts) in one round trip; `unserved` counts the
+    callers ahead of queue place `before_seq`."""
+    params = {
+        "hotline_id": hotline_id,
+        "now": now or datetime.now().astimezone(),
+        "before_seq": before_seq,
+    }
+    row = (await session.execute(_QUEUE_FACTS, params)).one()
+    return _facts(tuple(row))
+
+
+def choose(hotline: Hotline, facts: QueueFacts, tried: Collection[int], ahead: int) -> list[int]:
+    """The agents to ring together for a waiting caller with `ahead` unserved callers
+    before it, by the hotline's strategy (domain/strategies.py); none when every free
+    agent is due to a caller ahead."""
+    if len(facts.candidates) <= ahead:
+        return []
+    last_agent_id, last_position = facts.last_offered
+    rounds = order_candidates(
+        hotline.strategy,
+        list(facts.candidates),
+        last_agent_id=last_agent_id,
+        last_position=last_position,
+        tried=frozenset(tried),
+        rng=_rng,
+    )
+    return list(rounds[0]) if rounds and rounds[0] else []
+
+
+def _offers(chosen: list[int], rows: Any) -> list[Offer]:
+    by_id = {agent_id: (target, kind) for agent_id, target, kind in rows if agent_id is not None}
+    return [
+        Offer(agent_id, by_id[agent_id][0], TargetKind(by_id[agent_id][1]))
+        for agent_id in chosen
+        if agent_id in by_id
+    ]
+
+
+_ENQUEUE = text(
+    "SELECT o_seq, o_entered, o_agent, o_target, o_kind FROM hotline_enqueue("
+    ":call_id, :channel_id, :dialled, :caller, :hotline_id, :node, :waiting,"
+    " CAST(:agents AS integer[]), :now, :round_robin)"
+).bindparams(bindparam("now", type_=_TIMESTAMP))
+_RESERVE = text(
+    "SELECT o_agent, o_target, o_kind FROM hotline_reserve("
+    ":call_id, :hotline_id, :queue_seq, CAST(:agents AS integer[]), :node, :now, :round_robin)"
+).bindparams(bindparam("now", type_=_TIMESTAMP))
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    call_id: uuid.UUID,
+    channel_id: str,
+    dialled: str,
+    caller_number: str,
+    hotline: Hotline | None,
+    node: str,
+    waiting: bool,
+    agents: list[int],
+    now: datetime,
+) -> tuple[int, datetime, list[Offer]]:
+    """Insert a call for `hotline` (None: an unknown number; queued when `waiting`, with
+    its ENTERQUEUE event) and
+    reserve `agents` for it (see `choose`) in one statement. Returns its queue_seq, its
+    entered_at and the offers for the agents it got (taken meanwhile: none)."""
+    rows = (
+        await session.execute(
+            _ENQUEUE,
+            {
+                "call_id": call_id,
+                "channel_id": channel_id,
+                "dialled": dialled,
+                "caller": caller_number,
+                "hotline_id": hotline.id if hotline is not None else None,
+                "node": node,
+                "waiting": waiting,
+                "agents": agents,
+                "now": now,
+                "round_robin": hotline is not None
+                and Strategy(hotline.strategy) is Strategy.ROUND_ROBIN,
+            },
+        )
+    ).all()
+    queue_seq, entered_at = rows[0][0], rows[0][1]
+    return queue_seq, entered_at, _offers(agents, [tuple(row)[2:] for row in rows])
+
+
+_CONNECT = text(
+    "WITH agent AS ("
+    " UPDATE agent_states SET activity = 'on_call', unanswered_streak = 0, updated_at = now()"
+    " WHERE agent_id = CAST(:agent_id AS integer) AND reserved_call_id = :call_id"
+    "), call AS ("
+    " UPDATE calls SET status = 'bridged', answered_at = :now,"
+    " agent_id = CAST(:agent_id AS integer), bridge_id = :bridge_id WHERE id = :call_id"
+    ") INSERT INTO call_events (call_id, event, agent_id, data)"
+    " VALUES (:call_id, 'CONNECT', CAST(:agent_id AS integer), CAST(:data AS jsonb))"
+).bindparams(bindparam("now", type_=_TIMESTAMP))
+
+
+async def connect_call(
+    session: AsyncSession,
+    *,
+    call_id: uuid.UUID,
+    agent_id: int | None,
+    bridge_id: str,
+    target_kind: TargetKind,
+    now: datetime,
+) -> None:
+    """The call is bridged with its agent (or forward target, `agent_id` None): the agent
+    on the call, the call record bridged, its CONNECT event; one statement."""
+    await session.execute(
+        _CONNECT,
+        {
+            "call_id": call_id,
+            "agent_id": agent_id,
+            "bridge_id": bridge_id,
+            "now": now,
+            "data": json.dumps({"target_kind": target_kind.value}),
+        },
+    )
+
+
+_FINISH = text(
+    "WITH agent AS ("
+    " UPDATE agent_states SET"
+    " activity = CAST(CASE WHEN :wrapup_s > 0 THEN 'wrapup' ELSE 'idle' END AS agent_activity),"
+    " wrapup_until = :now + make_interval(secs => :wrapup_s), last_call_end = :now,"
+    " calls_taken = calls_taken + 1, reserved_call_id = NULL, reserved_by_node = NULL,"
+    " updated_at = now()"
+    " WHERE agent_id = CAST(:agent_id AS integer) AND reserved_call_id = :call_id"
+    "), closed AS ("
+    " UPDATE calls SET status = 'ended', ended_at = :now,"
+    " outcome = CAST(:outcome AS call_outcome),"
+    " agent_id = COALESCE(CAST(:agent_id AS integer), agent_id)"
+    " WHERE id = :call_id AND outcome IS NULL RETURNING id"
+    ") INSERT INTO call_events (call_id, event, agent_id, data)"
+    " SELECT id, :event, CAST(:agent_id AS integer), CAST('{}' AS jsonb) FROM closed"
+).bindparams(
+    bindparam("now", type_=_TIMESTAMP),
+    bindparam("wrapup_s", type_=Call.queue_seq.type),
+)
+
+
+async def finish_call(
+    session: AsyncSession,
+    *,
+    call_id: uuid.UUID,
+    agent_id: int | None,
+    wrapup_s: int,
+    outcome: Outcome,
+    now: datetime,
+) -> None:
+    """A connected call ended: its agent into wrap-up (or idle) as `agent_finished` does,
+    the call's one outcome as `calls.close_call` sets it (a call that has one keeps it,
+    its event is logged once); one statement."""
+    await session.execute(
+        _FINISH,
+        {
+            "call_id": call_id,
+            "agent_id": agent_id,
+            "wrapup_s": wrapup_s,
+            "now": now,
+            "outcome": outcome.value,
+            "event": outcome.value.upper(),
+        },
+    )
 
 
 async def position_in_queue(session: AsyncSession, call: Call) -> int:
@@ -115,117 +376,48 @@ async def reserve_agents(
     node: str,
     now: datetime,
 ) -> list[Offer]:
-    """Reserve the next agent(s) the hotline's strategy picks for this call, or none.
+    """Reserve the next agent(s) the hotline's strategy picks for this waiting call, or
+    none; the first ring and the RING events are recorded with the reservation.
 
-    The hotline's row lock orders its callers, so the free agents are read without locking
-    them; the chosen ones are then taken with one conditional UPDATE, which re-checks that
-    each is still free (another hotline's caller may have taken an agent both share).
+    The free agents are read without locking them; the chosen ones are then taken by
+    `hotline_reserve`, which orders the hotline's callers and re-checks that each agent is
+    still free (another caller may have taken an agent meanwhile: then the next choice).
     """
-    await session.execute(select(Hotline.id).where(Hotline.id == hotline.id).with_for_update())
-    reserved_elsewhere = exists().where(AgentState.reserved_call_id == Call.id)
-    ahead = int(
-        await session.scalar(
-            select(func.count())
-            .select_from(Call)
-            .where(
-                Call.hotline_id == hotline.id,
-                Call.status == CallStatus.WAITING,
-                Call.queue_seq < queue_seq,
-                ~reserved_elsewhere,
-            )
-        )
-        or 0
-    )
-    rows = (
-        await session.execute(
-            select(
-                AgentState.agent_id,
-                Membership.position,
-                AgentState.last_call_end,
-                AgentState.calls_taken,
-            )
-            .join(
-                AgentLogin,
-                and_(
-                    AgentLogin.agent_id == AgentState.agent_id, AgentLogin.hotline_id == hotline.id
-                ),
-            )
-            .join(
-                Membership,
-                and_(
-                    Membership.agent_id == AgentState.agent_id, Membership.hotline_id == hotline.id
-                ),
-            )
-            .where(_free_agent_clause(now))
-        )
-    ).all()
-    if len(rows) <= ahead:
-        return []  # callers ahead of this one get the free agents first
-    candidates = [
-        Candidate(agent_id=agent_id, position=position, last_call_end=last_end, calls_taken=taken)
-        for agent_id, position, last_end, taken in rows
-    ]
-    round_robin = Strategy(hotline.strategy) is Strategy.ROUND_ROBIN
-    last_agent_id, last_position = (
-        await _last_offered(session, hotline.id) if round_robin else (None, None)
-    )
     lost: set[int] = set()
+    round_robin = Strategy(hotline.strategy) is Strategy.ROUND_ROBIN
+    facts = await queue_facts(session, hotline.id, now, before_seq=queue_seq)
     while True:
-        rounds = order_candidates(
-            hotline.strategy,
-            [c for c in candidates if c.agent_id not in lost],
-            last_agent_id=last_agent_id,
-            last_position=last_position,
-            tried=frozenset(tried),
-            rng=_rng,
+        free = QueueFacts(
+            facts.holidays,
+            facts.logged_in,
+            facts.waiting,
+            facts.unserved,
+            tuple(c for c in facts.candidates if c.agent_id not in lost),
+            facts.last_offered,
         )
-        if not rounds or not rounds[0]:
+        # The function counts the callers ahead again, under the hotline's lock.
+        chosen = choose(hotline, free, tried, ahead=facts.unserved)
+        if not chosen:
             return []
-        taken = (
+        rows = (
             await session.execute(
-                update(AgentState)
-                .where(AgentState.agent_id.in_(rounds[0]), _free_agent_clause(now))
-                .values(
-                    reserved_call_id=call_id,
-                    reserved_by_node=node,
-                    activity=AgentActivity.RINGING,
-                )
-                .returning(AgentState.agent_id, AgentState.target, AgentState.target_kind)
-                .execution_options(synchronize_session=False)
+                _RESERVE,
+                {
+                    "call_id": call_id,
+                    "hotline_id": hotline.id,
+                    "queue_seq": queue_seq,
+                    "agents": chosen,
+                    "node": node,
+                    "now": now,
+                    "round_robin": round_robin,
+                },
             )
         ).all()
-        if taken:
-            break
-        lost.update(rounds[0])  # taken by another hotline's caller meanwhile: next choice
-    by_id = {agent_id: (target, kind) for agent_id, target, kind in taken}
-    offers = []
-    for agent_id in rounds[0]:
-        if agent_id in by_id:
-            target, kind = by_id[agent_id]
-            assert target is not None and kind is not None  # a free agent has a target
-            offers.append(Offer(agent_id, target, kind))
-    if round_robin:  # only its rotation needs to know who was offered last
-        await session.execute(
-            update(Membership)
-            .where(Membership.hotline_id == hotline.id, Membership.agent_id.in_(list(by_id)))
-            .values(last_offered_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    return offers
-
-
-async def _last_offered(session: AsyncSession, hotline_id: int) -> tuple[int | None, int | None]:
-    """Round robin continues after the member offered most recently (any call): its agent
-    id and position, so the rotation goes on even when that agent is busy now."""
-    row = (
-        await session.execute(
-            select(Membership.agent_id, Membership.position)
-            .where(Membership.hotline_id == hotline_id, Membership.last_offered_at.is_not(None))
-            .order_by(Membership.last_offered_at.desc(), Membership.position.desc())
-            .limit(1)
-        )
-    ).first()
-    return (row[0], row[1]) if row is not None else (None, None)
+        if rows:
+            return _offers(chosen, [tuple(row) for row in rows])
+        # Taken by another caller meanwhile, or callers ahead get the free agents first:
+        # the next choice, until nobody is left.
+        lost.update(chosen)
 
 
 async def release_agent(

@@ -49,7 +49,10 @@ class _AriCollector(Collector):
             "hotline_ari_reconnects", "ARI event stream reconnections since start"
         )
         total.add_metric([], float(reconnects() if reconnects is not None else 0))
-        return iter((up, total))
+        requests = self._metrics.ari_requests
+        sent = CounterMetricFamily("hotline_ari_requests", "ARI REST requests sent since start")
+        sent.add_metric([], float(requests() if requests is not None else 0))
+        return iter((up, total, sent))
 
     def describe(self) -> Iterator[Metric]:
         return iter(())
@@ -118,6 +121,7 @@ class Metrics:
         )
         self.ari_connected: Callable[[], bool] | None = None
         self.ari_reconnects: Callable[[], int] | None = None
+        self.ari_requests: Callable[[], int] | None = None
         r.register(_AriCollector(self))
         for presence in Presence:
             self.agents.labels(presence.value).set(0)
@@ -136,10 +140,18 @@ class Metrics:
         if alert:
             self.pin_alerts.inc()
 
-    def bind_ari(self, *, connected: Callable[[], bool], reconnects: Callable[[], int]) -> None:
-        """Read ARI state from the event stream (e.g. `stream.connected`/`stream.reconnects`)."""
+    def bind_ari(
+        self,
+        *,
+        connected: Callable[[], bool],
+        reconnects: Callable[[], int],
+        requests: Callable[[], int] | None = None,
+    ) -> None:
+        """Read ARI state from the event stream (e.g. `stream.connected`/`stream.reconnects`)
+        and the client's request count."""
         self.ari_connected = connected
         self.ari_reconnects = reconnects
+        self.ari_requests = requests
 
     # -- called by the panel server ---------------------------------------------------------
     def update_from(

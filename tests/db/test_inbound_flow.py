@@ -97,7 +97,7 @@ async def test_agent_answers_and_call_is_bridged_then_wrapup(
     add = await ari.wait_command("add_channel")
     assert set(add.args[1]) == {"caller", leg}
     connected = {c.args[1]: c.args[2] for c in ari.called("set_variable") if c.args[0] == "caller"}
-    assert connected["CONNECTEDLINE(num,i)"] == "500"
+    assert connected["CONNECTEDLINE(all,i)"].endswith(" <500>")  # the hotline, name and number
     dispatcher.on_event(event("StasisEnd", channel=channel("caller")))
     await ari.wait_for(lambda: any(c.args[0] == leg for c in ari.called("hangup")))
     await ari.wait_command("destroy_bridge")
