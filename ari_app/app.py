@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from datetime import UTC, datetime, timedelta
 
 from ari_app.ari.client import AriClient
+from ari_app.ari.errors import AriError
 from ari_app.ari.stream import EventStream
 from ari_app.config import Settings
 from ari_app.db.session import make_engine, make_sessionmaker, make_statement_sessionmaker
@@ -23,7 +25,7 @@ from ari_app.flows.service import ServiceFlow
 from ari_app.mailer import Mailer
 from ari_app.reconcile import LostAsterisk, reconcile
 from ari_app.roster_scheduler import RosterScheduler
-from ari_app.services import retention, routing
+from ari_app.services import nodes, retention, routing
 from ari_app.web.metrics import Metrics
 from ari_app.web.server import PanelServer
 
@@ -45,8 +47,10 @@ def flow_table() -> dict[str, FlowFactory]:
 
 
 class HotlineApp:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, workers: int = 1) -> None:
         self.settings = settings
+        self.workers = workers  # of this node (ari_app/workers.py); the dialplan needs it
+        self._reconcile_lock = asyncio.Lock()
         self.engine = make_engine(settings.database_url)
         self.sessions = make_sessionmaker(self.engine)
         self.ari = AriClient(
@@ -76,10 +80,46 @@ class HotlineApp:
             self.stream.reconnects,
         )
         try:
-            await reconcile(self.ctx, self.dispatcher)
+            # The dialplan tries this many workers' Stasis apps ([hotline-stasis]).
+            await self.ari.set_global("HOTLINE_WORKERS", str(self.workers))
+        except AriError as exc:
+            log.warning("could not set HOTLINE_WORKERS: %s", exc)
+        try:
+            async with self._reconcile_lock:
+                await reconcile(self.ctx, self.dispatcher)
         except Exception:
             # Never keep the event stream from running; the next reconnect tries again.
             log.exception("reconciliation failed")
+
+    async def watch_siblings(self) -> None:
+        """Heartbeat, and adoption of the calls of a dead sibling on the same PBX (another
+        worker, or a node that shares this Asterisk): services/nodes.py."""
+        me, pbx, pid = self.settings.node, self.settings.ari_url, os.getpid()
+        registered = False
+        while True:
+            try:
+                async with self.ctx.one_statement()() as session, session.begin():
+                    if not registered:
+                        await nodes.register(session, name=me, pbx=pbx, pid=pid)
+                        registered = True
+                    elif not await nodes.heartbeat(session, name=me, pid=pid):
+                        # A sibling thought us dead and took our calls: two processes must
+                        # never drive one call. Leave as a crash would (the supervisor or
+                        # the service manager starts us again).
+                        log.critical("node %s: declared dead by a sibling, exiting", me)
+                        os._exit(75)
+                    dead = (
+                        await nodes.take_over_dead(session, me=me, pbx=pbx)
+                        if self.stream.connected
+                        else []
+                    )
+                if dead:
+                    log.warning("node %s: adopting the calls of %s", me, ", ".join(dead))
+                    async with self._reconcile_lock:
+                        await reconcile(self.ctx, self.dispatcher)
+            except Exception as exc:
+                log.warning("node heartbeat failed: %s", exc)
+            await asyncio.sleep(nodes.HEARTBEAT_S)
 
     async def sweep(self) -> None:
         """Ends wrap-ups that are over and wakes the callers waiting for an agent."""
@@ -180,6 +220,7 @@ class HotlineApp:
             asyncio.create_task(self.purge_daily(), name="purge"),
             asyncio.create_task(self.send_mail(), name="mail"),
             asyncio.create_task(RosterScheduler(self.ctx).run(), name="roster"),
+            asyncio.create_task(self.watch_siblings(), name="siblings"),
         ]
         try:
             await self._stopping.wait()
@@ -199,8 +240,8 @@ class HotlineApp:
             log.info("stopped")
 
 
-async def serve(settings: Settings, *, grace_s: float = 30.0) -> None:
-    app = HotlineApp(settings)
+async def serve(settings: Settings, *, grace_s: float = 30.0, workers: int = 1) -> None:
+    app = HotlineApp(settings, workers=workers)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, app.request_stop)

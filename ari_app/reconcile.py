@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ari_app.ari.errors import AriError
 from ari_app.ari.events import ChannelDestroyed
 from ari_app.ari.models import Channel
 from ari_app.db.models import AgentActivity, AgentState, Call, CallStatus, Hotline, Outcome
@@ -75,7 +76,16 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
             )
         )
         hotlines = {h.id: h for h in await session.scalars(select(Hotline))}
+        # Calls another process drives (a sibling adopted them while this one was down):
+        # their channels, and their agents' legs ("<call id>-a..."), are not orphans.
+        elsewhere = {
+            str(call_id): channel_id
+            for call_id, channel_id in await session.execute(
+                select(Call.id, Call.channel_id).where(Call.node != ctx.node, Call.status.in_(OPEN))
+            )
+        }
         taken: set[str] = set()  # channels a flow (live or adopted) looks after
+        leftover: list[str] = []
         keep_reserved: set[uuid.UUID] = set()
         for call in open_calls:
             if dispatcher.owner(call.channel_id) is not None:
@@ -88,6 +98,7 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
                 await _close_vanished(session, call, now)
                 result.closed += 1
             elif hotline and call.status is CallStatus.BRIDGED and bridge and len(others) == 1:
+                await _follow(ctx, [call.channel_id, others[0]], in_app)
                 dispatcher.adopt(
                     InboundFlow.adopt(ctx, call, hotline, agent_leg=others[0]),
                     [call.channel_id, others[0]],
@@ -98,6 +109,7 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
             elif hotline and call.status in (CallStatus.WAITING, CallStatus.NEW):
                 await _release_all(session, call.id)
                 answered = channels[call.channel_id].state == "Up"
+                await _follow(ctx, [call.channel_id], in_app)
                 flow = InboundFlow.adopt(ctx, call, hotline, caller_answered=answered)
                 dispatcher.adopt(flow, [call.channel_id])
                 taken.add(call.channel_id)
@@ -105,6 +117,9 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
             else:
                 await _close_vanished(session, call, now)  # half-done action: apologise
                 result.closed += 1
+                if call.channel_id not in in_app:
+                    # Held by a dead sibling's app (services/nodes.py): ours to apologise to.
+                    leftover.append(call.channel_id)
         # Agents rung by a process that died stay "ringing" forever unless released here.
         stuck = update(AgentState).where(
             AgentState.reserved_by_node == ctx.node, AgentState.reserved_call_id.is_not(None)
@@ -115,8 +130,12 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
             stuck.values(reserved_call_id=None, reserved_by_node=None, activity=AgentActivity.IDLE)
         )
 
-    for channel_id in sorted(in_app & set(channels)):
+    await _follow(ctx, leftover, in_app)
+    driven_elsewhere = set(elsewhere.values())
+    for channel_id in sorted((in_app | set(leftover)) & set(channels)):
         if channel_id in taken or dispatcher.owner(channel_id) is not None:
+            continue
+        if channel_id in driven_elsewhere or channel_id[:36] in elsewhere:
             continue
         result.orphans.append(channel_id)
         dispatcher.adopt(OrphanFlow(ctx, channel_id, ()), [channel_id])
@@ -131,6 +150,18 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
         result.vanished,
     )
     return result
+
+
+async def _follow(ctx: FlowContext, channel_ids: list[str], in_app: set[str]) -> None:
+    """Channels a dead sibling's Stasis app holds (another worker, services/nodes.py): our
+    app subscribes to them to get their events; Asterisk lets any app control them."""
+    foreign = [channel_id for channel_id in channel_ids if channel_id not in in_app]
+    if not foreign:
+        return
+    try:
+        await ctx.ari.subscribe([f"channel:{channel_id}" for channel_id in foreign])
+    except AriError as exc:
+        log.warning("could not follow adopted channels %s: %s", foreign, exc)
 
 
 def _destroyed(app: str, channel_id: str) -> ChannelDestroyed:

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 
 import click
 
 from ari_app.app import serve as run_app
 from ari_app.config import configure_logging, load_settings
+from ari_app.workers import run_workers
 
 
 @click.command()
 @click.option("--grace", default=30.0, show_default=True, help="Seconds calls may finish on stop.")
-def serve(grace: float) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    envvar="HOTLINE_WORKERS",
+    help="Worker processes (default: the number of CPUs); each registers its own Stasis "
+    "app, and the dialplan spreads calls over them.",
+)
+def serve(grace: float, workers: int | None) -> None:
     """Connect to Asterisk (ARI) and PostgreSQL and run the hotlines until SIGTERM.
 
     \b
@@ -22,4 +33,8 @@ def serve(grace: float) -> None:
     """
     settings = load_settings()
     configure_logging(settings.log_level)
-    asyncio.run(run_app(settings, grace_s=grace))
+    count = workers or os.cpu_count() or 1
+    if count == 1:
+        asyncio.run(run_app(settings, grace_s=grace))
+        return
+    sys.exit(run_workers(settings, count, grace))

@@ -456,3 +456,15 @@ class Lockout(Base):
     lockouts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # the last failure, or the end of the last lock: a quiet day after it forgets the streak
     last_failure_at: Mapped[datetime | None] = mapped_column()
+
+
+class Node(Base):
+    """A running `hotline serve` process (a node, or one worker of a node), for the others
+    on the same PBX to notice when it died and adopt its calls (services/nodes.py)."""
+
+    __tablename__ = "nodes"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pbx: Mapped[str] = mapped_column(String(200))  # the ARI URL it controls
+    pid: Mapped[int] = mapped_column(Integer)
+    seen_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -1,7 +1,7 @@
 """fast call path: a call's queue entry and its agent reservation in one statement
 
 Revision ID: i11_fast_path
-Revises: 0002
+Revises: i14_languages
 Create Date: 2026-12-04 19:10:00
 
 Two SQL functions (ari_app/services/routing.py calls them):
@@ -12,8 +12,9 @@ Two SQL functions (ari_app/services/routing.py calls them):
   wait ahead of it than there are free agents), with a conditional UPDATE that re-checks
   each agent is still free (no agent rung for two calls, whichever process asks), and
   records the first ring and one RING event per agent in the same statement.
-- hotline_enqueue: inserts the call (and its ENTERQUEUE event when it is queued), then
-  runs hotline_reserve for it: a routed call's start is one round trip.
+- hotline_enqueue: takes the same lock, inserts the call (and its ENTERQUEUE event when
+  it is queued), then runs hotline_reserve for it: a routed call's start is one round
+  trip, and callers get their queue places in the order in which they reserve.
 
 A function body sees a new snapshot for each statement, so the counts read after the lock
 include what the previous holder committed (a single CTE could not do that).
@@ -26,7 +27,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "i11_fast_path"
-down_revision: str | None = "0002"
+down_revision: str | None = "i14_languages"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -94,6 +95,11 @@ DECLARE
     v_seq integer;
     v_entered timestamptz;
 BEGIN
+    IF p_hotline IS NOT NULL THEN
+        -- Before the insert: queue places (queue_seq) are handed out in the order in which
+        -- callers reserve, so a later caller never takes the agent of an earlier one.
+        PERFORM pg_advisory_xact_lock(11, p_hotline);
+    END IF;
     INSERT INTO calls (id, hotline_id, dialled_number, channel_id, node, caller_number,
                        status, pseudonymised)
     VALUES (p_call, p_hotline, p_dialled, p_channel, p_node, NULLIF(p_caller, ''),

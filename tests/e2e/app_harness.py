@@ -36,6 +36,7 @@ class ServeProcess:
             # Most e2e tests assert English core sounds; German ones set the language of
             # their hotline and agents (tests/e2e/test_german.py).
             "HOTLINE_LANGUAGE": "en",
+            "HOTLINE_WORKERS": "1",  # one process unless a test asks for more
             **env,
         }
         self.proc: asyncio.subprocess.Process | None = None

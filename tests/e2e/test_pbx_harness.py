@@ -55,13 +55,15 @@ async def test_wrong_ari_password_is_refused(pbx: PrivateAsterisk) -> None:
 
 async def test_dialplan_contexts_are_loaded(pbx: PrivateAsterisk) -> None:
     inbound = await pbx.rx("dialplan show hotline-inbound")
-    assert "Stasis(${HOTLINE_STASIS_APP},inbound,${EXTEN})" in inbound
+    assert "Gosub(hotline-stasis,s,1(inbound,${EXTEN}))" in inbound
+    stasis = await pbx.rx("dialplan show hotline-stasis")
+    assert "Stasis(${HOTLINE_STASIS_APP},${ARG1},${ARG2})" in stasis
     assert "'_X.'" in inbound and "'_+X.'" in inbound
     features = await pbx.rx("dialplan show hotline-features")
     for pattern in ("'_*2[1-4]'", "'_*2[1-4]X.'", "'_*98X.'"):
         assert pattern in features
     service = await pbx.rx("dialplan show hotline-service")
-    assert "Stasis(${HOTLINE_STASIS_APP},service,${EXTEN})" in service
+    assert "Gosub(hotline-stasis,s,1(service,${EXTEN}))" in service
     fallback = await pbx.rx("dialplan show hotline-fallback")
     assert "Playback(" in fallback and "Dial(${GLOBAL(HOTLINE_FALLBACK_DIAL)}" in fallback
     # the demo contexts route as documented
