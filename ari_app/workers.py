@@ -7,8 +7,9 @@ port + k. Each worker sets the dialplan global HOTLINE_WORKERS=N, and the dialpl
 (dialplan/extensions_hotline.conf, [hotline-stasis]) tries the workers' apps in a rotating
 order from a random start, falling through on STASISSTATUS=FAILED: a dead worker's share
 of new calls goes to the others, and the fallback is reached only when none is running.
-A worker's waiting and bridged callers are adopted by a sibling (services/nodes.py); the
-supervisor starts a dead worker again after RESTART_DELAY_S.
+A worker's waiting and bridged callers are adopted by a sibling (services/nodes.py): the
+supervisor marks a worker it reaped dead in Postgres at once, and starts it again after
+RESTART_DELAY_S.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def run_workers(settings: Settings, count: int, grace_s: float) -> int:
                     exit_code,
                     RESTART_DELAY_S,
                 )
+                _mark_dead(worker_settings(settings, index, count), pid)
                 due[index] = time.monotonic() + RESTART_DELAY_S
             continue
         for index, at in list(due.items()):
@@ -99,6 +101,26 @@ def run_workers(settings: Settings, count: int, grace_s: float) -> int:
                 spawn(index)
         time.sleep(POLL_S)
     return status
+
+
+def _mark_dead(settings: Settings, pid: int) -> None:
+    """Tell the siblings now (they would notice the missing heartbeat only after
+    nodes.STALE_S)."""
+    from ari_app.db.session import make_engine, make_sessionmaker
+    from ari_app.services import nodes
+
+    async def mark() -> None:
+        engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
+        try:
+            async with make_sessionmaker(engine)() as session, session.begin():
+                await nodes.mark_dead(session, name=settings.node, pid=pid)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(mark())
+    except Exception as exc:  # the siblings still notice the missing heartbeat later
+        log.warning("could not mark worker %s dead: %s", settings.node, exc)
 
 
 def _worker(settings: Settings, count: int, grace_s: float) -> int:

@@ -124,14 +124,30 @@ async def ari_requests(metrics_urls: Sequence[str]) -> int:
     return total
 
 
-class Sampler:
-    """While running: polls the app's RSS and its event-loop lag gauge every SAMPLE_S and
-    keeps the maxima. Scraping /metrics costs the app a DB read; the idle baseline that
-    is subtracted from every segment scrapes at the same pace."""
+def children(pid: int) -> list[int]:
+    """Live child processes of `pid` (the workers of `hotline serve --workers N`)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = _stat_fields(int(entry.name))
+        except (OSError, ValueError):
+            continue
+        if fields[1] == str(pid):
+            found.append(int(entry.name))
+    return sorted(found)
 
-    def __init__(self, app_pid: int, metrics_url: str) -> None:
-        self.app_pid = app_pid
-        self.metrics_url = metrics_url
+
+class Sampler:
+    """While running: polls the RSS of the app's processes (the largest one: RSS per
+    worker) and their event-loop lag gauges every SAMPLE_S and keeps the maxima. Scraping
+    /metrics costs the app a DB read; the idle baseline that is subtracted from every
+    segment scrapes at the same pace."""
+
+    def __init__(self, app_pids: Sequence[int], metrics_urls: Sequence[str]) -> None:
+        self.app_pids = list(app_pids)
+        self.metrics_urls = list(metrics_urls)
         self.max_rss_kb = 0
         self.max_lag_s = 0.0
         self.scrapes = 0
@@ -153,17 +169,19 @@ class Sampler:
         async with aiohttp.ClientSession(timeout=timeout) as http:
             while True:
                 started = time.monotonic()
-                with contextlib.suppress(OSError, KeyError):
-                    self.max_rss_kb = max(self.max_rss_kb, memory_kb(self.app_pid))
-                try:
-                    async with http.get(self.metrics_url) as resp:
-                        lag = parse_loop_lag(await resp.text())
-                    self.scrapes += 1
-                    if lag is not None:
-                        self.max_lag_s = max(self.max_lag_s, lag)
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    self.scrape_errors += 1
-                    log.debug("metrics scrape failed: %s", exc)
+                for pid in self.app_pids:
+                    with contextlib.suppress(OSError, KeyError):
+                        self.max_rss_kb = max(self.max_rss_kb, memory_kb(pid))
+                for url in self.metrics_urls:
+                    try:
+                        async with http.get(url) as resp:
+                            lag = parse_loop_lag(await resp.text())
+                        self.scrapes += 1
+                        if lag is not None:
+                            self.max_lag_s = max(self.max_lag_s, lag)
+                    except (aiohttp.ClientError, TimeoutError) as exc:
+                        self.scrape_errors += 1
+                        log.debug("metrics scrape failed: %s", exc)
                 await asyncio.sleep(max(0.0, SAMPLE_S - (time.monotonic() - started)))
 
 
@@ -187,7 +205,7 @@ class Profiler:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self._proc = await asyncio.create_subprocess_exec(
             binary, "record", "--pid", str(self.pid), "--format", "raw", "--rate", "200",
-            "--nonblocking", "--output", str(self.out),
+            "--nonblocking", "--subprocesses", "--output", str(self.out),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,

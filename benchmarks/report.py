@@ -144,7 +144,7 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("CPU per call, app (ms)", "cpu_ms_per_call.app"),
     ("CPU per call, Asterisk (ms)", "cpu_ms_per_call.asterisk"),
     ("CPU per call, PostgreSQL (ms)", "cpu_ms_per_call.postgres"),
-    ("app peak RSS (MB)", "app_peak_rss_mb"),
+    ("app peak RSS per worker (MB)", "app_peak_rss_mb"),
     ("max event-loop lag (ms)", "max_event_loop_lag_ms"),
     ("DB round trips per call", "db_round_trips_per_call"),
     ("DB transactions per call", "db_transactions_per_call"),
@@ -325,6 +325,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Asterisk {result['machine'].get('asterisk', '(version not recorded)')} "
         f"(load average before: {result['machine']['loadavg']}), "
         f"strategy {cfg['strategy']} (app_queue: {cfg['queue_strategy']}), "
+        f"app workers {cfg.get('workers', 1)} (its CPU is theirs summed, its RSS the largest "
+        "worker's), "
         f"agents ring {cfg['ring_s']:g} s then hang up after {cfg['hold_s']:g} s, "
         f"establishment threshold {cfg['threshold_s']:g} s; "
         f"whole run {result['runtime_s']:.0f} s; highest 1-minute load average at the end "

@@ -96,6 +96,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     # every call of the phase up at once.
     p.add_argument("--conc-rate", type=float, default=8.0, help="their rate (8/s)")
     p.add_argument("--conc-hold", type=float, default=30.0, help="their hold time (30 s)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="hotline serve --workers (default: the number of CPUs, as serve's)",
+    )
     p.add_argument("--no-fixed", action="store_true", help="skip the fixed-rate phase")
     p.add_argument("--no-step", action="store_true", help="skip step mode")
     p.add_argument("--no-conc", action="store_true", help="skip the concurrency phase")
@@ -258,6 +264,7 @@ async def bench(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]
             "full_run": args.full_run,
             "app_log_level": args.app_log_level,
             "app_path": str(args.app_path) if args.app_path else None,
+            "workers": args.workers,
         },
     }
     world = World(
@@ -266,6 +273,7 @@ async def bench(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]
         args.strategy,
         app_log_level=args.app_log_level,
         app_path=args.app_path,
+        workers=args.workers,
     )
     db: DbCounter | None = None
     b: Bench | None = None

@@ -5,6 +5,7 @@ records from the sipp traces."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -71,19 +72,19 @@ class Meter:
         w = self.world
         return Snapshot(
             at=time.monotonic(),
-            app_cpu=probes.cpu_seconds(w.app_pid),
+            app_cpu=probes.tree_cpu_seconds(w.app_pid),  # every worker
             asterisk_cpu=probes.cpu_seconds(w.asterisk_pid),
             postgres_cpu=probes.tree_cpu_seconds(w.postgres_pid),
             sipp_cpu=probes.reaped_children_cpu(),
             db=await self.db.read(),
-            ari_requests=await probes.ari_requests([w.metrics_url]),
+            ari_requests=await probes.ari_requests(w.metrics_urls),
         )
 
     async def idle(self, seconds: float) -> tuple[Costs, float]:
         """The cost of doing nothing for `seconds` (background tasks, metrics scrapes);
         also returns the max loop lag seen."""
         before = await self.snapshot()
-        async with probes.Sampler(self.world.app_pid, self.world.metrics_url) as sampler:
+        async with probes.Sampler(self.world.app_pids, self.world.metrics_urls) as sampler:
             await asyncio.sleep(seconds)
         return Costs.between(before, await self.snapshot()), sampler.max_lag_s
 
@@ -160,11 +161,12 @@ async def run_segment(
     )
     await uas.start()
     try:
-        hwm_reset = probes.reset_peak_rss(world.app_pid)
+        app_pids = world.app_pids
+        hwm_reset = all([probes.reset_peak_rss(pid) for pid in app_pids])
         log_offset = world.serve.log_offset()
         before = await meter.snapshot()
         async with (
-            probes.Sampler(world.app_pid, world.metrics_url) as sampler,
+            probes.Sampler(app_pids, world.metrics_urls) as sampler,
             probes.Profiler(world.app_pid, folder / "app-profile.txt", enabled=plan.profile),
         ):
             await callers.start()
@@ -175,7 +177,9 @@ async def run_segment(
             drained = await world.wait_idle()
         peak = sampler.max_rss_kb
         if hwm_reset:
-            peak = max(peak, probes.memory_kb(world.app_pid, "VmHWM"))
+            for pid in app_pids:
+                with contextlib.suppress(OSError, KeyError):
+                    peak = max(peak, probes.memory_kb(pid, "VmHWM"))
     finally:
         await uas.stop()
     after = await meter.snapshot()

@@ -34,6 +34,7 @@ from ari_app.devenv.asterisk import Phone, PrivateAsterisk
 from ari_app.devenv.ports import free_port, free_port_range
 from ari_app.devenv.postgres import PrivatePostgres
 from ari_app.services import admin, agents
+from benchmarks import probes
 
 log = logging.getLogger(__name__)
 
@@ -216,8 +217,10 @@ class World:
         *,
         app_log_level: str = "INFO",
         app_path: Path | None = None,
+        workers: int = 1,
     ) -> None:
         self.run_dir = run_dir
+        self.workers = workers
         self.app_log_level = app_log_level
         # A folder holding a patched copy of `ari_app` to measure a proposed change with;
         # it goes first on the serve process's PYTHONPATH.
@@ -232,7 +235,7 @@ class World:
         ]
         self.pg = PrivatePostgres(
             run_dir / "postgres",
-            settings={"shared_preload_libraries": "pg_stat_statements", "max_connections": "50"},
+            settings={"shared_preload_libraries": "pg_stat_statements", "max_connections": "100"},
         )
         self.pbx = PrivateAsterisk(
             run_dir / "asterisk",
@@ -245,12 +248,25 @@ class World:
                 "logger.conf": LOGGER_CONF,
             },
         )
+        # Worker k of `hotline serve --workers N` listens on the panel port + k.
         self.panel_port = free_port("127.0.0.1", "tcp")
         self.serve: ServeProcess | None = None
 
     @property
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.panel_port}/metrics"
+
+    @property
+    def metrics_urls(self) -> list[str]:
+        """Every worker's /metrics."""
+        return [f"http://127.0.0.1:{self.panel_port + k}/metrics" for k in range(self.workers)]
+
+    @property
+    def app_pids(self) -> list[int]:
+        """The processes that serve calls: `hotline serve` itself, or its workers."""
+        if self.workers == 1:
+            return [self.app_pid]
+        return probes.children(self.app_pid) or [self.app_pid]
 
     @property
     def database_url(self) -> str:
@@ -287,6 +303,7 @@ class World:
             "HOTLINE_DATABASE_URL": self.database_url,
             "HOTLINE_PANEL_LISTEN": f"127.0.0.1:{self.panel_port}",
             "HOTLINE_LOG_LEVEL": self.app_log_level,
+            "HOTLINE_WORKERS": str(self.workers),
         }
         if self.app_path is not None:
             env["PYTHONPATH"] = os.pathsep.join(

@@ -1,10 +1,12 @@
 """Liveness of the app's processes on one PBX, through Postgres.
 
 Every process (a node, or one worker of `hotline serve --workers N`) writes a heartbeat
-row. A process whose row is older than STALE_S is dead for its siblings on the same PBX:
-the first sibling to notice deletes its row (one statement, so exactly one sibling wins)
-and takes over its open calls and the agents it had reserved, then adopts them like its
-own after a restart (ari_app/reconcile.py).
+row. A process is dead for its siblings on the same PBX when its row is older than
+STALE_S, or at once when the supervisor of `--workers` saw it die (`mark_dead`): a busy
+machine may hold up a live process's heartbeat for seconds, its supervisor's waitpid is
+certain. The first sibling to notice deletes the row (one statement, so exactly one
+sibling wins) and takes over its open calls and the agents it had reserved, then adopts
+them like its own after a restart (ari_app/reconcile.py).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 HEARTBEAT_S = 1.0
-STALE_S = 3.0  # three missed heartbeats: adoption within about 4 s of a process's death
+STALE_S = 30.0  # a process without a supervisor (a node of its own) that stopped beating
 
 _BEAT = text("UPDATE nodes SET seen_at = now() WHERE name = :name AND pid = :pid RETURNING name")
 _REGISTER = text(
@@ -32,6 +34,16 @@ _TAKE_OVER = text(
     " WHERE reserved_by_node IN (SELECT name FROM dead)"
     ") SELECT name FROM dead"
 )
+
+
+_MARK_DEAD = text(
+    "UPDATE nodes SET seen_at = now() - interval '1 day' WHERE name = :name AND pid = :pid"
+)
+
+
+async def mark_dead(session: AsyncSession, *, name: str, pid: int) -> None:
+    """The process `pid` running as `name` is gone (its supervisor reaped it)."""
+    await session.execute(_MARK_DEAD, {"name": name, "pid": pid})
 
 
 async def register(session: AsyncSession, *, name: str, pbx: str, pid: int) -> None:
