@@ -413,11 +413,9 @@ async def reserve_agents(
                 },
             )
         ).all()
-        if rows:
+        if rows:  # a row without an agent: callers ahead get the free agents first
             return _offers(chosen, [tuple(row) for row in rows])
-        # Taken by another caller meanwhile, or callers ahead get the free agents first:
-        # the next choice, until nobody is left.
-        lost.update(chosen)
+        lost.update(chosen)  # taken by another caller meanwhile: the next choice
 
 
 async def release_agent(

@@ -57,7 +57,10 @@ BEGIN
       JOIN memberships m ON m.agent_id = s.agent_id AND m.hotline_id = p_hotline
      WHERE {_FREE};
     IF v_free <= v_ahead THEN
-        RETURN;  -- callers ahead of this one get the free agents first
+        -- Callers ahead of this one get the free agents first: one row without an agent
+        -- (no rows: the chosen agents were taken meanwhile, the caller may choose again).
+        RETURN QUERY SELECT NULL::integer, NULL::text, NULL::target_kind;
+        RETURN;
     END IF;
     RETURN QUERY
     WITH taken AS (
@@ -113,7 +116,8 @@ BEGIN
         RETURN QUERY
         SELECT v_seq, v_entered, r.o_agent, r.o_target, r.o_kind
           FROM hotline_reserve(p_call, p_hotline, v_seq, p_agents, p_node, p_now,
-                               p_round_robin) r;
+                               p_round_robin) r
+         WHERE r.o_agent IS NOT NULL;
         IF FOUND THEN
             RETURN;
         END IF;
