@@ -149,6 +149,7 @@ class HotlineApp:
         # A phone that became idle may free an agent for waiting callers; the panel's hub
         # can subscribe to `device_presence.changed` as well.
         self.device_presence.changed.subscribe(self.ctx.agents_changed.notify)
+        self.ctx.followed_devices = lambda: self.device_presence.subscribed
         self.stream.add_handler(self.device_presence.on_event)
         self.stream.add_connect_hook(self.reconcile_presence_and_staffing)
         self.stream.add_disconnect_hook(self.device_presence.on_disconnect)

@@ -8,7 +8,7 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -74,6 +74,11 @@ class FlowContext:
     # units of work that are one statement (the call path's, see services/routing.py).
     # None: `sessions` serves those too.
     statement_sessions: async_sessionmaker[AsyncSession] | None = None
+
+    # Devices whose state device presence follows (ari_app/device_presence.py): their
+    # `device_busy` is already in the reservation's condition, so no ARI request asks
+    # again before ringing them. Empty (tests, no tracker): every device is asked.
+    followed_devices: Callable[[], Collection[str]] = frozenset
 
     def one_statement(self) -> async_sessionmaker[AsyncSession]:
         return self.statement_sessions or self.sessions

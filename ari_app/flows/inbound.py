@@ -349,7 +349,11 @@ class InboundFlow(CallFlow[S]):
         """Originate to one reserved agent; False (and the agent released) if impossible."""
         assert self.hotline is not None and self.call_id is not None
         hotline = self.hotline
-        if offer.target_kind is TargetKind.DEVICE and await self._device_busy(offer.target):
+        if (
+            offer.target_kind is TargetKind.DEVICE
+            and offer.target not in self.ctx.followed_devices()
+            and await self._device_busy(offer.target)
+        ):
             self.tried.add(offer.agent_id)
             await self._release(offer.agent_id, unanswered=False, wake=False)
             return False
