@@ -86,6 +86,7 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
         }
         taken: set[str] = set()  # channels a flow (live or adopted) looks after
         leftover: list[str] = []
+        dead_bridges: list[str] = []  # of calls closed here: nothing uses them any more
         keep_reserved: set[uuid.UUID] = set()
         for call in open_calls:
             if dispatcher.owner(call.channel_id) is not None:
@@ -97,6 +98,8 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
             if call.channel_id not in channels:
                 await _close_vanished(session, call, now)
                 result.closed += 1
+                if bridge is not None:
+                    dead_bridges.append(bridge.id)
             elif hotline and call.status is CallStatus.BRIDGED and bridge and len(others) == 1:
                 await _follow(ctx, [call.channel_id, others[0]], in_app)
                 dispatcher.adopt(
@@ -117,6 +120,8 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
             else:
                 await _close_vanished(session, call, now)  # half-done action: apologise
                 result.closed += 1
+                if bridge is not None:  # e.g. the agent hung up while nobody watched
+                    dead_bridges.append(bridge.id)
                 if call.channel_id not in in_app:
                     # Held by a dead sibling's app (services/nodes.py): ours to apologise to.
                     leftover.append(call.channel_id)
@@ -130,6 +135,11 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
             stuck.values(reserved_call_id=None, reserved_by_node=None, activity=AgentActivity.IDLE)
         )
 
+    for bridge_id in dead_bridges:
+        try:
+            await ari.destroy_bridge(bridge_id)
+        except AriError as exc:
+            log.warning("could not destroy bridge %s: %s", bridge_id, exc)
     await _follow(ctx, leftover, in_app)
     driven_elsewhere = set(elsewhere.values())
     for channel_id in sorted((in_app | set(leftover)) & set(channels)):
