@@ -29,9 +29,10 @@ async def test_sigkill_and_restart_keeps_every_caller(
     seeded = await seed_hotline(
         sessions, devices=("1001", "1002"), strategy="longest_idle", max_wait_s=300
     )
-    # Every call lasts 5 s (the agent hangs up): long enough for the kill and restart to
-    # happen while the first two calls are bridged.
-    agent_kw = {"ring": 0.2, "hangup_after": 5.0}
+    # Every call lasts 8 s (the agent hangs up): long enough for the kill and restart to
+    # happen while the first two calls are bridged, also on a busy machine (the dialplan's
+    # Answer() waits up to 500 ms for a silent caller's first frame before the app sees it).
+    agent_kw = {"ring": 0.2, "hangup_after": 8.0}
     first = SippPhone.for_phone(pbx.phone("1001"), sipp_dir, **agent_kw)
     second = SippPhone.for_phone(pbx.phone("1002"), sipp_dir, **agent_kw)
     callers: list[sipp.SippCall] = []
