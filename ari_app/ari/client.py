@@ -727,6 +727,7 @@ class AriClient:
             return {req_str(as_mapping(item, "sound"), "id") for item in _list_of(data, "sounds")}
         except MalformedError as exc:
             raise _unexpected("GET", "sounds", exc) from exc
+
     async def set_global(self, variable: str, value: str) -> None:
         """`POST /asterisk/variable`: a dialplan global (GLOBAL(variable))."""
         await self._request(
