@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ari_app.ari.errors import AriError
+from ari_app.ari.errors import AriError, AriNotFound, AriUnprocessable
 from ari_app.ari.events import ChannelDestroyed
 from ari_app.ari.models import Channel
 from ari_app.db.models import AgentActivity, AgentState, Call, CallStatus, Hotline, Outcome
@@ -101,20 +101,22 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
                 if bridge is not None:
                     dead_bridges.append(bridge.id)
             elif hotline and call.status is CallStatus.BRIDGED and bridge and len(others) == 1:
-                await _follow(ctx, [call.channel_id, others[0]], in_app)
-                dispatcher.adopt(
-                    InboundFlow.adopt(ctx, call, hotline, agent_leg=others[0]),
-                    [call.channel_id, others[0]],
-                )
+                gone = await _follow(ctx, [call.channel_id, others[0]], in_app)
+                flow = InboundFlow.adopt(ctx, call, hotline, agent_leg=others[0])
+                dispatcher.adopt(flow, [call.channel_id, others[0]])
+                for channel_id in gone:  # hung up since the snapshot: no event will come
+                    flow.deliver(_destroyed(ctx.app_name, channel_id))
                 taken.update((call.channel_id, others[0]))
                 keep_reserved.add(call.id)
                 result.adopted_bridged += 1
             elif hotline and call.status in (CallStatus.WAITING, CallStatus.NEW):
                 await _release_all(session, call.id)
                 answered = channels[call.channel_id].state == "Up"
-                await _follow(ctx, [call.channel_id], in_app)
+                gone = await _follow(ctx, [call.channel_id], in_app)
                 flow = InboundFlow.adopt(ctx, call, hotline, caller_answered=answered)
                 dispatcher.adopt(flow, [call.channel_id])
+                for channel_id in gone:
+                    flow.deliver(_destroyed(ctx.app_name, channel_id))
                 taken.add(call.channel_id)
                 result.adopted_waiting += 1
             else:
@@ -162,16 +164,20 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
     return result
 
 
-async def _follow(ctx: FlowContext, channel_ids: list[str], in_app: set[str]) -> None:
+async def _follow(ctx: FlowContext, channel_ids: list[str], in_app: set[str]) -> list[str]:
     """Channels a dead sibling's Stasis app holds (another worker, services/nodes.py): our
-    app subscribes to them to get their events; Asterisk lets any app control them."""
+    app subscribes to them to get their events; Asterisk lets any app control them.
+    Returns those that are gone meanwhile (their ChannelDestroyed went to nobody)."""
     foreign = [channel_id for channel_id in channel_ids if channel_id not in in_app]
-    if not foreign:
-        return
-    try:
-        await ctx.ari.subscribe([f"channel:{channel_id}" for channel_id in foreign])
-    except AriError as exc:
-        log.warning("could not follow adopted channels %s: %s", foreign, exc)
+    gone = []
+    for channel_id in foreign:
+        try:
+            await ctx.ari.subscribe(f"channel:{channel_id}")
+        except (AriNotFound, AriUnprocessable):  # 404/422: no such channel (any more)
+            gone.append(channel_id)
+        except AriError as exc:
+            log.warning("could not follow adopted channel %s: %s", channel_id, exc)
+    return gone
 
 
 def _destroyed(app: str, channel_id: str) -> ChannelDestroyed:
