@@ -415,7 +415,10 @@ async def reserve_agents(
         ).all()
         if rows:  # a row without an agent: callers ahead get the free agents first
             return _offers(chosen, [tuple(row) for row in rows])
-        lost.update(chosen)  # taken by another caller meanwhile: the next choice
+        # Taken by another caller meanwhile: the next choice, on fresh facts (the callers
+        # ahead may have been served meanwhile too).
+        lost.update(chosen)
+        facts = await queue_facts(session, hotline.id, now, before_seq=queue_seq)
 
 
 async def release_agent(
