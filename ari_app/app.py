@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from datetime import UTC, datetime, timedelta
 
 from ari_app.ari.client import AriClient
@@ -100,7 +101,10 @@ class HotlineApp:
     async def watch_siblings(self) -> None:
         """Heartbeat, and adoption of the calls of a dead sibling on the same PBX (another
         worker, or a node that shares this Asterisk): services/nodes.py."""
-        me, pbx, pid = self.settings.node, self.settings.ari_url, os.getpid()
+        # The same ARI URL on the same host is the same Asterisk (nodes of a cluster may
+        # all reach their own Asterisk at the same loopback URL).
+        pbx = f"{socket.gethostname()} {self.settings.ari_url}"[:200]
+        me, pid = self.settings.node, os.getpid()
         registered = False
         while True:
             try:

@@ -465,6 +465,6 @@ class Node(Base):
     __tablename__ = "nodes"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    pbx: Mapped[str] = mapped_column(String(200))  # the ARI URL it controls
+    pbx: Mapped[str] = mapped_column(String(200))  # host and ARI URL: the Asterisk it drives
     pid: Mapped[int] = mapped_column(Integer)
     seen_at: Mapped[datetime] = mapped_column(server_default=func.now())

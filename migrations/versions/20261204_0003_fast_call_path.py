@@ -1,7 +1,7 @@
 """fast call path: a call's queue entry and its agent reservation in one statement
 
 Revision ID: i11_fast_path
-Revises: i13_presence_after_call
+Revises: i15_callbacks
 Create Date: 2026-12-04 19:10:00
 
 Two SQL functions (ari_app/services/routing.py calls them):
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "i11_fast_path"
-down_revision: str | None = "i13_presence_after_call"
+down_revision: str | None = "i15_callbacks"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
