@@ -96,6 +96,9 @@ class NodeApp:
             "HOTLINE_DATABASE_URL": self.database_url,
             "HOTLINE_NODE": self.name,
             "HOTLINE_PANEL_LISTEN": f"127.0.0.1:{self.panel_port}",
+            # One process per node: what the cluster measures is a node's death
+            # (`hotline serve --workers N` would take the next ports for its workers).
+            "HOTLINE_WORKERS": os.environ.get("HOTLINE_WORKERS", "1"),
             "HOTLINE_LOG_LEVEL": os.environ.get("HOTLINE_LOG_LEVEL", "INFO"),
         }
         with self.log_path.open("ab") as out:
