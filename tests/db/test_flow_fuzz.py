@@ -168,6 +168,9 @@ class FakeMetrics:
     def call_ended(self, hotline: str | None, outcome: str, wait_s: float | None = None) -> None:
         self.ended.append((hotline, outcome))
 
+    def pin_checked(self, result: str, *, alert: bool) -> None:
+        """The PIN checks of feature and service flows (web/metrics.Metrics has it too)."""
+
 
 class FlakyAri(FakeAriClient):
     """The fake ARI as Asterisk behaves around hang-ups and outages: a request about a
