@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from ari_app.db.session import make_engine, make_sessionmaker
 from ari_app.devenv.asterisk import Phone, PrivateAsterisk
 from ari_app.devenv.ports import free_port, free_port_range
 from ari_app.devenv.postgres import PrivatePostgres
+from ari_app.devenv.procs import terminate
 from ari_app.services import admin, agents
 from benchmarks import probes
 
@@ -193,17 +193,7 @@ class ServeProcess:
             return fh.read().decode(errors="replace")
 
     async def stop(self, timeout: float = 15.0) -> None:
-        proc = self.proc
-        if proc is None or proc.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), timeout)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        await terminate(self.proc, timeout)
 
 
 class World:

@@ -38,6 +38,7 @@ from ari_app.devenv.asterisk import PrivateAsterisk, default_phones
 from ari_app.devenv.kamailio import PrivateKamailio
 from ari_app.devenv.ports import free_port, free_port_range
 from ari_app.devenv.postgres import PrivatePostgres
+from ari_app.devenv.procs import terminate
 from ari_app.services import admin, agents
 from ari_app.services.demo import DEMO_HOTLINE, DEMO_PIN, seed_demo
 
@@ -133,16 +134,7 @@ class NodeApp:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     async def stop(self, timeout: float = 15.0) -> None:
-        proc = self.proc
-        if proc is None or proc.returncode is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), timeout)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        await terminate(self.proc, timeout)
 
 
 class Cluster:

@@ -13,15 +13,14 @@ their Request-URI and are relayed there, so Kamailio keeps no dialog state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
-import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from ari_app.devenv.ports import free_port, port_is_free
+from ari_app.devenv.procs import terminate
 
 log = logging.getLogger(__name__)
 
@@ -211,13 +210,4 @@ class PrivateKamailio:
         return self.output_path.read_text(errors="replace")
 
     async def stop(self, timeout: float = 5.0) -> None:
-        proc = self._process
-        if proc is None or proc.returncode is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), timeout)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+        await terminate(self._process, timeout)
