@@ -177,7 +177,13 @@ async def test_german_agent_hears_german_on_an_english_hotline(
     caller_language: list[str] = []
 
     async def caller_is_english() -> bool:
-        found = [c for c in await channels(pbx) if c["dialplan"]["exten"] == HOTLINE]
+        # The caller's channel is the one that came through the hotline dialplan (in Stasis
+        # it sits in [hotline-stasis], which picks a worker); the app's legs did not.
+        found = [
+            c
+            for c in await channels(pbx)
+            if c["dialplan"]["context"] in ("hotline-inbound", "hotline-stasis")
+        ]
         caller_language[:] = [c["language"] for c in found]
         return caller_language == ["en"]
 
