@@ -201,11 +201,13 @@ async def test_german_agent_hears_german_on_an_english_hotline(
         for p in playbacks(observer, since)
         if p["target_uri"] == leg_channel
     ]
-    assert announcement[:3] == [
+    # "500, zum Bestätigen drücken Sie die 1": the playlist stops where the agent pressed 1
+    # (the mobile presses during the prompt), so "digits:1" may not have been played.
+    assert announcement[:2] == [
         (f"digits:{HOTLINE}", "de"),
         ("sound:hotline/if-correct-press", "de"),
-        ("digits:1", "de"),
     ], announcement
+    assert announcement[2:] in ([], [("digits:1", "de")]), announcement
 
 
 async def test_prompts_check_through_ari(pbx: PrivateAsterisk, tmp_path: Path) -> None:
