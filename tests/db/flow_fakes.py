@@ -135,6 +135,19 @@ def event(event_type: str, **fields: Any) -> Event:
     return parsed
 
 
+def playback_finished(playback_id: str, channel_id: str = "caller", media_uri: str = "x") -> Event:
+    """Asterisk's word that a playback on `channel_id` has ended."""
+    return event(
+        "PlaybackFinished",
+        playback={
+            "id": playback_id,
+            "media_uri": media_uri,
+            "target_uri": f"channel:{channel_id}",
+            "state": "done",
+        },
+    )
+
+
 def channel(channel_id: str, number: str = "030123") -> dict[str, Any]:
     return {
         "id": channel_id,

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from flow_fakes import FakeAriClient, channel, event, fake_dispatcher
+from flow_fakes import FakeAriClient, channel, event, fake_dispatcher, playback_finished
 from phone_support import Caller, Sessions, phone_world, seed
 from sqlalchemy import select
 
@@ -71,17 +71,7 @@ async def test_a_full_mailbox_takes_no_new_message(sessions: Sessions) -> None:
         )
         play = await ari.wait_command("play")
         assert play.args[1] == [MAILBOX_FULL_SOUND, GOODBYE_SOUND]  # then the usual end
-        dispatcher.on_event(
-            event(
-                "PlaybackFinished",
-                playback={
-                    "id": play.kwargs["playback_id"],
-                    "media_uri": "x",
-                    "target_uri": "channel:caller",
-                    "state": "done",
-                },
-            )
-        )
+        dispatcher.on_event(playback_finished(play.kwargs["playback_id"]))
         await ari.wait_for(lambda: any(c.args[0] == "caller" for c in ari.called("hangup")))
         assert ari.called("record") == []
         async with sessions() as session:

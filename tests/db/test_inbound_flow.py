@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from flow_fakes import FakeAriClient, channel, event, fake_dispatcher
+from flow_fakes import FakeAriClient, channel, event, fake_dispatcher, playback_finished
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web_support import waiting_call
@@ -69,15 +69,7 @@ async def test_unknown_number_is_announced_and_recorded(sessions: Sessions, worl
     play = await ari.wait_command("play")
     assert play.args[1] == ["sound:ss-noservice"]
     dispatcher.on_event(
-        event(
-            "PlaybackFinished",
-            playback={
-                "id": play.kwargs["playback_id"],
-                "media_uri": "sound:ss-noservice",
-                "target_uri": "channel:caller",
-                "state": "done",
-            },
-        )
+        playback_finished(play.kwargs["playback_id"], media_uri="sound:ss-noservice")
     )
     await ari.wait_for(lambda: any(c.args[0] == "caller" for c in ari.called("hangup")))
     assert (await _call(sessions)).outcome is Outcome.REJECTED_UNKNOWN_NUMBER
@@ -117,17 +109,7 @@ async def test_no_agents_goes_to_voicemail(sessions: Sessions, world: Any) -> No
     _start(dispatcher)
     play = await ari.wait_command("play")
     assert play.args[1] == ["sound:vm-intro"]
-    dispatcher.on_event(
-        event(
-            "PlaybackFinished",
-            playback={
-                "id": play.kwargs["playback_id"],
-                "media_uri": "x",
-                "target_uri": "channel:caller",
-                "state": "done",
-            },
-        )
-    )
+    dispatcher.on_event(playback_finished(play.kwargs["playback_id"]))
     record = await ari.wait_command("record")
     assert record.kwargs["terminate_on"] == "#" and record.kwargs["beep"] is True
     dispatcher.on_event(
@@ -237,17 +219,7 @@ async def test_no_announcement_is_queued_over_one_still_playing(
     flow = dispatcher.owner("caller")
     assert flow is not None
     flow.deliver(Timer("announce"))  # the entry announcement is still playing: skipped
-    dispatcher.on_event(
-        event(
-            "PlaybackFinished",
-            playback={
-                "id": first.kwargs["playback_id"],
-                "media_uri": "x",
-                "target_uri": "channel:caller",
-                "state": "done",
-            },
-        )
-    )
+    dispatcher.on_event(playback_finished(first.kwargs["playback_id"]))
     flow.deliver(Timer("announce"))  # now it is announced again
     await ari.wait_command("play", count=2)
     media = [c.name for c in ari.commands if c.name in ("play", "start_moh")]
