@@ -75,7 +75,7 @@ test: setup
 	exit $$status
 
 run: setup
-	$(BIN)/python -m ari_app.devenv.run
+	$(BIN)/python -m devenv.run
 
 clean:
 	@scripts/clean.sh "$(RUN_DIR)" "$(VENV)"
@@ -91,4 +91,4 @@ bench: setup
 # hotline with CLUSTER_AGENTS agents (default 5); Ctrl-C stops everything.
 .PHONY: run-cluster
 run-cluster: setup
-	$(BIN)/python -m ari_app.devenv.cluster
+	$(BIN)/python -m devenv.cluster

@@ -18,9 +18,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ari_app.devenv import sipp
-from ari_app.devenv.ports import free_port, port_is_free
-from ari_app.devenv.sipp import SipMessage, SippPhone
+from devenv import sipp
+from devenv.ports import free_port, port_is_free
+from devenv.sipp import SipMessage, SippPhone
 
 _PLACEHOLDER = "BENCHCALLER"
 _FROM_USER = re.compile(r"sip:([^@;>]+)@")

@@ -35,11 +35,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ari_app.devenv.asterisk import asterisk_install
 from benchmarks import report
 from benchmarks.probes import DbCounter
 from benchmarks.segment import Meter, Segment, SegmentPlan, run_segment
 from benchmarks.world import DBNAME, QUEUE_STRATEGY, Line, World
+from devenv.asterisk import asterisk_install
 
 log = logging.getLogger("benchmarks")
 T = TypeVar("T")

@@ -29,12 +29,12 @@ import aiohttp
 
 from ari_app.db import migrate
 from ari_app.db.session import make_engine, make_sessionmaker
-from ari_app.devenv.asterisk import Phone, PrivateAsterisk
-from ari_app.devenv.ports import free_port, free_port_range
-from ari_app.devenv.postgres import PrivatePostgres
-from ari_app.devenv.procs import terminate
 from ari_app.services import admin, agents
 from benchmarks import probes
+from devenv.asterisk import Phone, PrivateAsterisk
+from devenv.ports import free_port, free_port_range
+from devenv.postgres import PrivatePostgres
+from devenv.procs import terminate
 
 log = logging.getLogger(__name__)
 

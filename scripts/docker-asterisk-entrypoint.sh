@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Entry point of docker/Dockerfile.asterisk: renders the development PBX templates
-# (ari_app/devenv/pbx/, copied to $TEMPLATES) into /etc/asterisk and runs Asterisk in the
+# (devenv/pbx/, copied to $TEMPLATES) into /etc/asterisk and runs Asterisk in the
 # foreground. Each {{name}} placeholder takes the environment variable PBX_<NAME> (upper
 # case); a placeholder without a variable stops the container with one clear line.
 # asterisk.conf is not rendered: the package's standard directories are used.

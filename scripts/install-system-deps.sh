@@ -48,7 +48,7 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 # --- end of team panel block ----------------------------------------------------------
 
-# --- cluster (ari_app/devenv/cluster.py, tests/e2e/test_cluster.py) --------------------
+# --- cluster (devenv/cluster.py, tests/e2e/test_cluster.py) --------------------
 # Kamailio as the SIP dispatcher in front of several Asterisk nodes; the dispatcher
 # module is in the main package. Run privately with its own config, never as a service.
 command -v kamailio >/dev/null || missing+=(kamailio)

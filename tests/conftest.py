@@ -26,8 +26,8 @@ from ari_app.config import normalise_database_url
 from ari_app.db import migrate
 from ari_app.db.base import Base
 from ari_app.db.session import make_engine, make_sessionmaker
-from ari_app.devenv.asterisk import AsteriskError, asterisk_install
-from ari_app.devenv.postgres import PrivatePostgres
+from devenv.asterisk import AsteriskError, asterisk_install
+from devenv.postgres import PrivatePostgres
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from ari_app.devenv.ports import free_port
+from devenv.ports import free_port
 
 
 class _Keep:

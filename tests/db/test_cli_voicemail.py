@@ -12,8 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ari_app.db.models import AuditEntry, Voicemail
-from ari_app.devenv.ports import free_port
 from ari_app.services import admin
+from devenv.ports import free_port
 
 pytestmark = pytest.mark.db
 

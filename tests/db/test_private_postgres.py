@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from ari_app.devenv.postgres import PrivatePostgres
+from devenv.postgres import PrivatePostgres
 
 pytestmark = pytest.mark.db
 

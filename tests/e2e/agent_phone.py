@@ -13,9 +13,9 @@ from typing import Any
 from sqlalchemy import select
 
 from ari_app.db.models import AgentLogin, AgentState, AuditEntry
-from ari_app.devenv import sipp
-from ari_app.devenv.asterisk import PrivateAsterisk
 from ari_app.services import admin
+from devenv import sipp
+from devenv.asterisk import PrivateAsterisk
 
 from .app_harness import AriObserver
 from .hotline_world import FAST, HOTLINE, HOTLINE_NAME, Sessions

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from ari_app.devenv.asterisk import PrivateAsterisk
+from devenv.asterisk import PrivateAsterisk
 
 HOTLINE = [str(Path(sys.executable).with_name("hotline"))]
 

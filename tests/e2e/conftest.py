@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ari_app.devenv.asterisk import PrivateAsterisk
+from devenv.asterisk import PrivateAsterisk
 
 from .app_harness import AriObserver, ServeProcess
 

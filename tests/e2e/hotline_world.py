@@ -14,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ari_app.db.models import Call, TargetKind
-from ari_app.devenv import sipp
-from ari_app.devenv.asterisk import PrivateAsterisk
 from ari_app.services import admin, agents
+from devenv import sipp
+from devenv.asterisk import PrivateAsterisk
 
 Sessions = async_sessionmaker[AsyncSession]
 HOTLINE = "500"

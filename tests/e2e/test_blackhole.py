@@ -22,8 +22,8 @@ import pytest
 from sqlalchemy import select
 
 from ari_app.db.models import AgentActivity, AgentState, Outcome
-from ari_app.devenv.asterisk import SIP_ADDRESS, PrivateAsterisk
-from ari_app.devenv.sipp import SippPhone
+from devenv.asterisk import SIP_ADDRESS, PrivateAsterisk
+from devenv.sipp import SippPhone
 
 from .app_harness import ServeProcess
 from .conftest import PbxFactory

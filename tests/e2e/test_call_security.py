@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ari_app.devenv import sipp
-from ari_app.devenv.asterisk import PrivateAsterisk
-from ari_app.devenv.sipp import SippPhone
+from devenv import sipp
+from devenv.asterisk import PrivateAsterisk
+from devenv.sipp import SippPhone
 
 from .agent_phone import MOBILE, PIN_ADA, heard, logins, seed_agents, service_call
 from .app_harness import AriObserver, ServeProcess

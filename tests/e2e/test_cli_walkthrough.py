@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from ari_app.devenv.asterisk import PrivateAsterisk
-from ari_app.devenv.sipp import SippPhone
+from devenv.asterisk import PrivateAsterisk
+from devenv.sipp import SippPhone
 
 from .app_harness import HOTLINE, ServeProcess
 from .hotline_world import trunk_call, wait_until

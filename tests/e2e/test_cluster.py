@@ -25,9 +25,9 @@ import aiohttp
 from sqlalchemy import select, update
 
 from ari_app.db.models import AgentState, Call, Hotline
-from ari_app.devenv import sipp
-from ari_app.devenv.cluster import Cluster
-from ari_app.devenv.sipp import CallResult, SippPhone
+from devenv import sipp
+from devenv.cluster import Cluster
+from devenv.sipp import CallResult, SippPhone
 
 from .hotline_world import Sessions, wait_until
 

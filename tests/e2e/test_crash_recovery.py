@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from ari_app.db.models import Outcome
-from ari_app.devenv import sipp
-from ari_app.devenv.asterisk import PrivateAsterisk
-from ari_app.devenv.sipp import SippPhone
+from devenv import sipp
+from devenv.asterisk import PrivateAsterisk
+from devenv.sipp import SippPhone
 
 from .app_harness import ServeProcess
 from .hotline_world import Sessions, calls_in_db, ended_calls, seed_hotline, trunk_call, wait_until

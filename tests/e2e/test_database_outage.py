@@ -17,9 +17,9 @@ from sqlalchemy import text
 from ari_app.db import migrate
 from ari_app.db.models import Outcome
 from ari_app.db.session import make_engine, make_sessionmaker
-from ari_app.devenv.asterisk import PrivateAsterisk
-from ari_app.devenv.postgres import PrivatePostgres
-from ari_app.devenv.sipp import SippPhone
+from devenv.asterisk import PrivateAsterisk
+from devenv.postgres import PrivatePostgres
+from devenv.sipp import SippPhone
 
 from .app_harness import ServeProcess
 from .hotline_world import Sessions, calls_in_db, seed_hotline, trunk_call, wait_until

@@ -45,9 +45,9 @@ import aiohttp
 import pytest
 import yaml
 
-from ari_app.devenv import sipp
-from ari_app.devenv.ports import free_port, free_port_range
-from ari_app.devenv.sipp import SippPhone
+from devenv import sipp
+from devenv.ports import free_port, free_port_range
+from devenv.sipp import SippPhone
 
 from .hotline_world import wait_until
 

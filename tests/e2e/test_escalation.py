@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 
 from ari_app.db.models import AgentState, AuditEntry
-from ari_app.devenv.asterisk import PrivateAsterisk
-from ari_app.devenv.sipp import SippPhone
+from devenv.asterisk import PrivateAsterisk
+from devenv.sipp import SippPhone
 
 from .app_harness import AriObserver, ServeProcess
 from .hotline_world import Sessions, seed_hotline, trunk_call, wait_until

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ari_app.devenv import sipp
-from ari_app.devenv.asterisk import PrivateAsterisk
+from devenv import sipp
+from devenv.asterisk import PrivateAsterisk
 
 from .conftest import PbxFactory
 

@@ -21,9 +21,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ari_app.devenv.asterisk import PrivateAsterisk
-from ari_app.devenv.sipp import SippPhone
 from ari_app.services import admin
+from devenv.asterisk import PrivateAsterisk
+from devenv.sipp import SippPhone
 
 from .agent_phone import MOBILE, PIN_ADA, dial_code, heard, seed_agents, service_call
 from .app_harness import AriObserver, ServeProcess

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import select
 
 from ari_app.db.models import AgentLogin, AuditEntry
-from ari_app.devenv import sipp
-from ari_app.devenv.asterisk import PrivateAsterisk
-from ari_app.devenv.sipp import SippPhone
 from ari_app.services import admin, agents
+from devenv import sipp
+from devenv.asterisk import PrivateAsterisk
+from devenv.sipp import SippPhone
 
 from .app_harness import AriObserver, ServeProcess
 from .hotline_world import Sessions, wait_until

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import select, update
 
 from ari_app.db.models import AgentState, Outcome, Voicemail
-from ari_app.devenv import sipp
-from ari_app.devenv.asterisk import PrivateAsterisk
-from ari_app.devenv.sipp import SippPhone
+from devenv import sipp
+from devenv.asterisk import PrivateAsterisk
+from devenv.sipp import SippPhone
 
 from .app_harness import ServeProcess
 from .hotline_world import (

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from selenium import webdriver
 
-from ari_app.devenv import sipp
-from ari_app.devenv.asterisk import PrivateAsterisk
-from ari_app.devenv.ports import free_port
-from ari_app.devenv.sipp import SippPhone
+from devenv import sipp
+from devenv.asterisk import PrivateAsterisk
+from devenv.ports import free_port
+from devenv.sipp import SippPhone
 
 from .app_harness import ServeProcess
 from .browser_support import agent_css, browser, screenshot, text_of, wait_css

@@ -14,8 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ari_app.devenv import sipp
-from ari_app.devenv.asterisk import PrivateAsterisk, RtpStats
+from devenv import sipp
+from devenv.asterisk import PrivateAsterisk, RtpStats
 
 from .conftest import AriHttp
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ari_app.devenv.asterisk import PrivateAsterisk
-from ari_app.devenv.sipp import SippPhone
+from devenv.asterisk import PrivateAsterisk
+from devenv.sipp import SippPhone
 
 from .agent_phone import heard, service_call
 from .app_harness import AriObserver, ServeProcess

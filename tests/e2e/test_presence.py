@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ari_app.devenv import sipp
-from ari_app.devenv.asterisk import PrivateAsterisk
-from ari_app.devenv.sipp import SippPhone
 from ari_app.services import admin, agents, presence
+from devenv import sipp
+from devenv.asterisk import PrivateAsterisk
+from devenv.sipp import SippPhone
 
 from .app_harness import ServeProcess
 from .conftest import AriHttp

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import select
 
 from ari_app.db.models import AgentLogin, AuditEntry, Outcome, RosterSlot
-from ari_app.devenv.asterisk import PrivateAsterisk
-from ari_app.devenv.sipp import SippPhone
 from ari_app.domain.roster import minute_of_week
 from ari_app.services import admin
+from devenv.asterisk import PrivateAsterisk
+from devenv.sipp import SippPhone
 
 from .app_harness import ServeProcess
 from .hotline_world import HOTLINE, Sessions, ended_calls, seed_hotline, trunk_call, wait_until

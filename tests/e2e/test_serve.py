@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 
 from ari_app.db.models import Call, Outcome
-from ari_app.devenv import sipp
-from ari_app.devenv.asterisk import PrivateAsterisk
+from devenv import sipp
+from devenv.asterisk import PrivateAsterisk
 
 from .app_harness import AriObserver, ServeProcess
 from .conftest import PbxFactory

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from ari_app.db.models import Outcome, TargetKind
-from ari_app.devenv.asterisk import PrivateAsterisk
-from ari_app.devenv.sipp import SippPhone
+from devenv.asterisk import PrivateAsterisk
+from devenv.sipp import SippPhone
 
 from .agent_phone import (
     HOME,

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from ari_app.db.models import AgentState, Call, Outcome
-from ari_app.devenv.asterisk import PrivateAsterisk
-from ari_app.devenv.sipp import SippPhone
+from devenv.asterisk import PrivateAsterisk
+from devenv.sipp import SippPhone
 
 from .app_harness import HOTLINE, ServeProcess
 from .hotline_world import HOTLINE as HOTLINE_NUMBER

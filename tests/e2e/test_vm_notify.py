@@ -13,7 +13,7 @@ from smtp_support import SmtpSink
 from sqlalchemy import select
 
 from ari_app.db.models import MailOutbox, Outcome, Voicemail
-from ari_app.devenv.asterisk import PrivateAsterisk
+from devenv.asterisk import PrivateAsterisk
 
 from .app_harness import ServeProcess
 from .hotline_world import CALLER, Sessions, ended_calls, leave_voicemail, wait_until

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from ari_app.db.models import Voicemail
-from ari_app.devenv.asterisk import PrivateAsterisk
+from devenv.asterisk import PrivateAsterisk
 
 from .agent_phone import PIN_ADA, audit, dial_code, heard, played_media, seed_agents
 from .app_harness import AriObserver, ServeProcess

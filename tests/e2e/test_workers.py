@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import select
 
 from ari_app.db.models import Call, CallStatus, Node, Outcome
-from ari_app.devenv import sipp
-from ari_app.devenv.asterisk import PrivateAsterisk
-from ari_app.devenv.sipp import SippPhone
+from devenv import sipp
+from devenv.asterisk import PrivateAsterisk
+from devenv.sipp import SippPhone
 
 from .hotline_world import Sessions, calls_in_db, ended_calls, seed_hotline, trunk_call, wait_until
 

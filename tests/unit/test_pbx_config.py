@@ -7,7 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from ari_app.devenv.asterisk import TEMPLATE_DIR, PrivateAsterisk
+from devenv.asterisk import TEMPLATE_DIR, PrivateAsterisk
 
 
 def _rendered(tmp_path: Path) -> PrivateAsterisk:

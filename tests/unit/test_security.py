@@ -23,8 +23,8 @@ from fake_ari import FakeAri
 from ari_app.ari.client import AriClient
 from ari_app.ari.errors import AriError
 from ari_app.config import load_settings
-from ari_app.devenv.ports import free_port
 from ari_app.domain.errors import ConfigError
+from devenv.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 HOTLINE = str(Path(sys.executable).with_name("hotline"))
@@ -237,7 +237,7 @@ def _sql_built_from_strings(source: str) -> list[int]:
 def test_sql_is_never_built_from_strings() -> None:
     """Queries go through SQLAlchemy expressions or text() with bound parameters; no f-string,
     % or + ever becomes SQL in the application, the CLI or the migrations. (The dev tools in
-    ari_app/devenv quote identifiers themselves and never see user input.)"""
+    devenv quote identifiers themselves and never see user input.)"""
     files = [
         p
         for folder in ("ari_app", "cli", "migrations")

@@ -1,6 +1,6 @@
 """SipMessage.reveals: the privacy assertion of the e2e tests matches identities, not counters."""
 
-from ari_app.devenv.sipp import parse_message
+from devenv.sipp import parse_message
 
 UPDATE = (
     "UPDATE sip:030111222@127.0.0.50:43264 SIP/2.0\r\n"

@@ -36,7 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from ari_app.devenv.ports import free_port_on_all
+from devenv.ports import free_port_on_all
 
 logger = logging.getLogger(__name__)
 

@@ -35,12 +35,12 @@ from pathlib import Path
 
 import aiohttp
 
-from ari_app.devenv.ports import free_port, free_port_on_all, free_port_range
+from devenv.ports import free_port, free_port_on_all, free_port_range
 
 log = logging.getLogger(__name__)
 
 TEMPLATE_DIR = Path(__file__).with_name("pbx")
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DIALPLAN = REPO_ROOT / "dialplan" / "extensions_hotline.conf"
 
 ASTERISK_BINARY = "asterisk"
@@ -661,7 +661,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m ari_app.devenv.asterisk``: run a private Asterisk until Ctrl-C."""
+    """``python -m devenv.asterisk``: run a private Asterisk until Ctrl-C."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--run-dir", type=Path, default=default_run_dir())
     parser.add_argument("--app", default=DEFAULT_APP, help="Stasis app name (HOTLINE_APP)")

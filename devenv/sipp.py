@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any, Literal
 from xml.sax.saxutils import quoteattr
 
-from ari_app.devenv.asterisk import Phone
-from ari_app.devenv.ports import free_port, port_is_free
+from devenv.asterisk import Phone
+from devenv.ports import free_port, port_is_free
 
 log = logging.getLogger(__name__)
 

@@ -18,13 +18,13 @@ from ari_app.app import HotlineApp
 from ari_app.config import configure_logging, load_settings
 from ari_app.db import migrate
 from ari_app.db.session import make_engine, make_sessionmaker
-from ari_app.devenv.asterisk import PrivateAsterisk
-from ari_app.devenv.postgres import PrivatePostgres
 from ari_app.services.demo import DEMO_AGENTS, DEMO_HOTLINE, DEMO_PIN, seed_demo
+from devenv.asterisk import PrivateAsterisk
+from devenv.postgres import PrivatePostgres
 
 log = logging.getLogger(__name__)
 
-RUN_DIR = Path(__file__).resolve().parents[2] / ".run"
+RUN_DIR = Path(__file__).resolve().parents[1] / ".run"
 
 
 async def _seed(url: str) -> bool:

@@ -19,8 +19,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ari_app.devenv.ports import free_port, port_is_free
-from ari_app.devenv.procs import terminate
+from devenv.ports import free_port, port_is_free
+from devenv.procs import terminate
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ PROBE_THRESHOLD = 2  # failed probes before a node is taken out
 PROBE_TIMEOUT_MS = 1000  # a probe (a non-INVITE transaction) times out after this
 
 CONFIG = """#!KAMAILIO
-# Rendered by ari_app/devenv/kamailio.py: a stateless-per-dialog dispatcher.
+# Rendered by devenv/kamailio.py: a stateless-per-dialog dispatcher.
 debug=2
 log_stderror=yes
 children=2

@@ -34,17 +34,17 @@ import aiohttp
 
 from ari_app.db import migrate
 from ari_app.db.session import make_engine, make_sessionmaker
-from ari_app.devenv.asterisk import PrivateAsterisk, default_phones
-from ari_app.devenv.kamailio import PrivateKamailio
-from ari_app.devenv.ports import free_port, free_port_range
-from ari_app.devenv.postgres import PrivatePostgres
-from ari_app.devenv.procs import terminate
 from ari_app.services import admin, agents
 from ari_app.services.demo import DEMO_HOTLINE, DEMO_PIN, seed_demo
+from devenv.asterisk import PrivateAsterisk, default_phones
+from devenv.kamailio import PrivateKamailio
+from devenv.ports import free_port, free_port_range
+from devenv.postgres import PrivatePostgres
+from devenv.procs import terminate
 
 log = logging.getLogger(__name__)
 
-RUN_DIR = Path(__file__).resolve().parents[2] / ".run" / "cluster"
+RUN_DIR = Path(__file__).resolve().parents[1] / ".run" / "cluster"
 HOTLINE_BIN = str(Path(sys.executable).with_name("hotline"))
 
 
