@@ -25,7 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ari_app.ari.errors import AriError, AriNotFound, AriUnprocessable
 from ari_app.ari.events import ChannelDestroyed
 from ari_app.ari.models import Channel
-from ari_app.db.models import AgentActivity, AgentState, Call, CallStatus, Hotline, Outcome
+from ari_app.db.models import AgentState, Call, Hotline
+from ari_app.domain.enums import AgentActivity, CallStatus, Outcome
 from ari_app.flows.inbound import InboundFlow
 from ari_app.flows.orphan import OrphanFlow
 from ari_app.services import calls, routing

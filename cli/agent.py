@@ -9,7 +9,8 @@ import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ari_app.config import load_settings
-from ari_app.db.models import Agent, TargetKind
+from ari_app.db.models import Agent
+from ari_app.domain.enums import TargetKind
 from ari_app.services import admin, auth, config_sync
 from ari_app.services.status import agent_presence, db_now
 

@@ -6,7 +6,8 @@ import click
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ari_app.db.models import AgentTarget, Hotline, TargetKind
+from ari_app.db.models import AgentTarget, Hotline
+from ari_app.domain.enums import TargetKind
 from ari_app.domain.errors import Refused
 from ari_app.services import admin, agents
 

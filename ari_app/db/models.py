@@ -30,6 +30,18 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ari_app.db.base import Base
+from ari_app.domain.enums import (  # re-exported for models' users
+    AgentActivity as AgentActivity,
+)
+from ari_app.domain.enums import (
+    CallStatus as CallStatus,
+)
+from ari_app.domain.enums import (
+    Outcome as Outcome,
+)
+from ari_app.domain.enums import (
+    TargetKind as TargetKind,
+)
 from ari_app.domain.strategies import Strategy as Strategy  # re-exported for models' users
 
 JsonDict = dict[str, Any]
@@ -39,39 +51,6 @@ JSON_TYPE = JSON().with_variant(JSONB(), "postgresql")
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
     return Enum(cls, name=name, values_callable=lambda e: [m.value for m in e])
-
-
-class TargetKind(enum.StrEnum):
-    DEVICE = "device"  # internal Asterisk dial string, e.g. PJSIP/1001
-    EXTERNAL = "external"  # mobile/home number, dialled through HOTLINE_EXTERNAL_DIAL
-
-
-class AgentActivity(enum.StrEnum):
-    """Runtime activity of a logged-in agent, shared by all the agent's hotlines."""
-
-    IDLE = "idle"
-    RINGING = "ringing"
-    ON_CALL = "on_call"
-    WRAPUP = "wrapup"
-
-
-class CallStatus(enum.StrEnum):
-    NEW = "new"
-    WAITING = "waiting"  # in the queue
-    BRIDGED = "bridged"
-    ACTION = "action"  # out of the queue, in an action: voicemail, forward, announcement
-    ENDED = "ended"
-
-
-class Outcome(enum.StrEnum):
-    ANSWERED = "answered"
-    ABANDONED = "abandoned"
-    VOICEMAIL = "voicemail"
-    FORWARDED = "forwarded"
-    CLOSED = "closed"
-    NO_AGENTS = "no_agents"
-    TIMEOUT = "timeout"
-    REJECTED_UNKNOWN_NUMBER = "rejected_unknown_number"
 
 
 class Hotline(Base):

@@ -15,7 +15,8 @@ import enum
 import logging
 
 from ari_app.ari.events import StasisStart
-from ari_app.db.models import Agent, TargetKind
+from ari_app.db.models import Agent
+from ari_app.domain.enums import TargetKind
 from ari_app.domain.errors import InvalidValue, NotFound, Refused
 from ari_app.domain.features import FeatureRequest, parse_feature
 from ari_app.flows.base import FlowContext

@@ -34,16 +34,9 @@ from ari_app.ari.events import (
     PlaybackFinished,
     StasisStart,
 )
-from ari_app.db.models import (
-    Agent,
-    AgentLogin,
-    AgentState,
-    AgentTarget,
-    Hotline,
-    Membership,
-    TargetKind,
-)
+from ari_app.db.models import Agent, AgentLogin, AgentState, AgentTarget, Hotline, Membership
 from ari_app.device_presence import external_calls
+from ari_app.domain.enums import TargetKind
 from ari_app.domain.errors import HotlineError
 from ari_app.flows.base import CallFlow, FlowContext, Stop, Timer
 from ari_app.flows.playlist import Playlist

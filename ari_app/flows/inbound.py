@@ -31,10 +31,11 @@ from ari_app.ari.events import (
     StasisEnd,
     StasisStart,
 )
-from ari_app.db.models import Call, CallStatus, Hotline, Outcome, TargetKind
+from ari_app.db.models import Call, Hotline
 from ari_app.domain import numbers
 from ari_app.domain.actions import Action, Announce, Forward, parse_action
 from ari_app.domain.actions import Voicemail as VoicemailAction
+from ari_app.domain.enums import CallStatus, Outcome, TargetKind
 from ari_app.domain.hours import OpeningHours
 from ari_app.domain.waits import media as spoken_wait
 from ari_app.flows import escalation

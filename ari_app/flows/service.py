@@ -14,7 +14,8 @@ import enum
 import logging
 
 from ari_app.ari.events import StasisStart
-from ari_app.db.models import Agent, TargetKind
+from ari_app.db.models import Agent
+from ari_app.domain.enums import TargetKind
 from ari_app.domain.errors import Refused
 from ari_app.flows.base import FlowContext
 from ari_app.flows.feature import (

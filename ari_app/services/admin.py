@@ -15,21 +15,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ari_app.db.models import (
     Agent,
-    AgentActivity,
     AgentLogin,
     AgentState,
     AgentTarget,
     AuditEntry,
     Call,
-    CallStatus,
     Holiday,
     Hotline,
     Membership,
-    TargetKind,
     Voicemail,
 )
 from ari_app.domain import values
 from ari_app.domain.actions import normalise_action
+from ari_app.domain.enums import AgentActivity, CallStatus, TargetKind
 from ari_app.domain.errors import Conflict, InvalidValue, NotFound, Refused
 from ari_app.domain.hours import normalise_hours, validate_timezone
 from ari_app.domain.pin import PIN_MIN_LENGTH, check_pin_policy, hash_pin

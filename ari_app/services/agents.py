@@ -8,16 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ari_app.db.models import (
-    Agent,
-    AgentActivity,
-    AgentLogin,
-    AgentState,
-    AgentTarget,
-    Hotline,
-    Membership,
-    TargetKind,
-)
+from ari_app.db.models import Agent, AgentLogin, AgentState, AgentTarget, Hotline, Membership
+from ari_app.domain.enums import AgentActivity, TargetKind
 from ari_app.domain.errors import NotFound, Refused
 from ari_app.services import audit
 from ari_app.services.audit import Path

@@ -30,8 +30,9 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ari_app.db.models import Agent, AgentTarget, AuditEntry, Lockout, TargetKind
+from ari_app.db.models import Agent, AgentTarget, AuditEntry, Lockout
 from ari_app.domain import values
+from ari_app.domain.enums import TargetKind
 from ari_app.domain.errors import InvalidValue
 from ari_app.domain.pin import LockoutPolicy, LockoutState, hash_pin, needs_rehash, verify_pin
 from ari_app.services import audit

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import literal, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ari_app.db.models import Call, CallStatus, Hotline
+from ari_app.db.models import Call, Hotline
 from ari_app.db.models import Callback as CallbackRow
 from ari_app.domain.callbacks import (
     OPEN_STATES,
@@ -21,6 +21,7 @@ from ari_app.domain.callbacks import (
     after_attempt,
     callback_number,
 )
+from ari_app.domain.enums import CallStatus
 from ari_app.domain.errors import Conflict, NotFound, Refused
 from ari_app.services import calls
 

@@ -41,15 +41,9 @@ from pydantic import (
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ari_app.db.models import (
-    Agent,
-    AgentTarget,
-    Holiday,
-    Hotline,
-    Membership,
-    TargetKind,
-)
+from ari_app.db.models import Agent, AgentTarget, Holiday, Hotline, Membership
 from ari_app.domain import values
+from ari_app.domain.enums import TargetKind
 from ari_app.domain.errors import HotlineError, InvalidValue
 from ari_app.domain.pin import PIN_MIN_LENGTH
 from ari_app.domain.sounds import language as language_code

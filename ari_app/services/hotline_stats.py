@@ -30,16 +30,9 @@ from typing import Any
 from sqlalchemy import DateTime, and_, case, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ari_app.db.models import (
-    AgentLogin,
-    Call,
-    Callback,
-    CallEvent,
-    CallStatus,
-    Hotline,
-    RosterSlot,
-)
+from ari_app.db.models import AgentLogin, Call, Callback, CallEvent, Hotline, RosterSlot
 from ari_app.domain.callbacks import OPEN_STATES
+from ari_app.domain.enums import CallStatus
 from ari_app.domain.presence import Presence, counts_as_staffed
 from ari_app.services.presence import AgentPresence, Snapshot, agent_presences
 

@@ -23,7 +23,8 @@ from typing import Any, cast
 from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ari_app.db.models import Agent, AgentActivity, AgentLogin, AgentState, Hotline
+from ari_app.db.models import Agent, AgentLogin, AgentState, Hotline
+from ari_app.domain.enums import AgentActivity
 from ari_app.domain.presence import Presence, exposed_presence, presence_record
 
 log = logging.getLogger(__name__)

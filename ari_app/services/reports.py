@@ -33,8 +33,9 @@ from sqlalchemy import Date, DateTime, and_, case, cast, exists, func, literal, 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from ari_app.db.models import Agent, Call, Callback, CallEvent, CallStatus, Hotline, Outcome
+from ari_app.db.models import Agent, Call, Callback, CallEvent, Hotline
 from ari_app.domain.callbacks import CallbackState
+from ari_app.domain.enums import CallStatus, Outcome
 from ari_app.domain.errors import InvalidValue, NotFound
 
 ENTER_QUEUE_EVENT = "ENTERQUEUE"  # logged by the inbound flow when a caller is queued

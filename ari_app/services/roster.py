@@ -31,10 +31,10 @@ from ari_app.db.models import (
     Membership,
     RosterSlot,
     RosterState,
-    TargetKind,
 )
 from ari_app.domain import roster as rules
 from ari_app.domain import values
+from ari_app.domain.enums import TargetKind
 from ari_app.domain.errors import HotlineError, InvalidValue, NotFound, Refused
 from ari_app.domain.hours import DAYS
 from ari_app.services import admin, agents, audit, auth

@@ -28,18 +28,8 @@ from sqlalchemy import Select, and_, bindparam, exists, func, or_, select, text,
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from ari_app.db.models import (
-    AgentActivity,
-    AgentLogin,
-    AgentState,
-    Call,
-    CallStatus,
-    Holiday,
-    Hotline,
-    Membership,
-    Outcome,
-    TargetKind,
-)
+from ari_app.db.models import AgentLogin, AgentState, Call, Holiday, Hotline, Membership
+from ari_app.domain.enums import AgentActivity, CallStatus, Outcome, TargetKind
 from ari_app.domain.strategies import Candidate, Strategy, order_candidates
 from ari_app.services import audit
 

@@ -20,7 +20,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ari_app.db.models import AgentLogin, Call, CallStatus, Hotline, Membership
+from ari_app.db.models import AgentLogin, Call, Hotline, Membership
+from ari_app.domain.enums import CallStatus
 from ari_app.domain.errors import NotFound
 from ari_app.domain.presence import Presence, counts_as_staffed
 from ari_app.services.presence import agent_presences

@@ -9,8 +9,9 @@ from typing import cast
 from sqlalchemy import Float, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ari_app.db.models import AgentLogin, AgentState, Call, Hotline, Outcome
+from ari_app.db.models import AgentLogin, AgentState, Call, Hotline
 from ari_app.domain import waits
+from ari_app.domain.enums import Outcome
 
 # Handling times older than this say little about today's calls.
 HISTORY = timedelta(days=30)
