@@ -29,6 +29,9 @@ class CallStatus(enum.StrEnum):
     WAITING = "waiting"  # in the queue
     BRIDGED = "bridged"
     ACTION = "action"  # out of the queue, in an action: voicemail, forward, announcement
+    # The caller asked to be called back and hung up: the call keeps its place as a virtual
+    # entry (table callbacks) until the callback is connected (bridged) or fails (ended).
+    CALLBACK = "callback"
     ENDED = "ended"
 
 

@@ -50,6 +50,15 @@ def _core(key: str, de: str | None = None) -> Prompt:
     return Prompt(key, {"de": f"{GENERATED_DIR}/{key}", "en": key}, {"de": de})
 
 
+def _own(key: str, de: str, en: str) -> Prompt:
+    """A prompt of our own, in no distribution's set: produced at set-up in every language."""
+    return Prompt(
+        key,
+        {lang: f"{GENERATED_DIR}/{key}" for lang in LANGUAGES},
+        {"de": de, "en": en},
+    )
+
+
 _ENTRIES = [
     # present in asterisk-prompt-de
     *(
@@ -118,6 +127,19 @@ _ENTRIES = [
     _core("please-try-again", "Bitte versuchen Sie es noch einmal."),
     _core("please-try-call-later", "Bitte rufen Sie später noch einmal an."),
     _core("sorry-youre-having-problems", "Entschuldigung, es ist ein Fehler aufgetreten."),
+    # callbacks that keep the caller's place (issue 15)
+    _own(
+        "callback-offer",
+        "Wenn Sie zurückgerufen werden möchten, drücken Sie die 1."
+        " Sie behalten Ihren Platz in der Warteschlange.",
+        "To be called back, press 1. You keep your place in the queue.",
+    ),
+    _own(
+        "callback-confirmed",
+        "Wir rufen Sie zurück, sobald Sie an der Reihe sind. Auf Wiederhören.",
+        "We will call you back when it is your turn. Goodbye.",
+    ),
+    _own("callback-for", "Rückruf für", "Callback for"),
 ]
 PROMPTS: dict[str, Prompt] = {p.key: p for p in _ENTRIES}
 

@@ -1,6 +1,14 @@
 """Callbacks keeping the caller's place (issue 15): request, the queue head across live
 and virtual entries, attempts, ops' list and cancel. The rules are domain/callbacks.py;
-this module is their SQL, and tests/db/test_callbacks.py checks the two agree."""
+this module is their SQL, and tests/db/test_callbacks.py checks the two agree.
+
+The original call carries the callback through: status `callback` while it waits
+(its queue_seq is the callback's place), bridged with the agent once the citizen answers a
+callback (then ended as answered, like any call: the report's wait is the time to the
+callback), ended as abandoned when the callback fails for good or ops cancel it. An
+attempt reserves the agent with the call's id, through the same SQL function as live
+callers (routing.reserve_agents), which counts due callbacks among the entries ahead.
+"""
 
 from __future__ import annotations
 
@@ -21,9 +29,11 @@ from ari_app.domain.callbacks import (
     after_attempt,
     callback_number,
 )
-from ari_app.domain.enums import CallStatus
+from ari_app.domain.enums import CallStatus, Outcome, TargetKind
 from ari_app.domain.errors import Conflict, NotFound, Refused
-from ari_app.services import calls
+from ari_app.domain.hours import OpeningHours
+from ari_app.services import calls, routing
+from ari_app.services.routing import Offer
 
 CALLBACK_EVENT = "CALLBACK"  # call event: the caller asked to be called back
 
@@ -67,6 +77,8 @@ async def request(session: AsyncSession, call_id: uuid.UUID, now: datetime) -> C
     number = callback_number(call.caller_number)
     if await session.scalar(select(CallbackRow.id).where(CallbackRow.call_id == call_id)):
         raise Conflict("this call has asked for a callback already")
+    if call.status is not CallStatus.WAITING:
+        raise Conflict("only a caller waiting in the queue can ask for a callback")
     row = CallbackRow(
         hotline_id=hotline.id,
         call_id=call.id,
@@ -79,6 +91,9 @@ async def request(session: AsyncSession, call_id: uuid.UUID, now: datetime) -> C
         next_attempt_at=now,
     )
     session.add(row)
+    # Out of the live queue; the callback holds the place (and any agent ringing for the
+    # caller is released by the flow).
+    call.status = CallStatus.CALLBACK
     await calls.log_event(session, call.id, CALLBACK_EVENT)
     await session.flush()
     return row
@@ -153,6 +168,8 @@ async def finish_attempt(
         row.next_attempt_at = now + timedelta(seconds=result.retry_in_s)
     else:
         row.finished_at = now
+    if result.state is CallbackState.FAILED and row.call_id is not None:
+        await calls.close_call(session, row.call_id, Outcome.ABANDONED, now=now)
     return result.state
 
 
@@ -195,3 +212,145 @@ async def cancel(session: AsyncSession, callback_id: int, now: datetime) -> None
         raise Conflict(f"callback {callback_id} is {row.state} already")
     row.state = CallbackState.CANCELLED.value
     row.finished_at = now
+    if row.call_id is not None:
+        await calls.close_call(session, row.call_id, Outcome.ABANDONED, now=now)
+
+
+# --- attempts: the dialler (flows/callback.py) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt in flight: `offer` is the agent reserved for it, rung first."""
+
+    callback_id: int
+    call_id: uuid.UUID
+    number: str
+    attempt: int  # 1 for the first attempt
+    hotline: Hotline
+    offer: Offer
+
+
+async def take_due(session: AsyncSession, *, node: str, now: datetime) -> list[Attempt]:
+    """Start the attempts whose turn it is: per hotline that is open now, its first due
+    pending callback is claimed (one attempt in flight, start_attempt) together with an
+    agent, reserved by the routing function that orders live callers and callbacks by
+    entry, so a callback is served only when no entry ahead of it waits for a free agent.
+    A claim that gets no agent is undone (savepoint)."""
+    heads = (
+        await session.execute(
+            select(CallbackRow, Hotline)
+            .join(Hotline, Hotline.id == CallbackRow.hotline_id)
+            .where(
+                CallbackRow.state == CallbackState.PENDING.value,
+                CallbackRow.next_attempt_at <= now,
+                CallbackRow.call_id.is_not(None),
+            )
+            .order_by(CallbackRow.hotline_id, CallbackRow.queue_seq)
+        )
+    ).all()
+    started, seen = [], set()
+    for row, hotline in heads:
+        if hotline.id in seen:
+            continue  # the first due callback of each hotline only
+        seen.add(hotline.id)
+        facts = await routing.queue_facts(session, hotline.id, now, before_seq=row.queue_seq)
+        hours = OpeningHours.parse(hotline.opening_hours or "")
+        if not hours.is_open(now, hotline.timezone, facts.holidays) or not facts.candidates:
+            continue  # a callback never starts after closing; pending ones stay listed
+        assert row.call_id is not None
+        attempt = row.attempts + 1  # read before the claim updates the row
+        async with session.begin_nested() as claim:
+            if not await start_attempt(session, row.id, node=node, agent_id=None, now=now):
+                await claim.rollback()
+                continue
+            offers = await routing.reserve_agents(
+                session,
+                call_id=row.call_id,
+                hotline=hotline,
+                queue_seq=row.queue_seq,
+                tried=(),
+                node=node,
+                now=now,
+                most=1,
+            )
+            if not offers:  # an entry ahead gets the free agent first
+                await claim.rollback()
+                continue
+            await session.execute(
+                update(CallbackRow)
+                .where(CallbackRow.id == row.id)
+                .values(agent_id=offers[0].agent_id)
+            )
+        started.append(Attempt(row.id, row.call_id, row.number, attempt, hotline, offers[0]))
+    return started
+
+
+async def give_back(
+    session: AsyncSession, callback_id: int, *, now: datetime, delay_s: float = 0
+) -> bool:
+    """An attempt that never reached the citizen (the agent did not answer or confirm, the
+    process running it died): pending again after `delay_s`, the attempt not counted."""
+    done = await session.scalar(
+        update(CallbackRow)
+        .where(CallbackRow.id == callback_id, CallbackRow.state == CallbackState.DIALLING.value)
+        .values(
+            state=CallbackState.PENDING.value,
+            attempts=CallbackRow.attempts - 1,
+            attempt_node=None,
+            next_attempt_at=now + timedelta(seconds=delay_s),
+        )
+        .returning(CallbackRow.id)
+    )
+    return done is not None
+
+
+async def connected(
+    session: AsyncSession,
+    attempt: Attempt,
+    *,
+    channel_id: str,
+    bridge_id: str,
+    node: str,
+    target_kind: TargetKind,
+    now: datetime,
+) -> None:
+    """The citizen answered and is bridged with the agent: the callback is completed and
+    the original call is bridged on the citizen's new channel, so it ends (and is adopted
+    after a restart) like any bridged call."""
+    await finish_attempt(session, attempt.callback_id, connected=True, now=now)
+    await calls.mark(session, attempt.call_id, channel_id=channel_id, node=node)
+    await routing.connect_call(
+        session,
+        call_id=attempt.call_id,
+        agent_id=attempt.offer.agent_id,
+        bridge_id=bridge_id,
+        target_kind=target_kind,
+        now=now,
+    )
+
+
+async def recover(
+    session: AsyncSession, *, node: str, running: frozenset[int], now: datetime
+) -> list[uuid.UUID]:
+    """After a restart (or a sibling's death, services/nodes.py): attempts this node had in
+    flight that no flow of this process runs go back to pending, uncounted and due at
+    once, so they are served in their place again. Returns their calls (the legs of a
+    leftover attempt are named after the call, for reconciliation to hang them up)."""
+    query = (
+        update(CallbackRow)
+        .where(
+            CallbackRow.state == CallbackState.DIALLING.value,
+            CallbackRow.attempt_node == node,
+        )
+        .values(
+            state=CallbackState.PENDING.value,
+            attempts=CallbackRow.attempts - 1,
+            attempt_node=None,
+            next_attempt_at=now,
+        )
+        .returning(CallbackRow.call_id)
+    )
+    if running:
+        query = query.where(CallbackRow.id.not_in(running))
+    return [call_id for call_id in await session.scalars(query) if call_id is not None]

@@ -29,6 +29,8 @@ _TAKE_OVER = text(
     "), calls_moved AS ("
     " UPDATE calls SET node = :me WHERE node IN (SELECT name FROM dead)"
     " AND status IN ('new', 'waiting', 'bridged', 'action')"
+    "), callbacks_moved AS ("
+    " UPDATE callbacks SET attempt_node = :me WHERE attempt_node IN (SELECT name FROM dead)"
     "), agents_moved AS ("
     " UPDATE agent_states SET reserved_by_node = :me"
     " WHERE reserved_by_node IN (SELECT name FROM dead)"
@@ -61,7 +63,7 @@ async def heartbeat(session: AsyncSession, *, name: str, pid: int) -> bool:
 async def take_over_dead(
     session: AsyncSession, *, me: str, pbx: str, stale_s: float = STALE_S
 ) -> list[str]:
-    """Siblings on the same PBX without a heartbeat for `stale_s`: their open calls and
-    agent reservations become this process's; returns their names."""
+    """Siblings on the same PBX without a heartbeat for `stale_s`: their open calls, agent
+    reservations and callback attempts become this process's; returns their names."""
     rows = await session.execute(_TAKE_OVER, {"me": me, "pbx": pbx, "stale_s": stale_s})
     return [str(name) for (name,) in rows]

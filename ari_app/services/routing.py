@@ -365,9 +365,11 @@ async def reserve_agents(
     tried: Collection[int],
     node: str,
     now: datetime,
+    most: int | None = None,
 ) -> list[Offer]:
     """Reserve the next agent(s) the hotline's strategy picks for this waiting call, or
-    none; the first ring and the RING events are recorded with the reservation.
+    none; the first ring and the RING events are recorded with the reservation. `most`:
+    at most that many (a callback rings one agent).
 
     The free agents are read without locking them; the chosen ones are then taken by
     `hotline_reserve`, which orders the hotline's callers and re-checks that each agent is
@@ -386,7 +388,7 @@ async def reserve_agents(
             facts.last_offered,
         )
         # The function counts the callers ahead again, under the hotline's lock.
-        chosen = choose(hotline, free, tried, ahead=facts.unserved)
+        chosen = choose(hotline, free, tried, ahead=facts.unserved)[:most]
         if not chosen:
             return []
         rows = (

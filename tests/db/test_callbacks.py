@@ -245,3 +245,104 @@ async def test_panel_shows_callbacks_waiting(sessions: Sessions) -> None:
     assert stats["500"].callbacks_waiting == 1
     assert stats["600"].callbacks_waiting is None  # offers none: nothing shown
     assert stats["500"].as_dict()["callbacks_waiting"] == 1
+
+
+async def test_reservations_serve_live_callers_and_callbacks_in_entry_order(
+    sessions: Sessions,
+) -> None:
+    """One agent, callers 1 and 3 waiting live, caller 2 asked for a callback: the agent
+    goes to 1, then to the callback (one attempt at a time), then to 3; a live caller
+    behind a due callback never takes its agent, a callback behind a live caller neither."""
+    from ari_app.db.models import Outcome, Strategy
+    from ari_app.services import agents, routing
+
+    async with sessions() as session, session.begin():
+        hotline = await admin.create_hotline(
+            session, "500", "Bürgerbüro", callback_after_s=60, strategy=Strategy.RING_ALL
+        )
+        agent = await admin.create_agent(session, "101", "A", device="PJSIP/1001")
+        await admin.add_member(session, hotline, agent)
+        await agents.login(session, agent, target=None, path="cli", actor="test")
+    first, second, third = [await _waiting(sessions, hotline, f"030{i}") for i in (1, 2, 3)]
+    now = datetime.now(UTC)
+    async with sessions() as session, session.begin():
+        await callbacks.request(session, second.id, now)
+
+    async def reserve(call: Call) -> list[int]:
+        async with sessions() as session, session.begin():
+            offers = await routing.reserve_agents(
+                session, call_id=call.id, hotline=hotline, queue_seq=call.queue_seq,
+                tried=(), node="t", now=datetime.now(UTC),
+            )  # fmt: skip
+        return [o.agent_id for o in offers]
+
+    async def take() -> list[callbacks.Attempt]:
+        async with sessions() as session, session.begin():
+            return await callbacks.take_due(session, node="t", now=datetime.now(UTC))
+
+    async def finish(call_id: uuid.UUID) -> None:
+        async with sessions() as session, session.begin():
+            await routing.finish_call(
+                session, call_id=call_id, agent_id=agent.id, wrapup_s=0,
+                outcome=Outcome.ANSWERED, now=datetime.now(UTC),
+            )  # fmt: skip
+
+    assert await reserve(third) == []  # caller 1 and the callback are ahead
+    assert await take() == []  # caller 1 is ahead of the callback
+    assert await reserve(first) == [agent.id]
+    await finish(first.id)
+    assert await reserve(third) == []  # the callback is ahead now
+    [attempt] = await take()
+    assert (attempt.call_id, attempt.number, attempt.offer.agent_id) == (
+        second.id,
+        "0302",
+        agent.id,
+    )
+    assert await take() == []  # one attempt in flight
+    async with sessions() as session:
+        row = await session.get(CallbackRow, attempt.callback_id)
+        assert row is not None and (row.state, row.attempts) == ("dialling", 1)
+        call = await session.get(Call, second.id)
+        assert call is not None and call.status is CallStatus.CALLBACK
+    # The agent did not answer: the attempt is given back uncounted, the agent released.
+    async with sessions() as session, session.begin():
+        assert await callbacks.give_back(session, attempt.callback_id, now=datetime.now(UTC))
+        await routing.release_agent(
+            session, agent_id=agent.id, call_id=second.id, unanswered=True, limit=0
+        )
+    assert await reserve(third) == []  # still the callback's turn
+    [again] = await take()
+    assert again.attempt == 1
+    async with sessions() as session, session.begin():
+        await callbacks.connected(
+            session, again, channel_id="cb-citizen", bridge_id="cb-bridge", node="t",
+            target_kind=again.offer.target_kind, now=datetime.now(UTC),
+        )  # fmt: skip
+    await finish(second.id)
+    assert await reserve(third) == [agent.id]
+    async with sessions() as session:
+        row = await session.get(CallbackRow, again.callback_id)
+        assert row is not None and row.state == "completed"
+        call = await session.get(Call, second.id)
+        assert call is not None and call.outcome is Outcome.ANSWERED
+        assert (call.channel_id, call.bridge_id) == ("cb-citizen", "cb-bridge")
+
+
+async def test_recover_gives_back_the_attempts_of_a_dead_process(sessions: Sessions) -> None:
+    hotline = await _hotline(sessions)
+    mine = await _request(sessions, await _waiting(sessions, hotline, caller="0301"))
+    running = await _request(sessions, await _waiting(sessions, hotline, caller="0302"))
+    async with sessions() as session, session.begin():
+        for callback_id in (mine, running):
+            assert await callbacks.start_attempt(
+                session, callback_id, node="n1", agent_id=None, now=NOW
+            )
+    async with sessions() as session, session.begin():
+        back = await callbacks.recover(session, node="n1", running=frozenset({running}), now=NOW)
+    async with sessions() as session:
+        rows = {r.id: r for r in await session.scalars(select(CallbackRow))}
+    assert back == [rows[mine].call_id]
+    assert (rows[mine].state, rows[mine].attempts, rows[mine].next_attempt_at) == (
+        "pending", 0, NOW,
+    )  # fmt: skip
+    assert rows[running].state == "dialling"
