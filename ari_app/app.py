@@ -148,7 +148,10 @@ class HotlineApp:
     # --- device presence and staffing minimum (issue 4) ---------------------------------
     def _wire_presence_and_staffing(self) -> None:
         self.device_presence = DevicePresence(
-            self.ari, self.sessions, default_tracker(self.settings.node)
+            self.ari,
+            self.sessions,
+            default_tracker(self.settings.node),
+            statement_sessions=self.ctx.one_statement(),
         )
         # A phone that became idle may free an agent for waiting callers; the panel's hub
         # can subscribe to `device_presence.changed` as well.

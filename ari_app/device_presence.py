@@ -12,15 +12,18 @@ sees only the calls on its own Asterisk. So every tracker writes its own view as
 `node_device_states` (tracker = node and process) and `AgentState.device_busy` is the OR
 over the fresh rows: busy on any node is busy everywhere. Rows count while their tracker
 touches them (every resync, only while its ARI stream is connected), so the calls of a node
-that died stop counting after STALE_S. Every writer locks the agents' `agent_states` rows
-(in id order) before it writes and recomputes the OR in a later statement, so two nodes
-writing at once cannot leave an OR computed from a stale snapshot.
+that died stop counting after STALE_S. Every query is in services/device_states.py; a batch
+of changes is one statement (an SQL function that locks the agents' rows in id order and
+recomputes the OR in a later statement of its body, so two nodes writing at once cannot
+leave an OR computed from a stale snapshot).
 
 An agent's presence device is the device they are logged in on (a hot desk), else the
 device ops bound to them. The device states are a cache: every (re)connect subscribes and
 re-reads them, and a periodic resync picks up devices ops added since. Between resyncs the
 agents' devices and the stored flags are cached too, so a device state change costs one
-write of what changed and no reads (every call changes its agent's device state twice).
+statement for what changed and no reads (every call changes its agent's device state
+twice); changes that arrive while a write is under way go out together in the next one,
+and a change that alters no agent's busy/idle (RINGING -> INUSE) writes nothing.
 """
 
 from __future__ import annotations
@@ -32,17 +35,14 @@ import os
 import socket
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from datetime import timedelta
 
-from sqlalchemy import ColumnElement, and_, case, delete, exists, func, select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ari_app.ari.client import AriClient
 from ari_app.ari.errors import AriError
 from ari_app.ari.events import DeviceStateChanged, Event
-from ari_app.db.models import Agent, AgentState, AgentTarget, NodeDeviceState, TargetKind
+from ari_app.services import device_states
+from ari_app.services.device_states import AgentDevices
 from ari_app.signals import Broadcast
 
 log = logging.getLogger(__name__)
@@ -50,11 +50,6 @@ log = logging.getLogger(__name__)
 BUSY_STATES = frozenset({"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"})
 RESYNC_S = 2.0  # new devices (ops added, hot desks) are picked up this fast
 SUBSCRIBE_BATCH = 50  # event sources per subscription request
-# A tracker's rows count this long after its last touch (it touches every RESYNC_S while its
-# Asterisk is connected): a dead node's calls stop making agents busy after this.
-STALE_S = 10.0
-# Rows of trackers gone this long (restarted processes) are deleted.
-FORGET_S = 3600.0
 
 
 def is_busy(device_state: str) -> bool:
@@ -100,42 +95,6 @@ class ExternalCalls:
 external_calls = ExternalCalls()
 
 
-@dataclass(frozen=True)
-class AgentDevices:
-    agent_id: int
-    presence_device: str | None  # hot-desk device while logged in on one, else the bound one
-    external_numbers: frozenset[str]
-    stored_busy: bool | None  # AgentState.device_busy; None: no state row yet
-
-
-async def agent_devices(session: AsyncSession) -> list[AgentDevices]:
-    bound = {
-        agent_id: address
-        for agent_id, address in await session.execute(
-            select(AgentTarget.agent_id, AgentTarget.address).where(
-                AgentTarget.kind == TargetKind.DEVICE
-            )
-        )
-    }
-    externals: dict[int, set[str]] = {}
-    for agent_id, address in await session.execute(
-        select(AgentTarget.agent_id, AgentTarget.address).where(
-            AgentTarget.kind == TargetKind.EXTERNAL
-        )
-    ):
-        externals.setdefault(agent_id, set()).add(address)
-    rows = await session.execute(
-        select(Agent.id, AgentState.target, AgentState.target_kind, AgentState.device_busy)
-        .outerjoin(AgentState, AgentState.agent_id == Agent.id)
-        .order_by(Agent.id)
-    )
-    result = []
-    for agent_id, target, target_kind, busy in rows:
-        device = target if target_kind is TargetKind.DEVICE and target else bound.get(agent_id)
-        result.append(AgentDevices(agent_id, device, frozenset(externals.get(agent_id, ())), busy))
-    return result
-
-
 def devices_to_watch(agents: Iterable[AgentDevices], bound: Iterable[str] = ()) -> set[str]:
     return {a.presence_device for a in agents if a.presence_device} | set(bound)
 
@@ -156,121 +115,6 @@ def default_tracker(node: str | None = None) -> str:
     return f"{node or socket.gethostname()}:{os.getpid()}"[:96]
 
 
-def _busy_anywhere() -> ColumnElement[bool]:
-    """Some tracker touched within STALE_S says the agent's device is busy (correlated with
-    the `agent_states` row of the enclosing statement)."""
-    return exists().where(
-        NodeDeviceState.agent_id == AgentState.agent_id,
-        NodeDeviceState.busy.is_(True),
-        NodeDeviceState.seen_at > func.now() - timedelta(seconds=STALE_S),
-    )
-
-
-async def _lock_agents(session: AsyncSession, agent_ids: Iterable[int]) -> list[int]:
-    """Lock these agents' state rows in id order (every writer does, so trackers do not
-    deadlock each other); returns the ids locked."""
-    ids = sorted(set(agent_ids))
-    if not ids:
-        return []
-    return list(
-        await session.scalars(
-            select(AgentState.agent_id)
-            .where(AgentState.agent_id.in_(ids))
-            .order_by(AgentState.agent_id)
-            .with_for_update()
-        )
-    )
-
-
-async def _combine(session: AsyncSession, agent_ids: list[int]) -> None:
-    """`device_busy` := busy on any node, for agents whose rows the caller locked. A
-    statement of its own: it sees every row committed before the lock was granted.
-
-    A device going from busy to idle also stamps `device_idle_at` (both SET expressions
-    see the old row): presence then shows the agent as not available for a wrap-up time,
-    whatever the call was (services/presence.py, issue 13 finding 8)."""
-    if agent_ids:
-        busy = _busy_anywhere()
-        await session.execute(
-            update(AgentState)
-            .where(AgentState.agent_id.in_(agent_ids))
-            .values(
-                device_busy=busy,
-                device_idle_at=case(
-                    (and_(AgentState.device_busy, ~busy), func.now()),
-                    else_=AgentState.device_idle_at,
-                ),
-            )
-        )
-
-
-async def store_busy(session: AsyncSession, busy: dict[int, bool], tracker: str) -> None:
-    """Write this tracker's view of these agents and recompute their `device_busy`
-    (creating state rows for agents that have none)."""
-    if not busy:
-        return
-    await session.execute(
-        insert(AgentState)
-        .values([{"agent_id": a, "device_busy": False} for a in sorted(busy)])
-        .on_conflict_do_nothing(index_elements=[AgentState.agent_id])
-    )
-    locked = await _lock_agents(session, busy)
-    if not locked:
-        return
-    rows = insert(NodeDeviceState).values(
-        [{"tracker": tracker, "agent_id": a, "busy": busy[a]} for a in locked]
-    )
-    await session.execute(
-        rows.on_conflict_do_update(
-            index_elements=[NodeDeviceState.tracker, NodeDeviceState.agent_id],
-            set_={"busy": rows.excluded.busy, "seen_at": func.now()},
-        )
-    )
-    await _combine(session, locked)
-
-
-async def refresh(session: AsyncSession, tracker: str | None) -> list[int]:
-    """Touch this tracker's rows (None: its Asterisk is not connected, let them go stale),
-    forget long-gone trackers, and correct `device_busy` where it no longer is the OR of
-    the fresh rows (a node died, or `mark_busy` said busy and no device followed). Returns
-    the agents corrected."""
-    if tracker is not None:
-        await session.execute(
-            update(NodeDeviceState)
-            .where(NodeDeviceState.tracker == tracker)
-            .values(seen_at=func.now())
-        )
-    await session.execute(
-        delete(NodeDeviceState).where(
-            NodeDeviceState.seen_at < func.now() - timedelta(seconds=FORGET_S)
-        )
-    )
-    stale = await session.scalars(
-        select(AgentState.agent_id).where(AgentState.device_busy.is_distinct_from(_busy_anywhere()))
-    )
-    ids = await _lock_agents(session, list(stale))
-    await _combine(session, ids)
-    return ids
-
-
-async def tracker_rows(session: AsyncSession, tracker: str) -> dict[int, bool]:
-    """This tracker's view as stored: agent -> busy."""
-    rows = await session.execute(
-        select(NodeDeviceState.agent_id, NodeDeviceState.busy).where(
-            NodeDeviceState.tracker == tracker
-        )
-    )
-    return {agent_id: busy for agent_id, busy in rows}
-
-
-async def bound_devices(session: AsyncSession) -> list[str]:
-    return list(
-        await session.scalars(
-            select(AgentTarget.address).where(AgentTarget.kind == TargetKind.DEVICE)
-        )
-    )
-
-
 class DevicePresence:
     """Follows agents' device states and keeps `AgentState.device_busy` in step.
 
@@ -283,9 +127,14 @@ class DevicePresence:
         ari: AriClient,
         sessions: async_sessionmaker[AsyncSession],
         tracker: str | None = None,
+        *,
+        statement_sessions: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self.ari = ari
         self.sessions = sessions
+        # The writes are one statement each (services/device_states.py): sent on an
+        # AUTOCOMMIT session they need no BEGIN and COMMIT round trips.
+        self.statement_sessions = statement_sessions or sessions
         self.tracker = tracker or default_tracker()
         # False while the ARI stream is down: this tracker's rows are then left to go stale
         # (its Asterisk may be dead, and with it every call it saw).
@@ -340,12 +189,10 @@ class DevicePresence:
 
     async def _sync(self) -> None:
         async with self.sessions() as session:
-            agents = await agent_devices(session)
-            bound = await bound_devices(session)
-            stored = await tracker_rows(session, self.tracker)
-        self._agents = agents
-        self._stored = stored
-        wanted = devices_to_watch(agents, bound)
+            facts = await device_states.device_facts(session, self.tracker)
+        self._agents = facts.agents
+        self._stored = facts.stored
+        wanted = devices_to_watch(facts.agents, facts.bound)
         new = sorted(wanted - self.subscribed)
         if new:
             # Asterisk refuses too many event sources in one request (HTTP 400 at 150).
@@ -360,8 +207,8 @@ class DevicePresence:
             self.subscribed.update(new)
             log.info("device states: following %d device(s)", len(self.subscribed))
         await self.apply()
-        async with self.sessions() as session, session.begin():
-            corrected = await refresh(session, self.tracker if self.live else None)
+        async with self.statement_sessions() as session, session.begin():
+            corrected = await device_states.refresh(session, self.tracker if self.live else None)
         if corrected:
             log.info("device presence: corrected agent(s) %s from all nodes", corrected)
             self.changed.notify()
@@ -379,24 +226,19 @@ class DevicePresence:
             if busy != stored:
                 changes[agent.agent_id] = busy
         if changes:
-            async with self.sessions() as session, session.begin():
-                await store_busy(session, changes, self.tracker)
+            async with self.statement_sessions() as session, session.begin():
+                flipped = await device_states.store_busy(session, changes, self.tracker)
             self._stored.update(changes)  # only once stored: a failed write is retried
-            log.info(
-                "device presence: %s",
-                ", ".join(f"agent {a} {'busy' if b else 'idle'}" for a, b in changes.items()),
-            )
-            self.changed.notify()
+            if log.isEnabledFor(logging.DEBUG):  # two per routed call: not at INFO
+                log.debug(
+                    "device presence: %s",
+                    ", ".join(f"agent {a} {'busy' if b else 'idle'}" for a, b in changes.items()),
+                )
+            # A phone gone idle may free an agent for this process's waiting callers even
+            # when another worker's tracker stored the flag first (`flipped` is empty then).
+            if flipped or not all(changes.values()):
+                self.changed.notify()
         return list(changes)
 
     def close(self) -> None:
         external_calls.changed.unsubscribe(self._wake.set)
-
-
-async def mark_busy(session: AsyncSession, agent_ids: Iterable[int]) -> None:
-    """Set device_busy at once (e.g. a flow placed a call); the tracker corrects it later."""
-    ids = list(agent_ids)
-    if ids:
-        await session.execute(
-            update(AgentState).where(AgentState.agent_id.in_(ids)).values(device_busy=True)
-        )

@@ -15,8 +15,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ari_app.db.models import AgentState, CallStatus, NodeDeviceState, Strategy
-from ari_app.device_presence import STALE_S, DevicePresence, store_busy
+from ari_app.device_presence import DevicePresence
 from ari_app.services import admin, agents, calls, presence, routing
+from ari_app.services.device_states import STALE_S, store_busy
 
 pytestmark = pytest.mark.db
 Sessions = async_sessionmaker[AsyncSession]

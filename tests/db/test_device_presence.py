@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from flow_fakes import FakeAriClient, event
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import event as sa_event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ari_app.db.models import AgentState, TargetKind
+from ari_app.db.session import make_statement_sessionmaker
 from ari_app.device_presence import RESYNC_S, DevicePresence, external_calls
 from ari_app.services import admin, agents, presence
 
@@ -175,3 +177,48 @@ async def test_a_steady_stream_of_changes_does_not_stop_the_resync(sessions: Ses
                 state = "NOT_INUSE" if state == "INUSE" else "INUSE"
                 tracker.on_event(_device_event("PJSIP/1002", state))
                 await asyncio.sleep(RESYNC_S / 10)
+
+
+@contextlib.contextmanager
+def _statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The SQL statements sent on `engine` meanwhile (BEGIN and COMMIT are not among them:
+    the AUTOCOMMIT sessions below send none)."""
+    sent: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    sa_event.listen(engine.sync_engine, "before_cursor_execute", note)
+    try:
+        yield sent
+    finally:
+        sa_event.remove(engine.sync_engine, "before_cursor_execute", note)
+
+
+async def test_a_batch_of_device_changes_is_one_statement(
+    sessions: Sessions, engine: AsyncEngine
+) -> None:
+    """Changes that arrive together are written in one statement (a transaction of its
+    own), and a change that alters nobody's busy/idle writes nothing: the load-independent
+    cost the benchmark's DB round trips per call are made of."""
+    await _agents(sessions)
+    tracker = DevicePresence(
+        Ari(),  # type: ignore[arg-type]
+        sessions,
+        statement_sessions=make_statement_sessionmaker(engine),
+    )
+    await tracker.on_connect()
+    with _statements(engine) as sent:
+        tracker.on_event(_device_event("PJSIP/1001", "RINGING"))
+        tracker.on_event(_device_event("PJSIP/1002", "RINGING"))
+        assert sorted(await tracker.apply()) == [1, 2]
+    assert len(sent) == 1 and "hotline_device_busy" in sent[0]
+    assert await _busy(sessions) == {1: True, 2: True}
+    with _statements(engine) as sent:
+        tracker.on_event(_device_event("PJSIP/1001", "INUSE"))  # still busy
+        assert await tracker.apply() == []
+        tracker.on_event(_device_event("PJSIP/1002", "NOT_INUSE"))
+        tracker.on_event(_device_event("PJSIP/1002", "INUSE"))  # idle and back: no change
+        assert await tracker.apply() == []
+    assert sent == []
+    tracker.close()

@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web_support import SseReader, connect_call, waiting_call
 
 from ari_app.db.models import AgentActivity, AgentLogin, AgentState, CallStatus, TargetKind
-from ari_app.device_presence import store_busy
 from ari_app.domain.presence import InternalState, Presence, exposed_presence, internal_state
 from ari_app.services import admin, agents, calls, routing
+from ari_app.services.device_states import store_busy
 from ari_app.services.status import hotline_status
 from ari_app.web.server import PanelServer
 

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from ari_app.db.models import AgentActivity, AgentState, TargetKind
-from ari_app.device_presence import AgentDevices, compute_busy
+from ari_app.device_presence import compute_busy
 from ari_app.domain.presence import InternalState, Presence, exposed_presence, internal_state
 from ari_app.services import presence
+from ari_app.services.device_states import AgentDevices
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 EXPOSED = {"available", "on_call", "unavailable"}
