@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ari_app.db.models import Agent, AgentState, AgentTarget, NodeDeviceState, TargetKind
+from ari_app.db.models import Agent, AgentState, AgentTarget, NodeDeviceState
+from ari_app.domain.enums import TargetKind
 
 # A tracker's rows count this long after its last touch (it touches every resync while its
 # Asterisk is connected): a dead node's calls stop making agents busy after this.
