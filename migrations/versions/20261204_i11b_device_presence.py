@@ -1,7 +1,7 @@
 """device presence in one statement per change: SQL functions for the trackers' writes
 
 Revision ID: i11_presence
-Revises: i11_nodes
+Revises: i15_callback_routing
 Create Date: 2026-12-04 22:40:00
 
 ari_app/services/device_states.py calls them; each is one round trip sent outside
@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "i11_presence"
-down_revision: str | None = "i11_nodes"
+down_revision: str | None = "i15_callback_routing"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
