@@ -19,6 +19,7 @@ from ari_app.device_presence import DevicePresence, default_tracker
 from ari_app.dispatch import Dispatcher
 from ari_app.flows import escalation
 from ari_app.flows.base import FlowContext, FlowFactory
+from ari_app.flows.callback import CallbackDialler
 from ari_app.flows.feature import FeatureFlow
 from ari_app.flows.greeting import GreetingFlow
 from ari_app.flows.inbound import InboundFlow
@@ -76,6 +77,7 @@ class HotlineApp:
             self.ari, on_event=self.dispatcher.on_event, on_connect=self.on_connect
         )
         self._stopping = asyncio.Event()
+        self.dialler = CallbackDialler(self.ctx)  # callbacks keeping the place (issue 15)
         self._wire_presence_and_staffing()
         self._wire_panel()
 
@@ -237,12 +239,14 @@ class HotlineApp:
             asyncio.create_task(self.send_mail(), name="mail"),
             asyncio.create_task(RosterScheduler(self.ctx).run(), name="roster"),
             asyncio.create_task(self.watch_siblings(), name="siblings"),
+            asyncio.create_task(self.dialler.run(), name="callbacks"),
         ]
         try:
             await self._stopping.wait()
             log.info("stopping: %d call(s) in progress", self.dispatcher.active_calls)
             await self.dispatcher.shutdown(grace_s)
             await escalation.stop_escalations()
+            await self.dialler.stop()
         finally:
             await self.stream.close()
             for task in tasks:

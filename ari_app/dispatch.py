@@ -15,10 +15,12 @@ from ari_app.flows.base import CallFlow, FlowContext, FlowFactory, Stop
 log = logging.getLogger(__name__)
 
 # args[0] of the legs flows originate into our app (flows/inbound.py, handover.py,
-# escalation.py). Such a leg entering Stasis after its call is over (answered just as the
-# call ended) has no dialplan to go back to, and must not run the admin's default context
-# with an agent on the line: it is hung up.
-ORIGINATED_LEGS = frozenset({"agentleg", "forwardleg", "handoverleg", "escalationleg"})
+# escalation.py, callback.py). Such a leg entering Stasis after its call is over (answered
+# just as the call ended) has no dialplan to go back to, and must not run the admin's
+# default context with an agent on the line: it is hung up.
+ORIGINATED_LEGS = frozenset(
+    {"agentleg", "forwardleg", "handoverleg", "escalationleg", "callbackleg"}
+)
 
 
 class Dispatcher:

@@ -7,7 +7,9 @@ Asterisk still has:
   in their original order (Asterisk kept them, with their music, while we were away),
   bridged calls are followed until they end so their records are closed;
 - records of calls whose channels are gone are closed, their agents released;
-- channels left in our app that nothing can take over hear an apology and are hung up.
+- channels left in our app that nothing can take over hear an apology and are hung up;
+- callback attempts a previous process had in flight go back to pending in their place
+  (their legs are hung up, their agents released), to be dialled again (issue 15).
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from ari_app.ari.events import ChannelDestroyed
 from ari_app.ari.models import Channel
 from ari_app.db.models import AgentState, Call, Hotline
 from ari_app.domain.enums import AgentActivity, CallStatus, Outcome
+from ari_app.flows import callback
 from ari_app.flows.inbound import InboundFlow
 from ari_app.flows.orphan import OrphanFlow
-from ari_app.services import calls, routing
+from ari_app.services import callbacks, calls, routing
 
 if TYPE_CHECKING:
     from ari_app.dispatch import Dispatcher
@@ -88,7 +91,17 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
         taken: set[str] = set()  # channels a flow (live or adopted) looks after
         leftover: list[str] = []
         dead_bridges: list[str] = []  # of calls closed here: nothing uses them any more
-        keep_reserved: set[uuid.UUID] = set()
+        # Agents of callback attempts this process runs stay reserved; attempts nobody runs
+        # any more are given back, and their legs ("<call id>-cb...") hung up.
+        keep_reserved: set[uuid.UUID] = set(callback.running_calls())
+        recovered = await callbacks.recover(
+            session, node=ctx.node, running=callback.running(), now=now
+        )
+        stale_legs = [
+            channel_id
+            for channel_id in channels
+            if any(channel_id.startswith(f"{call_id}-cb") for call_id in recovered)
+        ]
         for call in open_calls:
             if dispatcher.owner(call.channel_id) is not None:
                 keep_reserved.add(call.id)
@@ -138,6 +151,12 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
             stuck.values(reserved_call_id=None, reserved_by_node=None, activity=AgentActivity.IDLE)
         )
 
+    for channel_id in stale_legs:
+        taken.add(channel_id)
+        try:
+            await ari.hangup(channel_id)
+        except AriError as exc:
+            log.warning("could not hang up callback leg %s: %s", channel_id, exc)
     for bridge_id in dead_bridges:
         try:
             await ari.destroy_bridge(bridge_id)
@@ -155,12 +174,13 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
     ctx.agents_changed.notify()
     log.info(
         "reconciled: %d waiting and %d bridged call(s) adopted, %d closed, %d orphan"
-        " channel(s), %d vanished",
+        " channel(s), %d vanished, %d callback attempt(s) given back",
         result.adopted_waiting,
         result.adopted_bridged,
         result.closed,
         len(result.orphans),
         result.vanished,
+        len(recovered),
     )
     return result
 

@@ -35,13 +35,15 @@ from ari_app.db.models import Call, Hotline
 from ari_app.domain import numbers
 from ari_app.domain.actions import Action, Announce, Forward, parse_action
 from ari_app.domain.actions import Voicemail as VoicemailAction
+from ari_app.domain.callbacks import offerable
 from ari_app.domain.enums import CallStatus, Outcome, TargetKind
+from ari_app.domain.errors import HotlineError
 from ari_app.domain.hours import OpeningHours
 from ari_app.domain.waits import media as spoken_wait
 from ari_app.flows import escalation
 from ari_app.flows.base import CallFlow, FlowContext, Stop, Timer
 from ari_app.flows.playlist import Playlist
-from ari_app.services import calls, routing, voicemail
+from ari_app.services import callbacks, calls, routing, voicemail
 from ari_app.services.routing import Offer, QueueFacts
 from ari_app.services.waits import estimate as estimated_wait
 
@@ -56,6 +58,9 @@ POLL_S = 2.0  # covers agents freed by other nodes
 RING_BEFORE_MUSIC_S = 1.0  # an agent rung at once: music on hold only after this
 BUSY_DEVICE_STATES = {"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"}
 CAUSE_BUSY, CAUSE_REJECTED = 17, 21
+CALLBACK_OFFER = ["sound:callback-offer"]  # "to be called back, press 1; you keep your place"
+CALLBACK_CONFIRMED = ["sound:callback-confirmed"]  # "we call you back in your turn; goodbye"
+CALLBACK_OFFER_LATER_S = 2.0  # the offer waits for an announcement or a ringing agent
 
 
 class S(enum.Enum):
@@ -122,6 +127,7 @@ class InboundFlow(CallFlow[S]):
         self.language = ctx.settings.language  # the hotline's, once it is known
         self._adoption: tuple[Call, str | None] | None = None
         self._adopted_unanswered = False
+        self.callback_offered = False  # "press 1 to be called back" was played
 
     def _wake(self) -> None:
         """An agent may be free. Wake-ups coalesce: a burst of agent changes costs a waiting
@@ -219,6 +225,9 @@ class InboundFlow(CallFlow[S]):
         self.start_timer("max_wait", max(1.0, hotline.max_wait_s - waited_s))
         if hotline.announce_frequency_s > 0:
             self.start_timer("announce", hotline.announce_frequency_s)
+        if hotline.callback_after_s > 0 and offerable(self.caller_number):
+            # Only to the number the call came from: withheld numbers get no offer.
+            self.start_timer("callback_offer", max(0.1, hotline.callback_after_s - waited_s))
         # Agents ring first; answering the caller takes Asterisk a while (about 200 ms) and
         # must not delay them. The agent's answer is handled after this (one inbox).
         await self._distribute(first)
@@ -451,6 +460,40 @@ class InboundFlow(CallFlow[S]):
         assert self.hotline is not None
         await self._run_action(parse_action(self.hotline.timeout_action), "max_wait")
 
+    # -- callback keeping the place (issue 15) --------------------------------------------
+    async def on_timer_callback_offer(self, _: Timer) -> None:
+        if self.caller_gone or self.state not in (S.QUEUED, S.RINGING):
+            return
+        if self.state is S.RINGING or self.playback_id is not None:
+            # An agent rings for the caller (the offer comes if that fails), or a position
+            # announcement plays: not over it.
+            self.start_timer("callback_offer", CALLBACK_OFFER_LATER_S)
+            return
+        self.callback_offered = True
+        await self._play(CALLBACK_OFFER)
+
+    async def _accept_callback(self) -> None:
+        """The caller pressed 1: a virtual entry keeps the call's place and entry time
+        (services/callbacks.py); the caller hears the confirmation and the call ends."""
+        assert self.call_id is not None
+        call_id, now = self.call_id, _now()
+        try:
+            async with self.ctx.sessions() as session, session.begin():
+                await callbacks.request(session, call_id, now)
+        except HotlineError as exc:  # e.g. the hotline stopped offering callbacks meanwhile
+            log.info("call=%s no callback: %s", self.channel_id, exc)
+            return
+        self.outcome_stored = True  # the call goes on as a callback: no outcome now
+        self.outcome_counted = True
+        self.ctx.agents_changed.unsubscribe(self._wake)
+        for timer in ("announce", "distribute", "max_wait", "callback_offer", "hold_music"):
+            self.cancel_timer(timer)
+        await self._cancel_legs()  # agents ringing for the caller are released
+        await self._stop_media()
+        self.ctx.agents_changed.notify()  # the place is the callback's now
+        self._transition(S.ANNOUNCING, "callback requested")
+        await self._play(CALLBACK_CONFIRMED)
+
     # -- agent legs -----------------------------------------------------------------------
     async def _leg_answered(self, event: StasisStart) -> None:
         leg = self.legs.get(event.channel.id)
@@ -480,6 +523,15 @@ class InboundFlow(CallFlow[S]):
         await self._connect(leg, S.BRIDGED, "agent answered")
 
     async def on_ChannelDtmfReceived(self, event: ChannelDtmfReceived) -> None:
+        if event.channel.id == self.channel_id:
+            if (
+                event.digit == "1"
+                and self.callback_offered
+                and self.state in (S.QUEUED, S.RINGING)
+                and not self.caller_gone
+            ):
+                await self._accept_callback()
+            return
         leg = self.legs.get(event.channel.id)
         if leg is None or not leg.confirming or self.state is not S.RINGING:
             if self.state is S.RECORDING and event.channel.id == self.channel_id:
