@@ -346,3 +346,122 @@ async def test_recover_gives_back_the_attempts_of_a_dead_process(sessions: Sessi
         "pending", 0, NOW,
     )  # fmt: skip
     assert rows[running].state == "dialling"
+
+
+async def test_routing_serves_entry_order_under_random_operations(sessions: Sessions) -> None:
+    """Done-when 4 against the real SQL: random arrivals, callbacks, hang-ups, agents
+    becoming free and attempts failing or connecting. Whenever agents are free, every
+    waiting caller (in random order) and the dialler try to take one; the entries that
+    get an agent are exactly those QueueModel serves (the lowest entry order among what
+    can be served now), and no callback ever has two attempts at once."""
+    from ari_app.db.models import Outcome, Strategy
+    from ari_app.services import agents, routing
+
+    rng = random.Random(1515)
+    async with sessions() as session, session.begin():
+        hotline = await admin.create_hotline(
+            session, "500", "Bürgerbüro", strategy=Strategy.LONGEST_IDLE,
+            callback_after_s=60, callback_attempts=2, callback_interval_s=60,
+        )  # fmt: skip
+        staff = []
+        for i in (1, 2):
+            agent = await admin.create_agent(session, f"10{i}", f"A{i}", device=f"PJSIP/100{i}")
+            await admin.add_member(session, hotline, agent)
+            await agents.login(session, agent, target=None, path="cli", actor="test")
+            staff.append(agent.id)
+    model = QueueModel(max_attempts=2, interval_s=60)
+    call_of: dict[int, Call] = {}  # model seq -> call
+    seq_of: dict[uuid.UUID, int] = {}
+    busy: dict[int, tuple[int, callbacks.Attempt | None]] = {}  # agent -> (seq, attempt)
+    requested: set[int] = set()
+    t = 0.0
+
+    def at() -> datetime:
+        return NOW + timedelta(seconds=t)
+
+    async def contend(live: list[int]) -> set[int]:
+        """Every live waiting caller and the dialler try for the free agents."""
+        won: set[int] = set()
+        tries: list[int | None] = [*live, None]  # None: the dialler
+        rng.shuffle(tries)
+        for seq in tries:
+            async with sessions() as session, session.begin():
+                if seq is None:
+                    for attempt in await callbacks.take_due(session, node="t", now=at()):
+                        won_seq = seq_of[attempt.call_id]
+                        assert won_seq not in {s for s, _ in busy.values()}, "two attempts"
+                        busy[attempt.offer.agent_id] = (won_seq, attempt)
+                        won.add(won_seq)
+                    continue
+                call = call_of[seq]
+                offers = await routing.reserve_agents(
+                    session, call_id=call.id, hotline=hotline, queue_seq=call.queue_seq,
+                    tried=(), node="t", now=at(),
+                )  # fmt: skip
+                for offer in offers:
+                    busy[offer.agent_id] = (seq, None)
+                    won.add(seq)
+                    await calls.set_status(session, call.id, CallStatus.BRIDGED)
+        return won
+
+    from ari_app.domain.callbacks import Kind
+
+    for _ in range(120):
+        op = rng.choice(["arrive", "arrive", "callback", "hang_up", "free", "tick"])
+        live = sorted(s for s, e in model.entries.items() if e.kind is Kind.LIVE)
+        if op == "arrive":
+            call = await _waiting(sessions, hotline, caller=f"030{len(call_of)}")
+            seq = model.arrive()
+            call_of[seq], seq_of[call.id] = call, seq
+        elif op == "callback" and live:
+            seq = rng.choice(live)
+            async with sessions() as session, session.begin():
+                await callbacks.request(session, call_of[seq].id, at())
+            model.request_callback(seq)
+            requested.add(seq)
+        elif op == "hang_up" and live:
+            seq = rng.choice(live)
+            async with sessions() as session, session.begin():
+                await calls.close_call(session, call_of[seq].id, Outcome.ABANDONED, now=at())
+            model.hang_up(seq)
+        elif op == "free" and busy:
+            agent_id = rng.choice(sorted(busy))
+            seq, attempt = busy.pop(agent_id)
+            connected = rng.random() < 0.5
+            async with sessions() as session, session.begin():
+                if attempt is not None and connected:
+                    await callbacks.connected(
+                        session, attempt, channel_id="c", bridge_id="b", node="t",
+                        target_kind=attempt.offer.target_kind, now=at(),
+                    )  # fmt: skip
+                if attempt is None or connected:
+                    await routing.finish_call(
+                        session, call_id=call_of[seq].id, agent_id=agent_id, wrapup_s=0,
+                        outcome=Outcome.ANSWERED, now=at(),
+                    )  # fmt: skip
+                else:
+                    await routing.release_agent(
+                        session, agent_id=agent_id, call_id=attempt.call_id, unanswered=False,
+                        limit=0,
+                    )  # fmt: skip
+                    await callbacks.finish_attempt(
+                        session, attempt.callback_id, connected=False, now=at()
+                    )
+            if attempt is not None:
+                model.attempt_done(seq, t, connected=connected)
+        elif op == "tick":
+            t += rng.randint(0, 10) * 10
+        # Agents that are free are taken now, by the entries the rule picks.
+        waiting = [s for s, e in model.entries.items() if e.kind is Kind.LIVE]
+        expected = set()
+        for _ in range(len(staff) - len(busy)):
+            entry = model.serve(t)
+            if entry is not None:
+                expected.add(entry.seq)
+        assert await contend(waiting) == expected, (op, t, model.entries)
+    served_callbacks = {s for s in model.assigned if s in requested}
+    async with sessions() as session:
+        states = sorted((r.state, r.attempts) for r in await session.scalars(select(CallbackRow)))
+    # The run covers completed callbacks, retries and callbacks failed for good.
+    assert {"completed", "failed"} <= {state for state, _ in states}, states
+    assert served_callbacks and set(model.assigned) - served_callbacks, model.assigned
