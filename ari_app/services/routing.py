@@ -343,13 +343,14 @@ async def finish_call(
 
 
 async def position_in_queue(session: AsyncSession, call: Call) -> int:
-    """1-based position among the hotline's waiting callers."""
+    """1-based position among the hotline's waiting callers and the callbacks still to be
+    made ahead of it (a callback keeps the place of its call, issue 15)."""
     ahead = await session.scalar(
         select(func.count())
         .select_from(Call)
         .where(
             Call.hotline_id == call.hotline_id,
-            Call.status == CallStatus.WAITING,
+            Call.status.in_((CallStatus.WAITING, CallStatus.CALLBACK)),
             Call.queue_seq < call.queue_seq,
         )
     )

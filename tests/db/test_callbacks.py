@@ -287,6 +287,8 @@ async def test_reservations_serve_live_callers_and_callbacks_in_entry_order(
                 outcome=Outcome.ANSWERED, now=datetime.now(UTC),
             )  # fmt: skip
 
+    async with sessions() as session:  # the caller hears the callback counted ahead
+        assert await routing.position_in_queue(session, third) == 3
     assert await reserve(third) == []  # caller 1 and the callback are ahead
     assert await take() == []  # caller 1 is ahead of the callback
     assert await reserve(first) == [agent.id]
