@@ -21,11 +21,8 @@ import enum
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from ari_app.ari.errors import AriError
 from ari_app.ari.events import (
@@ -34,14 +31,16 @@ from ari_app.ari.events import (
     PlaybackFinished,
     StasisStart,
 )
-from ari_app.db.models import Agent, AgentLogin, AgentState, AgentTarget, Hotline, Membership
 from ari_app.device_presence import external_calls
 from ari_app.domain.enums import TargetKind
 from ari_app.domain.errors import HotlineError
 from ari_app.flows.base import CallFlow, FlowContext, Stop, Timer
 from ari_app.flows.playlist import Playlist
-from ari_app.services import agents, audit
+from ari_app.services import agents
+from ari_app.services import handover as service
 from ari_app.services.audit import Path
+from ari_app.services.handover import Colleague
+from ari_app.services.handover import HandoverAction as HandoverAction  # re-exported
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +48,6 @@ DEFAULT_TIMEOUT_S = 120.0  # the whole handover; Settings.handover_timeout_s ove
 CONFIRM_S = 20  # after the colleague answered: time to press 1 (the question repeats)
 ASK_REPEAT = 3
 GOODBYE_S = 10.0  # the colleague's confirmation is cut off after this
-
-
-class HandoverAction(enum.StrEnum):
-    LOGOUT = "logout"  # the requester logs out of `hotline_ids`
-    PAUSE = "pause"  # the requester becomes not available (all their hotlines)
 
 
 class HandoverOutcome(enum.StrEnum):
@@ -111,15 +105,6 @@ COLLEAGUE_CONFIRMED = ["sound:agent-loginok"]
 
 
 @dataclass
-class Colleague:
-    agent_id: int
-    number: str
-    hotline_ids: list[int]  # the short hotlines the colleague is a member of
-    targets: list[tuple[str, TargetKind]]  # bound device first, then the external numbers
-    language: str | None = None  # what the colleague hears (None: the server's default)
-
-
-@dataclass
 class Leg:
     channel_id: str
     colleague: Colleague
@@ -136,14 +121,6 @@ class H(enum.Enum):
     ASKING = "asking"  # a colleague answered: the question plays, waiting for 1
     ENDING = "ending"  # decided; legs still closing
     DONE = "done"
-
-
-@dataclass
-class _Plan:
-    requester: Agent
-    leaving: list[Hotline]  # what the requester leaves (LOGOUT) / all their hotlines (PAUSE)
-    short: list[Hotline] = field(default_factory=list)
-    colleagues: list[Colleague] = field(default_factory=list)
 
 
 class HandoverFlow(CallFlow[H]):
@@ -183,9 +160,11 @@ class HandoverFlow(CallFlow[H]):
     async def start(self) -> None:
         try:
             async with self.ctx.sessions() as session, session.begin():
-                plan = await self._plan(session)
+                plan = await service.plan(session, self.agent_id, self.action, self.hotline_ids)
                 if plan is not None and not plan.short:
-                    await self._leave(session, plan.requester, plan.leaving)
+                    await service.leave(
+                        session, plan.requester, plan.leaving, self.action, self.path
+                    )
         except HotlineError as exc:
             log.warning("call=%s handover refused: %s", self.channel_id, exc.message)
             self._decide(HandoverOutcome.FAILED)
@@ -208,34 +187,6 @@ class HandoverFlow(CallFlow[H]):
             return
         self.start_timer("deadline", self.timeout_s)
         await self._next_colleague("start")
-
-    async def _plan(self, session: AsyncSession) -> _Plan | None:
-        requester = await session.get(Agent, self.agent_id)
-        if requester is None:
-            return None
-        member_of = select(Membership.hotline_id).where(Membership.agent_id == requester.id)
-        query = select(Hotline).where(Hotline.id.in_(member_of)).order_by(Hotline.number)
-        if self.action is HandoverAction.LOGOUT and self.hotline_ids:
-            query = query.where(Hotline.id.in_(self.hotline_ids))
-        leaving = list(await session.scalars(query))
-        plan = _Plan(requester, leaving)
-        plan.short = await agents.understaffed_by_leaving(session, requester, leaving)
-        if plan.short:
-            plan.colleagues = await _colleagues(session, requester.id, plan.short)
-        return plan
-
-    async def _leave(self, session: AsyncSession, requester: Agent, leaving: list[Hotline]) -> None:
-        """Log the requester out of `leaving` (or pause them); the staffing rule still
-        applies, so a colleague who left meanwhile makes this fail rather than leave a
-        hotline short."""
-        actor = f"agent:{requester.number}"
-        if self.action is HandoverAction.PAUSE:
-            await agents.set_paused(session, requester, True, path=self.path, actor=actor)
-            return
-        for hotline in leaving:
-            await agents.logout(
-                session, requester, hotline_number=hotline.number, path=self.path, actor=actor
-            )
 
     # -- calling colleagues ---------------------------------------------------------------
     async def _next_colleague(self, cause: str) -> None:
@@ -340,11 +291,13 @@ class HandoverFlow(CallFlow[H]):
         try:
             taken = await self._log_in_colleague(leg)
             async with self.ctx.sessions() as session, session.begin():
-                plan = await self._plan(session)
+                plan = await service.plan(session, self.agent_id, self.action, self.hotline_ids)
                 if plan is None:
                     raise HotlineError("the requester is gone")
                 if not plan.short:
-                    await self._leave(session, plan.requester, plan.leaving)
+                    await service.leave(
+                        session, plan.requester, plan.leaving, self.action, self.path
+                    )
         except (HotlineError, OSError) as exc:
             log.warning("call=%s handover failed after the accept: %s", self.channel_id, exc)
             await self._hang_up(leg)
@@ -375,36 +328,16 @@ class HandoverFlow(CallFlow[H]):
 
     async def _log_in_colleague(self, leg: Leg) -> list[str]:
         """Log the colleague in (first transaction, so the requester leaves only after)."""
-        colleague = leg.colleague
-        actor = f"agent:{colleague.number}"
-        path: Path = "device" if leg.kind is TargetKind.DEVICE else "service"
-        taken = []
+        short = {h: self.short_numbers[h] for h in self.short_ids}
         async with self.ctx.sessions() as session, session.begin():
-            agent = await session.get(Agent, colleague.agent_id)
-            if agent is None:
-                raise HotlineError(f"agent {colleague.number} is gone")
-            target = agents.Target(leg.address, leg.kind)
-            for hotline_id in colleague.hotline_ids:
-                if hotline_id not in self.short_ids:
-                    continue
-                number = self.short_numbers[hotline_id]
-                await agents.login(
-                    session, agent, target=target, hotline_number=number, path=path, actor=actor
-                )
-                await audit.record(
-                    session,
-                    actor=actor,
-                    action="handover",
-                    path=path,
-                    agent_id=self.agent_id,
-                    hotline_id=hotline_id,
-                    to_agent=colleague.number,
-                    requested=self.action.value,
-                )
-                taken.append(number)
-            state = await session.get(AgentState, agent.id)
-            if state is not None and state.paused:
-                await agents.set_paused(session, agent, False, path=path, actor=actor)
+            taken = await service.take_over(
+                session,
+                leg.colleague,
+                short,
+                agents.Target(leg.address, leg.kind),
+                requester_id=self.agent_id,
+                action=self.action,
+            )
         self.ctx.agents_changed.notify()
         return taken
 
@@ -491,43 +424,6 @@ class HandoverFlow(CallFlow[H]):
         for leg in list(self.legs.values()):
             await self._hang_up(leg)
             self._forget(leg)
-
-
-async def _colleagues(
-    session: AsyncSession, requester_id: int, short: Sequence[Hotline]
-) -> list[Colleague]:
-    """The other members of the short hotlines, hotline by hotline in membership position
-    order, who are not available there now, each with their configured targets."""
-    order = {hotline.id: index for index, hotline in enumerate(short)}
-    result = await session.execute(
-        select(Membership.hotline_id, Membership.position, Agent.id, Agent.number, Agent.language)
-        .join(Agent, Agent.id == Membership.agent_id)
-        .where(Membership.hotline_id.in_(order), Membership.agent_id != requester_id)
-    )
-    rows = sorted(result.all(), key=lambda r: (order[r[0]], r[1], r[3]))
-    on_duty = {
-        (agent_id, hotline_id)
-        for agent_id, hotline_id in await session.execute(
-            select(AgentLogin.agent_id, AgentLogin.hotline_id)
-            .join(AgentState, AgentState.agent_id == AgentLogin.agent_id)
-            .where(AgentLogin.hotline_id.in_(order), AgentState.paused.is_(False))
-        )
-    }
-    by_agent: dict[int, Colleague] = {}
-    for hotline_id, _, agent_id, number, language in rows:
-        if (agent_id, hotline_id) in on_duty:
-            continue
-        colleague = by_agent.get(agent_id)
-        if colleague is None:
-            colleague = by_agent[agent_id] = Colleague(agent_id, number, [], [], language)
-        colleague.hotline_ids.append(hotline_id)
-    for target in await session.scalars(
-        select(AgentTarget)
-        .where(AgentTarget.agent_id.in_(by_agent))
-        .order_by(AgentTarget.kind, AgentTarget.id)
-    ):
-        by_agent[target.agent_id].targets.append((target.address, target.kind))
-    return [c for c in by_agent.values() if c.targets]
 
 
 # Handover tasks of this process (a reference keeps them from being garbage-collected).
