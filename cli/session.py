@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import click
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ari_app.db.models import AgentTarget, Hotline
+from ari_app.db.models import Hotline
 from ari_app.domain.enums import TargetKind
-from ari_app.domain.errors import Refused
 from ari_app.services import admin, agents
 
 from . import output
@@ -37,21 +35,8 @@ def login(agent: str, hotline: str | None, external: str | None) -> None:
 
     async def unit(session: AsyncSession) -> tuple[list[Hotline], str]:
         person = await admin.get_agent(session, agent)
-        target = None
-        if external is not None:
-            configured = await session.scalar(
-                select(AgentTarget.id).where(
-                    AgentTarget.agent_id == person.id,
-                    AgentTarget.kind == TargetKind.EXTERNAL,
-                    AgentTarget.address == external,
-                )
-            )
-            if configured is None:
-                raise Refused(
-                    f"{external} is not an external number of agent {agent}"
-                    f" (add it with: hotline agent number add {agent} {external})"
-                )
-            target = agents.Target(external, TargetKind.EXTERNAL)
+        # agents.login refuses a number ops did not configure for the agent.
+        target = None if external is None else agents.Target(external, TargetKind.EXTERNAL)
         if hotline is not None:
             await admin.get_hotline(session, hotline)
         lines = await agents.login(

@@ -23,8 +23,8 @@ from ari_app.flows.base import FlowContext
 from ari_app.flows.handover import HandoverAction
 from ari_app.flows.mailbox import MailboxBrowser
 from ari_app.flows.prompts import NOT_AVAILABLE, InteractiveFlow, actor
-from ari_app.services import agents, audit, auth, mailbox, status
-from ari_app.services.agents import Target
+from ari_app.services import agents, auth
+from ari_app.services.agents import OwnStatus, Target
 from ari_app.services.audit import Path
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,10 @@ def status_media(logged_in: bool, paused: bool, agents_in: int, waiting: int) ->
     media += ["sound:queue-thereare", f"number:{agents_in}", *LOGGED_IN]
     media += ["sound:queue-thereare", f"number:{waiting}", "sound:queue-callswaiting"]
     return media
+
+
+def own_status_media(told: OwnStatus) -> list[str]:
+    return status_media(told.logged_in, told.paused, told.agents_in, told.waiting)
 
 
 class S(enum.Enum):
@@ -173,37 +177,24 @@ class FeatureFlow(InteractiveFlow[S]):
         self, agent: Agent, action: HandoverAction, hotline_number: str | None
     ) -> None:
         async with self.sessions() as session:
-            hotlines = await mailbox.member_hotlines(session, agent.id, hotline_number)
+            hotlines = await agents.member_hotlines(session, agent.id, hotline_number)
         media = await self.hand_over(agent, [h.id for h in hotlines], action, self.path)
         await self.end_call(media, f"{action.value} handed over")
 
     async def _status(self, agent: Agent) -> None:
         assert self.request.hotline is not None
         async with self.sessions() as session, session.begin():
-            hotlines = await mailbox.member_hotlines(session, agent.id, self.request.hotline)
-            if not hotlines:
-                media = None
-            else:
-                hotline = hotlines[0]
-                now = (await status.hotline_status(session, hotline.number))[0]
-                logged_in, paused = await agents.own_status(session, agent, hotline.id)
-                media = status_media(logged_in, paused, now.logged_in_total, now.waiting)
-                await audit.record(
-                    session,
-                    actor=actor(agent),
-                    action="status",
-                    path=self.path,
-                    agent_id=agent.id,
-                    hotline_id=hotline.id,
-                )
-        if media is None:
+            told = await agents.own_statuses(
+                session, agent, self.request.hotline, path=self.path, actor=actor(agent)
+            )
+        if not told:
             await self.end_call(NOT_DIALLED, "not a member")
             return
-        await self.end_call(media, "status told")
+        await self.end_call(own_status_media(told[0]), "status told")
 
     async def _voicemail(self, agent: Agent) -> None:
         async with self.sessions() as session:
-            hotlines = await mailbox.member_hotlines(session, agent.id, self.request.hotline)
+            hotlines = await agents.member_hotlines(session, agent.id, self.request.hotline)
         if not hotlines:
             await self.end_call(NOT_DIALLED, "not a member")
             return

@@ -15,7 +15,6 @@ import logging
 
 from ari_app.ari.events import StasisStart
 from ari_app.db.models import Agent
-from ari_app.domain.enums import TargetKind
 from ari_app.domain.errors import Refused
 from ari_app.flows.base import FlowContext
 from ari_app.flows.feature import (
@@ -23,7 +22,7 @@ from ari_app.flows.feature import (
     LOGGED_OUT,
     PAUSED,
     UNPAUSED,
-    status_media,
+    own_status_media,
 )
 from ari_app.flows.handover import HandoverAction
 from ari_app.flows.mailbox import MailboxBrowser
@@ -34,8 +33,7 @@ from ari_app.flows.prompts import (
     actor,
     spoken_number,
 )
-from ari_app.services import admin, agents, audit, auth, mailbox, status
-from ari_app.services.agents import Target
+from ari_app.services import admin, agents, auth
 
 log = logging.getLogger(__name__)
 
@@ -125,29 +123,13 @@ class ServiceFlow(InteractiveFlow[S]):
     async def _login(self, agent: Agent) -> None:
         try:
             async with self.sessions() as session, session.begin():
-                number = await auth.external_number(session, agent, self.caller)
-                if number is None:
-                    await audit.record(
-                        session,
-                        actor=actor(agent),
-                        action="login_refused",
-                        path="service",
-                        agent_id=agent.id,
-                        caller=self.caller or auth.ANONYMOUS,
-                        why="not a configured number of the agent",
-                    )
-                else:
-                    await agents.login(
-                        session,
-                        agent,
-                        target=Target(number, TargetKind.EXTERNAL),
-                        path="service",
-                        actor=actor(agent),
-                    )
+                hotlines = await agents.login_from_number(
+                    session, agent, self.caller, path="service", actor=actor(agent)
+                )
         except Refused as exc:
             log.info("call=%s login refused: %s", self.channel_id, exc.message)
-            number = None
-        if number is None:
+            hotlines = None
+        if hotlines is None:
             log.debug("call=%s login refused for caller %s", self.channel_id, self.caller)
             log.info(
                 "call=%s agent %s: login from %s refused",
@@ -204,30 +186,19 @@ class ServiceFlow(InteractiveFlow[S]):
 
     async def _status(self, agent: Agent) -> None:
         """Each of the agent's hotlines: its number, then as for *24."""
-        media: list[str] = []
         async with self.sessions() as session, session.begin():
-            for hotline in await mailbox.member_hotlines(session, agent.id):
-                now = (await status.hotline_status(session, hotline.number))[0]
-                logged_in, paused = await agents.own_status(session, agent, hotline.id)
-                media += [
-                    "sound:for",
-                    spoken_number(hotline.number),
-                    *status_media(logged_in, paused, now.logged_in_total, now.waiting),
-                ]
-                await audit.record(
-                    session,
-                    actor=actor(agent),
-                    action="status",
-                    path="service",
-                    agent_id=agent.id,
-                    hotline_id=hotline.id,
-                )
+            told = await agents.own_statuses(session, agent, path="service", actor=actor(agent))
+        media = [
+            m
+            for one in told
+            for m in ("sound:for", spoken_number(one.hotline.number), *own_status_media(one))
+        ]
         await self._then_menu(media or list(NOT_AVAILABLE), "status told")
 
     async def _voicemail(self, agent: Agent) -> None:
         """The voicemail of all the agent's hotlines together, newest first."""
         async with self.sessions() as session:
-            hotlines = await mailbox.member_hotlines(session, agent.id)
+            hotlines = await agents.member_hotlines(session, agent.id)
         if not hotlines:
             await self._then_menu(NOT_AVAILABLE, "no hotline")
             return

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ari_app.db.models import Agent, AgentLogin, AgentState, AgentTarget, Hotline, Membership
 from ari_app.domain.enums import AgentActivity, TargetKind
 from ari_app.domain.errors import NotFound, Refused
-from ari_app.services import audit
+from ari_app.services import audit, auth, status
 from ari_app.services.audit import Path
 
 
@@ -39,18 +39,25 @@ async def device_of(session: AsyncSession, agent: Agent) -> str | None:
     return result
 
 
-async def _member_hotlines(
-    session: AsyncSession, agent: Agent, hotline_number: str | None
+async def member_hotlines(
+    session: AsyncSession, agent_id: int, hotline_number: str | None = None
 ) -> list[Hotline]:
+    """The agent's hotlines (one of them when a number is given; [] if not a member)."""
     query = (
         select(Hotline)
         .join(Membership, Membership.hotline_id == Hotline.id)
-        .where(Membership.agent_id == agent.id)
+        .where(Membership.agent_id == agent_id)
         .order_by(Hotline.number)
     )
     if hotline_number is not None:
         query = query.where(Hotline.number == hotline_number)
-    hotlines = list(await session.scalars(query))
+    return list(await session.scalars(query))
+
+
+async def _member_hotlines(
+    session: AsyncSession, agent: Agent, hotline_number: str | None
+) -> list[Hotline]:
+    hotlines = await member_hotlines(session, agent.id, hotline_number)
     if hotline_number is not None and not hotlines:
         raise NotFound(f"agent {agent.number} is not a member of hotline {hotline_number}")
     return hotlines
@@ -66,12 +73,21 @@ async def login(
     actor: str,
 ) -> list[Hotline]:
     """Log the agent in to one or all of their hotlines; calls go to `target` (default:
-    the bound device)."""
+    the bound device). An external target must be one of the numbers ops configured for
+    the agent (DESIGN.md: calls are only ever delivered to those); any other is Refused."""
     if target is None:
         device = await device_of(session, agent)
         if device is None:
             raise Refused(f"agent {agent.number} has no device; log in from a phone")
         target = Target(device, TargetKind.DEVICE)
+    elif (
+        target.kind is TargetKind.EXTERNAL
+        and await auth.external_number(session, agent, target.address) is None
+    ):
+        raise Refused(
+            f"{target.address} is not an external number of agent {agent.number}"
+            f" (add it with: hotline agent number add {agent.number} {target.address})"
+        )
     hotlines = await _member_hotlines(session, agent, hotline_number)
     if not hotlines:
         raise Refused(f"agent {agent.number} is not a member of any hotline")
@@ -94,6 +110,28 @@ async def login(
         )
     await session.flush()
     return hotlines
+
+
+async def login_from_number(
+    session: AsyncSession, agent: Agent, caller: str | None, *, path: Path, actor: str
+) -> list[Hotline] | None:
+    """Remote login (service line): calls go to the agent's configured external number
+    that is the caller ID. None when the caller ID is none of them (or withheld): nothing
+    changes but a `login_refused` audit row, which the caller's transaction keeps."""
+    number = await auth.external_number(session, agent, caller)
+    if number is None:
+        await audit.record(
+            session,
+            actor=actor,
+            action="login_refused",
+            path=path,
+            agent_id=agent.id,
+            caller=caller or auth.ANONYMOUS,
+            why="not a configured number of the agent",
+        )
+        return None
+    target = Target(number, TargetKind.EXTERNAL)
+    return await login(session, agent, target=target, path=path, actor=actor)
 
 
 async def available_agents(session: AsyncSession, hotline_id: int) -> int:
@@ -221,8 +259,44 @@ async def toggle_paused(
     return paused
 
 
-async def own_status(session: AsyncSession, agent: Agent, hotline_id: int) -> tuple[bool, bool]:
-    """(logged in to the hotline, not available) for the agent's own status by phone."""
-    logged = await session.get(AgentLogin, (agent.id, hotline_id))
-    state = await session.get(AgentState, agent.id)
-    return logged is not None, bool(state is not None and state.paused)
+@dataclass(frozen=True)
+class OwnStatus:
+    """What an agent hears of one hotline by phone: am I logged in (and not available),
+    how many agents are logged in, callers waiting; never a name."""
+
+    hotline: Hotline
+    logged_in: bool
+    paused: bool
+    agents_in: int
+    waiting: int
+
+
+async def own_statuses(
+    session: AsyncSession,
+    agent: Agent,
+    hotline_number: str | None = None,
+    *,
+    path: Path,
+    actor: str,
+) -> list[OwnStatus]:
+    """The agent's own status (feature code *24<hotline>, service line option 4) for the
+    hotline named or each of the agent's hotlines, with one `status` audit row each; []
+    when the agent is no member."""
+    told = []
+    for hotline in await member_hotlines(session, agent.id, hotline_number):
+        now = (await status.hotline_status(session, hotline.number))[0]
+        logged = await session.get(AgentLogin, (agent.id, hotline.id))
+        state = await session.get(AgentState, agent.id)
+        paused = bool(state is not None and state.paused)
+        told.append(
+            OwnStatus(hotline, logged is not None, paused, now.logged_in_total, now.waiting)
+        )
+        await audit.record(
+            session,
+            actor=actor,
+            action="status",
+            path=path,
+            agent_id=agent.id,
+            hotline_id=hotline.id,
+        )
+    return told

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ari_app.db.models import Hotline, Membership, Voicemail
+from ari_app.db.models import Hotline, Voicemail
 from ari_app.services import audit, voicemail
 from ari_app.services.audit import Path
 
@@ -31,21 +31,6 @@ class Message:
     caller_number: str | None
     recorded_at: datetime
     recording_name: str
-
-
-async def member_hotlines(
-    session: AsyncSession, agent_id: int, hotline_number: str | None = None
-) -> list[Hotline]:
-    """The agent's hotlines (one of them when a number is given; [] if not a member)."""
-    query = (
-        select(Hotline)
-        .join(Membership, Membership.hotline_id == Hotline.id)
-        .where(Membership.agent_id == agent_id)
-        .order_by(Hotline.number)
-    )
-    if hotline_number is not None:
-        query = query.where(Hotline.number == hotline_number)
-    return list(await session.scalars(query))
 
 
 async def open_messages(session: AsyncSession, hotline_ids: list[int]) -> list[Message]:
