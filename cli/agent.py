@@ -15,7 +15,7 @@ from ari_app.services import admin, auth, config_sync
 from ari_app.services.status import agent_presence, db_now
 
 from . import output
-from .common import PHONE, actor, json_option, pin_min_length, record, run
+from .common import PHONE, actor, json_option, pin_min_length, run
 from .config import show_result
 
 
@@ -102,16 +102,7 @@ def create(
             external_numbers=external,
             pin_min_length=pin_min_length(),
             language=language,
-        )
-        await record(
-            session,
-            "agent_create",
-            agent=created,
-            number=created.number,
-            device=device,
-            external_numbers=list(external),
-            pin_set=pin is not None,
-            language=language,
+            actor=actor(),
         )
         return created
 
@@ -239,7 +230,7 @@ def unlock(number: str) -> None:
     )
 
 
-@agent.command()
+@agent.command(name="update")
 @click.argument("number")
 @click.option("--name", help="New name.")
 @click.option("--number", "new_number", help="New agent number.")
@@ -248,7 +239,7 @@ def unlock(number: str) -> None:
     type=click.Choice(["de", "en"]),
     help="Language the agent hears on the phone.",
 )
-def update(number: str, name: str | None, new_number: str | None, language: str | None) -> None:
+def update_(number: str, name: str | None, new_number: str | None, language: str | None) -> None:
     """Rename or renumber agent NUMBER, or change the language the agent hears.
 
     \b
@@ -260,10 +251,9 @@ def update(number: str, name: str | None, new_number: str | None, language: str 
 
     async def unit(session: AsyncSession) -> str:
         found = await admin.get_agent(session, number)
-        changed = await admin.update_agent(
-            session, found, name=name, number=new_number, language=language
+        await admin.update_agent(
+            session, found, name=name, number=new_number, language=language, actor=actor()
         )
-        await record(session, "agent_update", agent=found, number=number, changed=changed)
         return found.number
 
     output.done(f"updated agent {run(unit)}")
@@ -282,8 +272,7 @@ def delete(number: str) -> None:
 
     async def unit(session: AsyncSession) -> None:
         found = await admin.get_agent(session, number)
-        await record(session, "agent_delete", agent=found, number=found.number)
-        await admin.delete_agent(session, found)
+        await admin.delete_agent(session, found, actor=actor())
 
     run(unit)
     output.done(f"deleted agent {number}")
@@ -350,8 +339,7 @@ def set_pin(number: str | None, from_stdin: bool) -> None:
 
     async def unit(session: AsyncSession) -> None:
         found = await admin.get_agent(session, number)
-        await admin.set_pin(session, found, pin, min_length=pin_min_length())
-        await record(session, "agent_set_pin", agent=found)
+        await admin.set_pin(session, found, pin, min_length=pin_min_length(), actor=actor())
 
     run(unit)
     output.done(f"PIN of agent {number} set")
@@ -375,11 +363,9 @@ def device(number: str, dial_string: str | None, unbind: bool) -> None:
     async def unit(session: AsyncSession) -> str:
         found = await admin.get_agent(session, number)
         if dial_string is None:
-            old = await admin.unbind_device(session, found)
-            await record(session, "agent_device_unbind", agent=found, device=old)
+            old = await admin.unbind_device(session, found, actor=actor())
             return f"agent {number} has no device now (was {old})"
-        bound = await admin.bind_device(session, found, dial_string)
-        await record(session, "agent_device_bind", agent=found, device=bound)
+        bound = await admin.bind_device(session, found, dial_string, actor=actor())
         return f"agent {number} uses device {bound}"
 
     output.done(run(unit))
@@ -408,9 +394,7 @@ def number_add(agent_number: str, phone: str) -> None:
 
     async def unit(session: AsyncSession) -> str:
         found = await admin.get_agent(session, agent_number)
-        added = await admin.add_external(session, found, phone)
-        await record(session, "agent_number_add", agent=found, external=added)
-        return added
+        return await admin.add_external(session, found, phone, actor=actor())
 
     output.done(f"agent {agent_number} may use {run(unit)}")
 
@@ -428,8 +412,6 @@ def number_remove(agent_number: str, phone: str) -> None:
 
     async def unit(session: AsyncSession) -> str:
         found = await admin.get_agent(session, agent_number)
-        removed = await admin.remove_external(session, found, phone)
-        await record(session, "agent_number_remove", agent=found, external=removed)
-        return removed
+        return await admin.remove_external(session, found, phone, actor=actor())
 
     output.done(f"agent {agent_number} may no longer use {run(unit)}")

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ari_app.services import callbacks
 
 from . import output
-from .common import json_option, record, run
+from .common import actor, json_option, run
 
 
 @click.group()
@@ -79,8 +79,7 @@ def cancel(callback_id: int) -> None:
     """
 
     async def unit(session: AsyncSession) -> None:
-        await callbacks.cancel(session, callback_id, datetime.now(UTC))
-        await record(session, "callback_cancel", callback=callback_id)
+        await callbacks.cancel(session, callback_id, datetime.now(UTC), actor=actor())
 
     run(unit)
     output.note(f"cancelled callback {callback_id}")

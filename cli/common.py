@@ -1,5 +1,5 @@
-"""What every command shares: one unit of work in one transaction, the audit actor, and
-option types that wrap the domain validators.
+"""What every command shares: one unit of work in one transaction, the audit actor (the
+services write the audit rows), and option types that wrap the domain validators.
 
 Option values a validator refuses raise `InvalidValue` (exit 1 with one line naming the
 option), not click's BadParameter (exit 2): a malformed phone number or opening hours is
@@ -21,11 +21,9 @@ from sqlalchemy.pool import NullPool
 
 from ari_app.ari.client import AriClient
 from ari_app.config import database_url_from_env, load_settings
-from ari_app.db.models import Agent, Hotline
 from ari_app.db.session import make_engine, make_sessionmaker
 from ari_app.domain import values
 from ari_app.domain.errors import InvalidValue
-from ari_app.services import audit
 
 T = TypeVar("T")
 Unit = Callable[[AsyncSession], Awaitable[T]]
@@ -72,34 +70,6 @@ def actor() -> str:
     except (OSError, KeyError):
         user = f"uid{os.getuid()}"
     return f"cli:{user}"
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, date | datetime):
-        return value.isoformat()
-    if isinstance(value, list | tuple | set):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-async def record(
-    session: AsyncSession,
-    action: str,
-    *,
-    hotline: Hotline | None = None,
-    agent: Agent | None = None,
-    **detail: Any,
-) -> None:
-    """The audit row of a CLI command, in the command's transaction."""
-    await audit.record(
-        session,
-        actor=actor(),
-        action=action,
-        path="cli",
-        agent_id=agent.id if agent is not None else None,
-        hotline_id=hotline.id if hotline is not None else None,
-        **{k: _jsonable(v) for k, v in detail.items()},
-    )
 
 
 # --- option types -----------------------------------------------------------------------

@@ -13,7 +13,7 @@ from ari_app.db.models import Hotline
 from ari_app.services import admin
 
 from . import output
-from .common import DATE, DURATION, PHONE, json_option, record, run
+from .common import DATE, DURATION, PHONE, actor, json_option, run
 
 # (option, column, click type, help). Durations take 30s / 5m / 1h; a number is seconds.
 # fmt: off
@@ -187,17 +187,9 @@ def create(number: str, holiday: tuple[date, ...], **options: Any) -> None:
 
     async def unit(session: AsyncSession) -> Hotline:
         name = settings.pop("name")
-        hotline = await admin.create_hotline(session, number, name, **settings)
-        await admin.add_holidays(session, hotline, holiday)
-        await record(
-            session,
-            "hotline_create",
-            hotline=hotline,
-            name=name,
-            holidays=list(holiday),
-            **settings,
+        return await admin.create_hotline(
+            session, number, name, holidays=holiday, actor=actor(), **settings
         )
-        return hotline
 
     hotline = run(unit)
     output.done(f"created hotline {hotline.number} ({hotline.name})")
@@ -267,14 +259,14 @@ def show(number: str, as_json: bool) -> None:
     output.echo_fields(fields)
 
 
-@line.command()
+@line.command(name="update")
 @click.argument("number")
 @click.option("--number", "new_number", help="Give the hotline a new number.")
 @setting_options(create=False)
 @click.option("--no-escalation", is_flag=True, help="Remove every escalation number.")
 @click.option("--holiday", "add", type=DATE, multiple=True, help="Add a holiday (repeat).")
 @click.option("--remove-holiday", "remove", type=DATE, multiple=True, help="Remove a holiday.")
-def update(
+def update_(
     number: str,
     new_number: str | None,
     no_escalation: bool,
@@ -301,17 +293,13 @@ def update(
 
     async def unit(session: AsyncSession) -> str:
         hotline = await admin.get_hotline(session, number)
-        changed = await admin.update_hotline(session, hotline, **settings)
-        added = await admin.add_holidays(session, hotline, add)
-        await admin.remove_holidays(session, hotline, remove)
-        await record(
+        await admin.update_hotline(
             session,
-            "hotline_update",
-            hotline=hotline,
-            number=number,
-            changed=changed,
-            holidays_added=added,
-            holidays_removed=list(remove),
+            hotline,
+            holidays_added=add,
+            holidays_removed=remove,
+            actor=actor(),
+            **settings,
         )
         return hotline.number
 
@@ -331,8 +319,7 @@ def delete(number: str) -> None:
 
     async def unit(session: AsyncSession) -> None:
         hotline = await admin.get_hotline(session, number)
-        await record(session, "hotline_delete", hotline=hotline, number=hotline.number)
-        await admin.delete_hotline(session, hotline)
+        await admin.delete_hotline(session, hotline, actor=actor())
 
     run(unit)
     output.done(f"deleted hotline {number}")

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ari_app.services import admin
 
 from . import output
-from .common import json_option, record, run
+from .common import actor, json_option, run
 
 
 @click.group()
@@ -44,10 +44,7 @@ def add(hotline: str, agent: str, position: int | None) -> None:
     async def unit(session: AsyncSession) -> int:
         line = await admin.get_hotline(session, hotline)
         person = await admin.get_agent(session, agent)
-        membership = await admin.add_member(session, line, person, position)
-        await record(
-            session, "member_add", hotline=line, agent=person, position=membership.position
-        )
+        membership = await admin.add_member(session, line, person, position, actor=actor())
         return membership.position
 
     output.done(f"agent {agent} is a member of hotline {hotline} (position {run(unit)})")
@@ -67,8 +64,7 @@ def remove(hotline: str, agent: str) -> None:
     async def unit(session: AsyncSession) -> None:
         line = await admin.get_hotline(session, hotline)
         person = await admin.get_agent(session, agent)
-        await admin.remove_member(session, line, person)
-        await record(session, "member_remove", hotline=line, agent=person)
+        await admin.remove_member(session, line, person, actor=actor())
 
     run(unit)
     output.done(f"agent {agent} is no longer a member of hotline {hotline}")

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ari_app.services import admin, roster
 
 from . import output
-from .common import DATE, json_option, record, run
+from .common import DATE, actor, json_option, run
 
 
 @click.group(name="roster")
@@ -52,11 +52,7 @@ def add(hotline: str, agent: str, start: str, end: str, target: str | None) -> N
 
     async def unit(session: AsyncSession) -> int:
         line = await admin.get_hotline(session, hotline)
-        slot = await roster.add_slot(session, line, agent, start, end, target)
-        await record(
-            session, "roster_add", hotline=line, slot=slot.id, agent_number=agent,
-            start=start, end=end, target=target,
-        )  # fmt: skip
+        slot = await roster.add_slot(session, line, agent, start, end, target, actor=actor())
         return slot.id
 
     output.done(f"added roster slot {run(unit)} to hotline {hotline}")
@@ -104,11 +100,7 @@ def remove(hotline: str, slot: int) -> None:
 
     async def unit(session: AsyncSession) -> None:
         line = await admin.get_hotline(session, hotline)
-        info = await roster.remove_slot(session, line, slot)
-        await record(
-            session, "roster_remove", hotline=line, slot=slot, agent_number=info.agent,
-            start=info.start, end=info.end, target=info.target,
-        )  # fmt: skip
+        await roster.remove_slot(session, line, slot, actor=actor())
 
     run(unit)
     output.done(f"removed roster slot {slot} from hotline {hotline}")
@@ -187,8 +179,6 @@ def import_(hotline: str, file: Any) -> None:
 
     async def unit(session: AsyncSession) -> int:
         line = await admin.get_hotline(session, hotline)
-        slots = await roster.import_ics(session, line, data)
-        await record(session, "roster_import", hotline=line, slots=[s.id for s in slots])
-        return len(slots)
+        return len(await roster.import_ics(session, line, data, actor=actor()))
 
     output.done(f"imported {run(unit)} roster slot(s) into hotline {hotline}")

@@ -11,12 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ari_app.ari.client import AriClient
 from ari_app.domain.errors import Conflict, Unavailable
-from ari_app.services import admin
 from ari_app.services import voicemail as service
 from ari_app.services.voicemail import VoicemailInfo
 
 from . import output
-from .common import json_option, record, run, run_with_ari
+from .common import actor, json_option, run, run_with_ari
 
 
 @click.group()
@@ -97,14 +96,10 @@ def export(voicemail_id: int, path: str | None, force: bool) -> None:
     """
 
     async def unit(session: AsyncSession, ari: AriClient) -> str:
-        info = await service.get_voicemail(session, voicemail_id)
-        data = await service.fetch_recording(ari, info)
+        info, data = await service.export_recording(session, ari, voicemail_id, actor=actor())
         stamp = info.recorded_at.astimezone(UTC).strftime("%Y%m%d-%H%M%S")
         target = path or f"voicemail-{info.id}-{info.hotline}-{stamp}.wav"
-        written = _write(target, data, force)
-        hotline = await admin.get_hotline(session, info.hotline)
-        await record(session, "voicemail_export", hotline=hotline, voicemail_id=info.id)
-        return written
+        return _write(target, data, force)
 
     written = run_with_ari(unit)
     if written != "stdout":
@@ -125,11 +120,8 @@ def mark_done(voicemail_ids: tuple[int, ...]) -> None:
         now = datetime.now(UTC)
         marked = []
         for vm_id in voicemail_ids:
-            info = await service.get_voicemail(session, vm_id)
-            if await service.mark_done(session, vm_id, now):
+            if await service.mark_done(session, vm_id, now, actor=actor()):
                 marked.append(vm_id)
-                hotline = await admin.get_hotline(session, info.hotline)
-                await record(session, "voicemail_done", hotline=hotline, voicemail_id=vm_id)
         return marked
 
     marked = run(unit)
@@ -150,10 +142,7 @@ def delete(voicemail_ids: tuple[int, ...]) -> None:
 
     async def unit(session: AsyncSession, ari: AriClient) -> None:
         for vm_id in voicemail_ids:
-            info = await service.get_voicemail(session, vm_id)
-            hotline = await admin.get_hotline(session, info.hotline)
-            await record(session, "voicemail_delete", hotline=hotline, voicemail_id=vm_id)
-            if not await service.delete_voicemail(session, vm_id, ari):
+            if not await service.delete_voicemail(session, vm_id, ari, actor=actor()):
                 output.note(f"note: the recording of voicemail {vm_id} was already gone")
 
     run_with_ari(unit)

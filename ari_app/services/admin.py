@@ -33,6 +33,7 @@ from ari_app.domain.hours import normalise_hours, validate_timezone
 from ari_app.domain.pin import PIN_MIN_LENGTH, check_pin_policy, hash_pin
 from ari_app.domain.sounds import language as _language
 from ari_app.domain.strategies import Strategy, parse_strategy
+from ari_app.services import audit
 
 # --- hotline settings: one validation for every edge ------------------------------------
 
@@ -224,7 +225,16 @@ async def get_agent(session: AsyncSession, number: str) -> Agent:
     return agent
 
 
-async def create_hotline(session: AsyncSession, number: str, name: str, **settings: Any) -> Hotline:
+async def create_hotline(
+    session: AsyncSession,
+    number: str,
+    name: str,
+    *,
+    holidays: Iterable[date] = (),
+    actor: str | None = None,
+    **settings: Any,
+) -> Hotline:
+    """Create a hotline with its holidays; audited (`hotline_create`) when `actor` is given."""
     number = values.hotline_number(number)
     checked = check_hotline_settings({"name": name, **settings})
     if await session.scalar(select(Hotline.id).where(Hotline.number == number)) is not None:
@@ -232,6 +242,18 @@ async def create_hotline(session: AsyncSession, number: str, name: str, **settin
     hotline = Hotline(number=number, **checked)
     session.add(hotline)
     await session.flush()
+    holidays = list(holidays)
+    if holidays:
+        await add_holidays(session, hotline, holidays)
+    await audit.ops_change(
+        session,
+        actor,
+        "hotline_create",
+        hotline_id=hotline.id,
+        name=name,
+        holidays=holidays,
+        **settings,
+    )
     return hotline
 
 
@@ -245,7 +267,9 @@ async def create_agent(
     external_numbers: Iterable[str] = (),
     pin_min_length: int = PIN_MIN_LENGTH,
     language: str | None = None,
+    actor: str | None = None,
 ) -> Agent:
+    """Create an agent; audited (`agent_create`, never the PIN) when `actor` is given."""
     number = values.agent_number(number)
     name = check_agent_name(name)
     if await session.scalar(select(Agent.id).where(Agent.number == number)) is not None:
@@ -261,9 +285,21 @@ async def create_agent(
     session.add(AgentState(agent_id=agent.id))
     if device is not None:
         await add_target(session, agent, TargetKind.DEVICE, device)
+    external_numbers = list(external_numbers)
     for external in external_numbers:
         await add_target(session, agent, TargetKind.EXTERNAL, external)
     await session.flush()
+    await audit.ops_change(
+        session,
+        actor,
+        "agent_create",
+        agent_id=agent.id,
+        number=agent.number,
+        device=device,
+        external_numbers=external_numbers,
+        pin_set=pin is not None,
+        language=language,
+    )
     return agent
 
 
@@ -292,9 +328,15 @@ async def add_target(
 
 
 async def add_member(
-    session: AsyncSession, hotline: Hotline, agent: Agent, position: int | None = None
+    session: AsyncSession,
+    hotline: Hotline,
+    agent: Agent,
+    position: int | None = None,
+    *,
+    actor: str | None = None,
 ) -> Membership:
-    """Add the agent at `position` in the ring order (default: last)."""
+    """Add the agent at `position` in the ring order (default: last); audited
+    (`member_add`) when `actor` is given."""
     existing = await session.get(Membership, (hotline.id, agent.id))
     if existing is not None:
         raise Conflict(f"agent {agent.number} is a member of hotline {hotline.number} already")
@@ -317,6 +359,14 @@ async def add_member(
     membership = Membership(hotline_id=hotline.id, agent_id=agent.id, position=position)
     session.add(membership)
     await session.flush()
+    await audit.ops_change(
+        session,
+        actor,
+        "member_add",
+        agent_id=agent.id,
+        hotline_id=hotline.id,
+        position=membership.position,
+    )
     return membership
 
 
@@ -328,9 +378,17 @@ async def list_hotlines(session: AsyncSession) -> list[Hotline]:
 
 
 async def update_hotline(
-    session: AsyncSession, hotline: Hotline, **settings: Any
+    session: AsyncSession,
+    hotline: Hotline,
+    *,
+    holidays_added: Iterable[date] = (),
+    holidays_removed: Iterable[date] = (),
+    actor: str | None = None,
+    **settings: Any,
 ) -> dict[str, Any]:
-    """Apply validated settings; returns the changed ones (name -> new value)."""
+    """Apply validated settings and add / remove holidays; returns the changed settings
+    (name -> new value). Audited (`hotline_update`) when `actor` is given."""
+    old_number = hotline.number
     checked = check_hotline_settings(settings)
     new_number = checked.get("number")
     if new_number is not None and new_number != hotline.number:
@@ -341,13 +399,33 @@ async def update_hotline(
     for key, value in changed.items():
         setattr(hotline, key, value)
     await session.flush()
+    wanted, removed = list(holidays_added), list(holidays_removed)
+    added = await add_holidays(session, hotline, wanted) if wanted else []
+    if removed:
+        await remove_holidays(session, hotline, removed)
+    await audit.ops_change(
+        session,
+        actor,
+        "hotline_update",
+        hotline_id=hotline.id,
+        number=old_number,
+        changed=changed,
+        holidays_added=added,
+        holidays_removed=removed,
+    )
     return changed
 
 
-async def delete_hotline(session: AsyncSession, hotline: Hotline) -> None:
+async def delete_hotline(
+    session: AsyncSession, hotline: Hotline, *, actor: str | None = None
+) -> None:
     """Delete a hotline with its memberships, logins and holidays. Refused while calls are
     in progress or voicemails remain: their recordings live in Asterisk and must be
-    deleted through `hotline voicemail delete` rather than orphaned."""
+    deleted through `hotline voicemail delete` rather than orphaned. Audited
+    (`hotline_delete`) when `actor` is given."""
+    await audit.ops_change(
+        session, actor, "hotline_delete", hotline_id=hotline.id, number=hotline.number
+    )
     active = await session.scalar(
         select(func.count())
         .select_from(Call)
@@ -435,9 +513,11 @@ async def update_agent(
     name: str | None = None,
     number: str | None = None,
     language: str | None = None,
+    actor: str | None = None,
 ) -> dict[str, str]:
     """Rename or renumber an agent, or change the language the agent hears; returns the
-    changed fields."""
+    changed fields. Audited (`agent_update`) when `actor` is given."""
+    old_number = agent.number
     changed: dict[str, str] = {}
     if language is not None and await set_agent_language(session, agent, language):
         changed["language"] = language
@@ -452,6 +532,9 @@ async def update_agent(
         if name != agent.name:
             changed["name"] = agent.name = name
     await session.flush()
+    await audit.ops_change(
+        session, actor, "agent_update", agent_id=agent.id, number=old_number, changed=changed
+    )
     return changed
 
 
@@ -473,19 +556,28 @@ async def _busy(session: AsyncSession, agent: Agent) -> bool:
     )
 
 
-async def delete_agent(session: AsyncSession, agent: Agent) -> None:
-    """Delete an agent with targets, memberships and logins; refused during a call."""
+async def delete_agent(session: AsyncSession, agent: Agent, *, actor: str | None = None) -> None:
+    """Delete an agent with targets, memberships and logins; refused during a call.
+    Audited (`agent_delete`) when `actor` is given."""
+    await audit.ops_change(session, actor, "agent_delete", agent_id=agent.id, number=agent.number)
     if await _busy(session, agent):
         raise Refused(f"agent {agent.number} is on a call; try again when it is over")
     await session.execute(delete(Agent).where(Agent.id == agent.id))  # the database cascades
 
 
 async def set_pin(
-    session: AsyncSession, agent: Agent, pin: str, *, min_length: int = PIN_MIN_LENGTH
+    session: AsyncSession,
+    agent: Agent,
+    pin: str,
+    *,
+    min_length: int = PIN_MIN_LENGTH,
+    actor: str | None = None,
 ) -> None:
+    """Set the agent's PIN; audited (`agent_set_pin`, never the PIN) when `actor` is given."""
     check_pin_policy(pin, min_length=min_length, agent_number=agent.number)
     agent.pin_hash = hash_pin(pin)
     await session.flush()
+    await audit.ops_change(session, actor, "agent_set_pin", agent_id=agent.id)
 
 
 async def _current_target(session: AsyncSession, agent: Agent) -> AgentState | None:
@@ -498,10 +590,14 @@ async def _current_target(session: AsyncSession, agent: Agent) -> AgentState | N
     return state if logged else None
 
 
-async def bind_device(session: AsyncSession, agent: Agent, device: str) -> str:
+async def bind_device(
+    session: AsyncSession, agent: Agent, device: str, *, actor: str | None = None
+) -> str:
     """Bind the agent's internal device (replacing the old one); an agent logged in on the
-    old device keeps receiving calls, now on the new one. Returns the dial string."""
+    old device keeps receiving calls, now on the new one. Returns the dial string.
+    Audited (`agent_device_bind`) when `actor` is given."""
     device = values.dial_string(device)
+    await audit.ops_change(session, actor, "agent_device_bind", agent_id=agent.id, device=device)
     old = await session.scalar(
         select(AgentTarget.address).where(
             AgentTarget.agent_id == agent.id, AgentTarget.kind == TargetKind.DEVICE
@@ -526,8 +622,9 @@ async def _refuse_if_logged_in_on(session: AsyncSession, agent: Agent, address: 
         )
 
 
-async def unbind_device(session: AsyncSession, agent: Agent) -> str:
-    """Remove the agent's internal device; returns the dial string it had."""
+async def unbind_device(session: AsyncSession, agent: Agent, *, actor: str | None = None) -> str:
+    """Remove the agent's internal device; returns the dial string it had. Audited
+    (`agent_device_unbind`) when `actor` is given."""
     target = await session.scalar(
         select(AgentTarget).where(
             AgentTarget.agent_id == agent.id, AgentTarget.kind == TargetKind.DEVICE
@@ -538,15 +635,29 @@ async def unbind_device(session: AsyncSession, agent: Agent) -> str:
     await _refuse_if_logged_in_on(session, agent, target.address)
     await session.delete(target)
     await session.flush()
+    await audit.ops_change(
+        session, actor, "agent_device_unbind", agent_id=agent.id, device=target.address
+    )
     return target.address
 
 
-async def add_external(session: AsyncSession, agent: Agent, number: str) -> str:
+async def add_external(
+    session: AsyncSession, agent: Agent, number: str, *, actor: str | None = None
+) -> str:
+    """Add an external number the agent may log in from and take calls on; audited
+    (`agent_number_add`) when `actor` is given."""
     target = await add_target(session, agent, TargetKind.EXTERNAL, number)
+    await audit.ops_change(
+        session, actor, "agent_number_add", agent_id=agent.id, external=target.address
+    )
     return target.address
 
 
-async def remove_external(session: AsyncSession, agent: Agent, number: str) -> str:
+async def remove_external(
+    session: AsyncSession, agent: Agent, number: str, *, actor: str | None = None
+) -> str:
+    """Remove one of the agent's external numbers; audited (`agent_number_remove`) when
+    `actor` is given."""
     number = values.phone_number(number)
     target = await session.scalar(
         select(AgentTarget).where(
@@ -560,6 +671,9 @@ async def remove_external(session: AsyncSession, agent: Agent, number: str) -> s
     await _refuse_if_logged_in_on(session, agent, number)
     await session.delete(target)
     await session.flush()
+    await audit.ops_change(
+        session, actor, "agent_number_remove", agent_id=agent.id, external=number
+    )
     return number
 
 
@@ -588,8 +702,11 @@ async def reorder_members(session: AsyncSession, hotline: Hotline, agents: list[
     await session.flush()
 
 
-async def remove_member(session: AsyncSession, hotline: Hotline, agent: Agent) -> None:
-    """Remove the agent from the hotline, logging them out of it."""
+async def remove_member(
+    session: AsyncSession, hotline: Hotline, agent: Agent, *, actor: str | None = None
+) -> None:
+    """Remove the agent from the hotline, logging them out of it; audited
+    (`member_remove`) when `actor` is given."""
     membership = await session.get(Membership, (hotline.id, agent.id))
     if membership is None:
         raise NotFound(f"agent {agent.number} is not a member of hotline {hotline.number}")
@@ -600,6 +717,9 @@ async def remove_member(session: AsyncSession, hotline: Hotline, agent: Agent) -
     )
     await session.delete(membership)
     await session.flush()
+    await audit.ops_change(
+        session, actor, "member_remove", agent_id=agent.id, hotline_id=hotline.id
+    )
 
 
 # --- audit log --------------------------------------------------------------------------

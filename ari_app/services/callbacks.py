@@ -32,7 +32,7 @@ from ari_app.domain.callbacks import (
 from ari_app.domain.enums import CallStatus, Outcome, TargetKind
 from ari_app.domain.errors import Conflict, NotFound, Refused
 from ari_app.domain.hours import OpeningHours
-from ari_app.services import calls, routing
+from ari_app.services import audit, calls, routing
 from ari_app.services.routing import Offer
 
 CALLBACK_EVENT = "CALLBACK"  # call event: the caller asked to be called back
@@ -201,8 +201,11 @@ async def list_callbacks(
     ]
 
 
-async def cancel(session: AsyncSession, callback_id: int, now: datetime) -> None:
-    """Ops cancel a pending callback; one being dialled is left to finish (Conflict)."""
+async def cancel(
+    session: AsyncSession, callback_id: int, now: datetime, *, actor: str | None = None
+) -> None:
+    """Ops cancel a pending callback; one being dialled is left to finish (Conflict).
+    Audited (`callback_cancel`) when `actor` is given."""
     row = await session.get(CallbackRow, callback_id, with_for_update=True)
     if row is None:
         raise NotFound(f"no callback {callback_id}")
@@ -214,6 +217,7 @@ async def cancel(session: AsyncSession, callback_id: int, now: datetime) -> None
     row.finished_at = now
     if row.call_id is not None:
         await calls.close_call(session, row.call_id, Outcome.ABANDONED, now=now)
+    await audit.ops_change(session, actor, "callback_cancel", callback=callback_id)
 
 
 # --- attempts: the dialler (flows/callback.py) ------------------------------------------

@@ -110,7 +110,10 @@ async def add_slot(
     start: str,
     end: str,
     target: str | None = None,
+    *,
+    actor: str | None = None,
 ) -> RosterSlot:
+    """Add a weekly or a one-off shift; audited (`roster_add`) when `actor` is given."""
     agent = await admin.get_agent(session, agent_number)
     member = await session.get(Membership, (hotline.id, agent.id))
     if member is None:
@@ -126,6 +129,10 @@ async def add_slot(
         row.starts_at, row.ends_at = span[0], span[1]
     session.add(row)
     await session.flush()
+    await audit.ops_change(
+        session, actor, "roster_add", hotline_id=hotline.id, slot=row.id,
+        agent_number=agent_number, start=start, end=end, target=target,
+    )  # fmt: skip
     return row
 
 
@@ -157,7 +164,10 @@ async def list_slots(session: AsyncSession, hotline: Hotline) -> list[SlotInfo]:
     return [_info(row, agent, hotline.timezone) for row, agent in await _rows(session, hotline)]
 
 
-async def remove_slot(session: AsyncSession, hotline: Hotline, slot_id: int) -> SlotInfo:
+async def remove_slot(
+    session: AsyncSession, hotline: Hotline, slot_id: int, *, actor: str | None = None
+) -> SlotInfo:
+    """Remove a shift; audited (`roster_remove`) when `actor` is given."""
     row = await session.get(RosterSlot, slot_id)
     if row is None or row.hotline_id != hotline.id:
         raise NotFound(f"hotline {hotline.number} has no roster slot {slot_id}")
@@ -166,6 +176,10 @@ async def remove_slot(session: AsyncSession, hotline: Hotline, slot_id: int) -> 
     info = _info(row, agent, hotline.timezone)
     await session.delete(row)
     await session.flush()
+    await audit.ops_change(
+        session, actor, "roster_remove", hotline_id=hotline.id, slot=slot_id,
+        agent_number=info.agent, start=info.start, end=info.end, target=info.target,
+    )  # fmt: skip
     return info
 
 
@@ -244,9 +258,12 @@ def _aware(value: Any, tz: str, what: str) -> datetime:
     raise InvalidValue(f"iCalendar: {what} must be a date with a time")
 
 
-async def import_ics(session: AsyncSession, hotline: Hotline, data: bytes) -> list[RosterSlot]:
+async def import_ics(
+    session: AsyncSession, hotline: Hotline, data: bytes, *, actor: str | None = None
+) -> list[RosterSlot]:
     """Add the VEVENTs of an iCalendar file as slots (weekly with RRULE:FREQ=WEEKLY, one
-    slot per BYDAY day; once otherwise). The agent comes from X-HOTLINE-AGENT."""
+    slot per BYDAY day; once otherwise). The agent comes from X-HOTLINE-AGENT. Audited
+    (`roster_import`, one row) when `actor` is given."""
     try:
         cal = icalendar.Calendar.from_ical(data)
     except ValueError as exc:
@@ -288,6 +305,9 @@ async def import_ics(session: AsyncSession, hotline: Hotline, data: bytes) -> li
                 spans.append((rules.format_week_minute(begin), rules.format_week_minute(finish)))
         for a, b in spans:
             added.append(await add_slot(session, hotline, str(agent_number), a, b, target))
+    await audit.ops_change(
+        session, actor, "roster_import", hotline_id=hotline.id, slots=[s.id for s in added]
+    )
     return added
 
 

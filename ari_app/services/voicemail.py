@@ -15,7 +15,7 @@ from ari_app.ari.client import AriClient
 from ari_app.ari.errors import AriNotFound
 from ari_app.db.models import Hotline, Voicemail
 from ari_app.domain.errors import NotFound
-from ari_app.services import notifications
+from ari_app.services import audit, notifications
 
 FETCH_TIMEOUT_S = 60.0  # a few MB of WAV; the client's default is for small REST answers
 
@@ -136,24 +136,51 @@ async def _row(session: AsyncSession, voicemail_id: int) -> Voicemail:
     return vm
 
 
-async def mark_done(session: AsyncSession, voicemail_id: int, now: datetime) -> bool:
-    """Mark a voicemail done; False when it was done already (the first time is kept)."""
+async def mark_done(
+    session: AsyncSession, voicemail_id: int, now: datetime, *, actor: str | None = None
+) -> bool:
+    """Mark a voicemail done; False when it was done already (the first time is kept).
+    Audited (`voicemail_done`) when `actor` is given and it was marked now."""
     vm = await _row(session, voicemail_id)
     if vm.done_at is not None:
         return False
     vm.done_at = now
     await session.flush()
+    await audit.ops_change(
+        session, actor, "voicemail_done", hotline_id=vm.hotline_id, voicemail_id=vm.id
+    )
     return True
 
 
-async def delete_voicemail(session: AsyncSession, voicemail_id: int, ari: AriClient) -> bool:
+async def delete_voicemail(
+    session: AsyncSession, voicemail_id: int, ari: AriClient, *, actor: str | None = None
+) -> bool:
     """Delete the row and its recording on Asterisk. Returns whether Asterisk still had the
     recording. The row goes first (flushed, not committed): if Asterisk fails, the caller's
-    transaction rolls back and the voicemail stays listed, so nothing is lost silently."""
+    transaction rolls back and the voicemail stays listed, so nothing is lost silently.
+    Audited (`voicemail_delete`) when `actor` is given."""
     vm = await _row(session, voicemail_id)
+    await audit.ops_change(
+        session, actor, "voicemail_delete", hotline_id=vm.hotline_id, voicemail_id=vm.id
+    )
     await session.delete(vm)
     await session.flush()
     return await ari.delete_stored_recording(vm.recording_name, missing_ok=True)
+
+
+async def export_recording(
+    session: AsyncSession, ari: AriClient, voicemail_id: int, *, actor: str
+) -> tuple[VoicemailInfo, bytes]:
+    """A voicemail and its audio for ops to keep (the caller writes the file), audited
+    (`voicemail_export`) in the caller's transaction."""
+    info = await get_voicemail(session, voicemail_id)
+    data = await fetch_recording(ari, info)
+    vm = await session.get(Voicemail, voicemail_id)  # loaded by get_voicemail: no query
+    assert vm is not None
+    await audit.ops_change(
+        session, actor, "voicemail_export", hotline_id=vm.hotline_id, voicemail_id=vm.id
+    )
+    return info, data
 
 
 async def fetch_recording(ari: AriClient, info: VoicemailInfo) -> bytes:
