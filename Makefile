@@ -45,6 +45,7 @@ help:
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make clean   remove $(RUN_DIR)/ and the venv's install stamp"
 	@echo "make bench   load benchmark: the app's hotline vs app_queue (about 8 min)"
+	@echo "             BENCH_ARGS=--cluster: the cluster's per-call costs and N-node capacity"
 
 setup: system-deps venv prompts $(if $(ASTERISK),asterisk$(ASTERISK))
 
@@ -82,10 +83,13 @@ clean:
 
 # Load benchmark (benchmarks/run.py): the app's hotline against Asterisk's app_queue on one
 # private PBX. Extra arguments: `make bench BENCH_ARGS=--smoke`; output in benchmarks/results/.
+# `BENCH_ARGS=--cluster` (plus its options) runs benchmarks/cluster.py instead: the cluster
+# of `make run-cluster`, per-call cost of each component, capacity projection for N nodes.
 BENCH_ARGS ?=
 .PHONY: bench
 bench: setup
-	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+	$(BIN)/python -m $(if $(filter --cluster,$(BENCH_ARGS)),benchmarks.cluster,benchmarks.run) \
+		$(filter-out --cluster,$(BENCH_ARGS))
 
 # Two Asterisk nodes behind Kamailio, one `hotline serve` each, one Postgres, the demo
 # hotline with CLUSTER_AGENTS agents (default 5); Ctrl-C stops everything.

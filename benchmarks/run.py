@@ -316,10 +316,15 @@ def _write(args: argparse.Namespace, result: dict[str, Any]) -> str:
     (args.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "result.md").write_text(table + "\n")
     if args.full_run:
+        from benchmarks.cluster import kept_section  # it imports this module
+
         RESULTS_MD.write_text(
             "# Benchmark results (latest full run)\n\n"
             "Written by `make bench` (`.venv/bin/python -m benchmarks.run`); "
-            "see benchmarks/NOTES.md for what is measured and how.\n\n" + table + "\n"
+            "see benchmarks/NOTES.md for what is measured and how.\n\n"
+            + table
+            + "\n"
+            + kept_section(RESULTS_MD)  # the cluster's (`make bench BENCH_ARGS=--cluster`)
         )
     return table
 

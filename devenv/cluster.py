@@ -26,6 +26,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -36,7 +37,7 @@ from ari_app.db import migrate
 from ari_app.db.session import make_engine, make_sessionmaker
 from ari_app.services import admin, agents
 from ari_app.services.demo import DEMO_HOTLINE, DEMO_PIN, seed_demo
-from devenv.asterisk import PrivateAsterisk, default_phones
+from devenv.asterisk import Phone, PrivateAsterisk, default_phones
 from devenv.kamailio import PrivateKamailio
 from devenv.ports import free_port, free_port_range
 from devenv.postgres import PrivatePostgres
@@ -141,6 +142,8 @@ class Cluster:
     """Kamailio, `nodes` Asterisk nodes with their apps, one Postgres; see the module doc.
 
     `database_url`: use this (migrated here) instead of a private Postgres cluster.
+    `phones`: the agents' phones (default: one loopback address each, from 127.0.0.11; the
+    benchmark puts every agent on one sipp UAS instead).
     """
 
     def __init__(
@@ -150,13 +153,14 @@ class Cluster:
         nodes: int = 2,
         n_agents: int = 2,
         database_url: str | None = None,
+        phones: Sequence[Phone] | None = None,
     ) -> None:
         self.run_dir = Path(run_dir).resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.n_agents = n_agents
         self.postgres: PrivatePostgres | None = None
         self.database_url = database_url or ""
-        self.phones = default_phones(max(6, n_agents))
+        self.phones = tuple(phones) if phones is not None else default_phones(max(6, n_agents))
         self.pbxs: list[PrivateAsterisk] = []
         rtp_start, _ = free_port_range(200 * nodes)
         self.kamailio_address = "127.0.0.60"
