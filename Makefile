@@ -91,8 +91,8 @@ bench: setup
 	$(BIN)/python -m $(if $(filter --cluster,$(BENCH_ARGS)),benchmarks.cluster,benchmarks.run) \
 		$(filter-out --cluster,$(BENCH_ARGS))
 
-# Two Asterisk nodes behind Kamailio, one `hotline serve` each, one Postgres, the demo
-# hotline with CLUSTER_AGENTS agents (default 5); Ctrl-C stops everything.
+# CLUSTER_NODES Asterisk nodes (default 2) behind Kamailio, one `hotline serve` each, one
+# Postgres, the demo hotline with CLUSTER_AGENTS agents (default 5); Ctrl-C stops everything.
 .PHONY: run-cluster
 run-cluster: setup
 	$(BIN)/python -m devenv.cluster

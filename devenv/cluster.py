@@ -230,7 +230,9 @@ class Cluster:
     def describe(self) -> str:
         k = self.kamailio
         lines = [
-            f"Kamailio (dispatcher): udp {k.address}:{k.port}  (log: {k.output_path})",
+            f"Kamailio (dispatcher): udp {k.address}:{k.port}  (log: {k.output_path};"
+            f" nodes in {k.list_path}, reread by `kamcmd -s unix:{k.ctl_socket}"
+            " dispatcher.reload`)",
             f"PostgreSQL: {self.database_url}",
         ]
         for app in self.apps:
@@ -255,7 +257,11 @@ class Cluster:
 
 async def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cluster = Cluster(RUN_DIR, n_agents=int(os.environ.get("CLUSTER_AGENTS", "5")))
+    cluster = Cluster(
+        RUN_DIR,
+        nodes=int(os.environ.get("CLUSTER_NODES", "2")),
+        n_agents=int(os.environ.get("CLUSTER_AGENTS", "5")),
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

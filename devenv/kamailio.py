@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,10 +49,13 @@ loadmodule "siputils.so"
 loadmodule "textops.so"
 loadmodule "xlog.so"
 loadmodule "dispatcher.so"
+loadmodule "ctl.so"
 
 # fr_timer bounds the OPTIONS probes (and an INVITE no node answers at all).
 modparam("tm", "fr_timer", {probe_timeout_ms})
 modparam("tm", "fr_inv_timer", 60000)
+# `kamcmd -s unix:{ctl_socket} dispatcher.reload` rereads the list (adding a node).
+modparam("ctl", "binrpc", "unix:{ctl_socket}")
 modparam("dispatcher", "list_file", "{list_file}")
 modparam("dispatcher", "flags", 2)
 modparam("dispatcher", "ds_ping_method", "OPTIONS")
@@ -144,6 +148,10 @@ class PrivateKamailio:
         self.config_path = self.run_dir / "kamailio.cfg"
         self.list_path = self.run_dir / "dispatcher.list"
         self.output_path = self.run_dir / "kamailio.out"
+        # For kamcmd; a Unix socket's path has at most 107 bytes.
+        self.ctl_socket = self.run_dir / "run" / "ctl.sock"
+        if len(str(self.ctl_socket)) > 100:
+            self.ctl_socket = Path(tempfile.gettempdir()) / f"kamailio-{self.port}.ctl"
         self._process: asyncio.subprocess.Process | None = None
 
     @property
@@ -167,6 +175,7 @@ class PrivateKamailio:
                 port=self.port,
                 module_dir=module_dir(),
                 list_file=self.list_path,
+                ctl_socket=self.ctl_socket,
                 probe_timeout_ms=PROBE_TIMEOUT_MS,
                 ping_s=PING_S,
                 probe_threshold=PROBE_THRESHOLD,
