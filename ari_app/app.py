@@ -15,10 +15,10 @@ from ari_app.ari.errors import AriError
 from ari_app.ari.stream import EventStream
 from ari_app.config import Settings
 from ari_app.db.session import make_engine, make_sessionmaker, make_statement_sessionmaker
-from ari_app.device_presence import DevicePresence, default_tracker
+from ari_app.device_presence import DevicePresence, ExternalCalls, default_tracker
 from ari_app.dispatch import Dispatcher
 from ari_app.flows import escalation
-from ari_app.flows.base import FlowContext, FlowFactory
+from ari_app.flows.base import ChannelRegistry, FlowContext, FlowFactory, FlowTasks
 from ari_app.flows.callback import CallbackDialler
 from ari_app.flows.feature import FeatureFlow
 from ari_app.flows.greeting import GreetingFlow
@@ -64,15 +64,19 @@ class HotlineApp:
         self.ari = AriClient(
             settings.ari_url, settings.ari_user, settings.ari_password, settings.ari_app
         )
-        self.dispatcher = Dispatcher(flow_table())
+        # The app's runtime state, one of each, shared by whoever needs it (no module
+        # globals): channel owners, external calls, handover and escalation tasks.
         self.ctx = FlowContext(
             ari=self.ari,
-            registry=self.dispatcher,
             settings=settings,
             sessions=self.sessions,
             statement_sessions=make_statement_sessionmaker(self.engine),
+            registry=ChannelRegistry(),
+            external_calls=ExternalCalls(),
+            handovers=FlowTasks(),
+            escalations=FlowTasks(),
         )
-        self.dispatcher.ctx = self.ctx
+        self.dispatcher = Dispatcher(flow_table(), self.ctx)
         self.stream = EventStream(
             self.ari, on_event=self.dispatcher.on_event, on_connect=self.on_connect
         )
@@ -154,6 +158,7 @@ class HotlineApp:
             self.sessions,
             default_tracker(self.settings.node),
             statement_sessions=self.ctx.one_statement(),
+            external_calls=self.ctx.external_calls,
         )
         # A phone that became idle may free an agent for waiting callers; the panel's hub
         # can subscribe to `device_presence.changed` as well.
@@ -245,7 +250,9 @@ class HotlineApp:
             await self._stopping.wait()
             log.info("stopping: %d call(s) in progress", self.dispatcher.active_calls)
             await self.dispatcher.shutdown(grace_s)
-            await escalation.stop_escalations()
+            # Flows with their own tasks: stopped, and awaited (or cancelled and awaited).
+            await self.ctx.handovers.stop(5.0)
+            await self.ctx.escalations.stop(5.0)
             await self.dialler.stop()
         finally:
             await self.stream.close()

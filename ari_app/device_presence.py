@@ -91,10 +91,6 @@ class ExternalCalls:
             self.ended(number)
 
 
-# One per process: flows and the tracker meet here.
-external_calls = ExternalCalls()
-
-
 def devices_to_watch(agents: Iterable[AgentDevices], bound: Iterable[str] = ()) -> set[str]:
     return {a.presence_device for a in agents if a.presence_device} | set(bound)
 
@@ -129,8 +125,11 @@ class DevicePresence:
         tracker: str | None = None,
         *,
         statement_sessions: async_sessionmaker[AsyncSession] | None = None,
+        external_calls: ExternalCalls | None = None,
     ) -> None:
         self.ari = ari
+        # Where the flows of this app say which external numbers they call (the app's one).
+        self.external_calls = external_calls if external_calls is not None else ExternalCalls()
         self.sessions = sessions
         # The writes are one statement each (services/device_states.py): sent on an
         # AUTOCOMMIT session they need no BEGIN and COMMIT round trips.
@@ -145,7 +144,7 @@ class DevicePresence:
         self._agents: list[AgentDevices] = []  # as of the last sync
         self._stored: dict[int, bool] = {}  # this tracker's rows, as last seen/written
         self._wake = asyncio.Event()
-        external_calls.changed.subscribe(self._wake.set)
+        self.external_calls.changed.subscribe(self._wake.set)
 
     async def on_connect(self) -> None:
         """Subscribe to every agent device and re-read their states (Asterisk may have
@@ -216,7 +215,7 @@ class DevicePresence:
     async def apply(self) -> list[int]:
         """Store this tracker's view where it differs from what the states say (compared
         with the cache of the last sync and writes); returns the agents changed."""
-        external = external_calls.numbers
+        external = self.external_calls.numbers
         changes = {}
         for agent in self._agents:
             busy = compute_busy(agent, self.states, external)
@@ -241,4 +240,4 @@ class DevicePresence:
         return list(changes)
 
     def close(self) -> None:
-        external_calls.changed.unsubscribe(self._wake.set)
+        self.external_calls.changed.unsubscribe(self._wake.set)

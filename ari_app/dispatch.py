@@ -24,25 +24,25 @@ ORIGINATED_LEGS = frozenset(
 
 
 class Dispatcher:
-    def __init__(self, flows: Mapping[str, FlowFactory]) -> None:
+    """Starts flows from `flows` with `ctx`; routes events by `ctx.registry` (which flow
+    owns which channel)."""
+
+    def __init__(self, flows: Mapping[str, FlowFactory], ctx: FlowContext) -> None:
         self._flows = dict(flows)
-        self._owners: dict[str, CallFlow[Any]] = {}
+        self.ctx = ctx
+        self.channels = ctx.registry
         self._tasks: set[asyncio.Task[None]] = set()
-        self.ctx: FlowContext | None = None
         self.accepting = True
 
-    # -- ChannelRegistry ------------------------------------------------------------
+    # -- channel owners (see flows/base.ChannelRegistry) ----------------------------
     def claim(self, channel_id: str, flow: CallFlow[Any]) -> None:
-        self._owners[channel_id] = flow
-
-    def release(self, channel_id: str) -> None:
-        self._owners.pop(channel_id, None)
+        self.channels.claim(channel_id, flow)
 
     def owner(self, channel_id: str) -> CallFlow[Any] | None:
-        return self._owners.get(channel_id)
+        return self.channels.owner(channel_id)
 
     def owned_channels(self) -> list[str]:
-        return list(self._owners)
+        return self.channels.channels()
 
     def adopt(self, flow: CallFlow[Any], channel_ids: list[str]) -> None:
         """Run a flow for channels that entered Stasis under a previous process."""
@@ -57,12 +57,12 @@ class Dispatcher:
         return len(self._tasks)
 
     def on_event(self, event: Event) -> None:
-        if isinstance(event, StasisStart) and event.channel.id not in self._owners:
+        if isinstance(event, StasisStart) and self.channels.owner(event.channel.id) is None:
             self._start_flow(event)
             return
         delivered: set[int] = set()
         for channel_id in event.channel_ids:
-            owner = self._owners.get(channel_id)
+            owner = self.channels.owner(channel_id)
             if owner is not None and id(owner) not in delivered:
                 delivered.add(id(owner))
                 owner.deliver(event)
@@ -70,7 +70,6 @@ class Dispatcher:
             log.debug("event %s for no known call (ignored)", type(event).__name__)
 
     def _start_flow(self, event: StasisStart) -> None:
-        assert self.ctx is not None, "dispatcher used before the app wired it"
         channel = event.channel
         flow_name = event.args[0] if event.args else ""
         if flow_name in ORIGINATED_LEGS:
@@ -92,7 +91,6 @@ class Dispatcher:
         self._keep(task)
 
     async def _refuse(self, channel_id: str) -> None:
-        assert self.ctx is not None
         try:
             await self.ctx.ari.set_variable(channel_id, "HOTLINE_FALLBACK", "1")
             await self.ctx.ari.continue_in_dialplan(channel_id)
@@ -102,7 +100,6 @@ class Dispatcher:
             log.exception("call=%s could not return the channel to the dialplan", channel_id)
 
     async def _hang_up(self, channel_id: str) -> None:
-        assert self.ctx is not None
         try:
             await self.ctx.ari.hangup(channel_id)
         except AriError as exc:
@@ -112,9 +109,7 @@ class Dispatcher:
         try:
             await flow.run()
         finally:
-            for channel_id, owner in list(self._owners.items()):
-                if owner is flow:
-                    del self._owners[channel_id]
+            self.channels.release_flow(flow)
 
     def _keep(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
@@ -125,7 +120,7 @@ class Dispatcher:
         self.accepting = False
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=grace_s)
-        for flow in {id(f): f for f in self._owners.values()}.values():
+        for flow in self.channels.flows():
             flow.deliver(Stop("shutdown"))
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=5)

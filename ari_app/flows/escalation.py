@@ -12,11 +12,9 @@ come to it through the dispatcher.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import uuid
-from typing import Any
 
 from ari_app.ari.errors import AriError
 from ari_app.ari.events import (
@@ -25,8 +23,7 @@ from ari_app.ari.events import (
     PlaybackFinished,
     StasisStart,
 )
-from ari_app.device_presence import external_calls
-from ari_app.flows.base import CallFlow, FlowContext, Stop, Timer
+from ari_app.flows.base import START, CallFlow, FlowContext, Stop, Table, Timer, on
 from ari_app.flows.playlist import Playlist
 from ari_app.services import staffing
 from ari_app.services.staffing import CallOutcome, Shortage
@@ -55,18 +52,51 @@ def announcement(hotline_number: str) -> list[str]:
 THANK_YOU = ["sound:auth-thankyou"]
 
 
-class E(enum.Enum):
+class EscalationState(enum.Enum):
     NEW = "new"
     DIALLING = "dialling"  # a number rings
     ANNOUNCING = "announcing"  # answered: the announcement plays, waiting for 1
-    THANKING = "thanking"  # confirmed: thank-you, then hang up
+    THANKING = "thanking"  # confirmed (the episode's end is audited): thank-you, hang up
     WAITING = "waiting"  # between two calls
-    DONE = "done"
+    STOPPED = "stopped"  # app shutdown: the episode stays open, the next start resumes it
+    DONE = "done"  # the episode's end is audited, or the next staffing check closes it
 
 
-class EscalationFlow(CallFlow[E]):
+_CALLING = (
+    EscalationState.DIALLING,
+    EscalationState.WAITING,
+    EscalationState.DONE,
+)  # what placing the next call can lead to
+TABLE = Table(
+    EscalationState,
+    [
+        # No numbers, all rounds over or staffed again: done; else the first call.
+        on(EscalationState.NEW, START, to=_CALLING),
+        on(EscalationState.DIALLING, "StasisStart", to=EscalationState.ANNOUNCING),
+        # A leg answering late (an earlier call's): hung up.
+        on(
+            (EscalationState.ANNOUNCING, EscalationState.THANKING, EscalationState.WAITING),
+            "StasisStart",
+        ),
+        on(EscalationState.ANNOUNCING, ("PlaybackFinished", "timer:confirm")),
+        on(EscalationState.ANNOUNCING, "ChannelDtmfReceived", to=EscalationState.THANKING),
+        on(EscalationState.THANKING, "PlaybackFinished"),
+        on(
+            (EscalationState.DIALLING, EscalationState.ANNOUNCING),
+            "ChannelDestroyed",
+            to=EscalationState.WAITING,
+        ),
+        on(EscalationState.THANKING, "ChannelDestroyed", to=EscalationState.DONE),
+        on(EscalationState.WAITING, "timer:next", to=_CALLING),
+        on(list(EscalationState), "Stop", to=EscalationState.STOPPED),
+    ],
+)
+
+
+class EscalationFlow(CallFlow[EscalationState]):
     name = "escalation"
-    initial = E.NEW
+    initial = EscalationState.NEW
+    table = TABLE
 
     def __init__(self, ctx: FlowContext, shortage: Shortage, *, until_staffed: bool = True) -> None:
         super().__init__(ctx, f"escalation-{shortage.hotline_id}-{uuid.uuid4().hex[:8]}", ())
@@ -81,8 +111,6 @@ class EscalationFlow(CallFlow[E]):
         self.outcome: CallOutcome | None = None  # of the current call, once known
         self.playlist: Playlist | None = None
         self.plays = 0
-        self.ended = False  # the episode's end is audited
-        self.stopping = False
 
     # -- calling --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -115,8 +143,9 @@ class EscalationFlow(CallFlow[E]):
                 self.channel_id,
                 self.shortage.number,
             )
-            self._transition(E.DONE, "staffed again")
-            self.ended = True  # the next staffing check closes the episode
+            self._transition(
+                EscalationState.DONE, "staffed again"
+            )  # the next staffing check closes it
             self.finish()
             return
         number = self.numbers[self.attempt % len(self.numbers)]
@@ -124,8 +153,8 @@ class EscalationFlow(CallFlow[E]):
         leg = f"{self.channel_id}-n{self.attempt}"
         self.leg, self.number, self.outcome, self.plays = leg, number, None, 0
         self.ctx.registry.claim(leg, self)
-        external_calls.started(number)
-        self._transition(E.DIALLING, cause)
+        self.ctx.external_calls.started(number)
+        self._transition(EscalationState.DIALLING, cause)
         try:
             await self.ari.originate(
                 self.ctx.settings.dial_external(number),
@@ -142,10 +171,10 @@ class EscalationFlow(CallFlow[E]):
             await self._leg_gone(leg)
 
     async def on_StasisStart(self, event: StasisStart) -> None:
-        if event.channel.id != self.leg or self.state is not E.DIALLING:
+        if event.channel.id != self.leg or self.state is not EscalationState.DIALLING:
             await self.ari.hangup(event.channel.id)
             return
-        self._transition(E.ANNOUNCING, "answered")
+        self._transition(EscalationState.ANNOUNCING, "answered")
         self.start_timer("confirm", CONFIRM_S)
         # Whoever answers an escalation number is staff: the server's default language.
         self.playlist = Playlist(self.ari, self.leg, self.ctx.settings.language)
@@ -159,13 +188,13 @@ class EscalationFlow(CallFlow[E]):
     async def on_PlaybackFinished(self, event: PlaybackFinished) -> None:
         if self.playlist is None or not await self.playlist.finished(event.playback.id):
             return
-        if self.state is E.ANNOUNCING and self.plays < ANNOUNCE_REPEAT:
+        if self.state is EscalationState.ANNOUNCING and self.plays < ANNOUNCE_REPEAT:
             await self._announce()
-        elif self.state is E.THANKING and self.leg is not None:
+        elif self.state is EscalationState.THANKING and self.leg is not None:
             await self.ari.hangup(self.leg)
 
     async def on_ChannelDtmfReceived(self, event: ChannelDtmfReceived) -> None:
-        if event.channel.id != self.leg or self.state is not E.ANNOUNCING:
+        if event.channel.id != self.leg or self.state is not EscalationState.ANNOUNCING:
             return
         if event.digit != "1":
             return
@@ -177,19 +206,18 @@ class EscalationFlow(CallFlow[E]):
         async with self.ctx.sessions() as session, session.begin():
             await staffing.record_call(session, self.shortage.hotline_id, self.number, "confirmed")
             await staffing.record_end(session, self.shortage.hotline_id, self.number)
-        self.ended = True
         log.info(
             "call=%s hotline %s: escalation confirmed by call %d",
             self.channel_id,
             self.shortage.number,
             self.attempt,
         )
-        self._transition(E.THANKING, "pressed 1")
+        self._transition(EscalationState.THANKING, "pressed 1")
         if not await self.playlist.play(THANK_YOU) and self.leg is not None:
             await self.ari.hangup(self.leg)
 
     async def on_timer_confirm(self, _: Timer) -> None:
-        if self.state is E.ANNOUNCING and self.leg is not None:
+        if self.state is EscalationState.ANNOUNCING and self.leg is not None:
             self.outcome = "not_confirmed"
             await self.ari.hangup(self.leg)
 
@@ -197,42 +225,43 @@ class EscalationFlow(CallFlow[E]):
         if event.channel.id != self.leg:
             return
         if self.outcome is None:
-            self.outcome = "not_confirmed" if self.state is E.ANNOUNCING else "no_answer"
+            self.outcome = (
+                "not_confirmed" if self.state is EscalationState.ANNOUNCING else "no_answer"
+            )
         await self._leg_gone(event.channel.id)
 
     async def _leg_gone(self, leg: str) -> None:
         self.ctx.registry.release(leg)
         if self.number is not None:
-            external_calls.ended(self.number)
+            self.ctx.external_calls.ended(self.number)
         self.cancel_timer("confirm")
         number, outcome = self.number, self.outcome
         self.leg = self.number = None
         self.playlist = None
-        if self.state is E.THANKING:
-            self._transition(E.DONE, "confirmed")
+        if self.state is EscalationState.THANKING:
+            self._transition(EscalationState.DONE, "confirmed")
             self.finish()
             return
         assert number is not None and outcome is not None
         async with self.ctx.sessions() as session, session.begin():
             await staffing.record_call(session, self.shortage.hotline_id, number, outcome)
         round_over = self.attempt % len(self.numbers) == 0
-        self._transition(E.WAITING, outcome)
+        self._transition(EscalationState.WAITING, outcome)
         self.start_timer("next", ROUND_PAUSE_S if round_over else NEXT_CALL_S)
 
     async def on_timer_next(self, _: Timer) -> None:
-        if self.state is E.WAITING:
+        if self.state is EscalationState.WAITING:
             await self._next_call("next number")
 
     async def on_Stop(self, event: Stop) -> None:
-        self.stopping = True  # the episode stays open: the next start resumes it
+        self._transition(EscalationState.STOPPED, event.reason)
         self.finish()
 
     # -- helpers --------------------------------------------------------------------------
     async def _end(self, confirmed_by: str | None) -> None:
         async with self.ctx.sessions() as session, session.begin():
             await staffing.record_end(session, self.shortage.hotline_id, confirmed_by)
-        self.ended = True
-        self._transition(E.DONE, "over")
+        self._transition(EscalationState.DONE, "over")
         self.finish()
 
     async def cleanup(self) -> None:
@@ -243,9 +272,13 @@ class EscalationFlow(CallFlow[E]):
             except AriError as exc:
                 log.debug("call=%s hangup of the escalation call: %s", self.channel_id, exc)
             if self.number is not None:
-                external_calls.ended(self.number)
+                self.ctx.external_calls.ended(self.number)
             self.leg = None
-        if not self.ended and not self.stopping:
+        if self.state not in (
+            EscalationState.THANKING,
+            EscalationState.DONE,
+            EscalationState.STOPPED,
+        ):
             # A failure inside the flow: end the episode rather than retry it forever.
             try:
                 async with self.ctx.sessions() as session, session.begin():
@@ -254,24 +287,10 @@ class EscalationFlow(CallFlow[E]):
                 log.warning("call=%s could not audit the escalation end: %s", self.channel_id, exc)
 
 
-# -- running escalations of this process -----------------------------------------------
-_running: dict[int, tuple[EscalationFlow, asyncio.Task[None]]] = {}
-
-
-def running_hotlines() -> frozenset[int]:
-    return frozenset(_running)
-
-
+# -- running escalations of the app (ctx.escalations) -------------------------------------
 def _spawn(ctx: FlowContext, shortage: Shortage, *, until_staffed: bool = True) -> None:
     flow = EscalationFlow(ctx, shortage, until_staffed=until_staffed)
-    task = asyncio.create_task(flow.run(), name=f"escalation-{shortage.number}")
-    _running[shortage.hotline_id] = (flow, task)
-
-    def done(_: asyncio.Task[None]) -> None:
-        if _running.get(shortage.hotline_id, (None, None))[1] is task:
-            del _running[shortage.hotline_id]
-
-    task.add_done_callback(done)
+    ctx.escalations.start(shortage.hotline_id, flow)
 
 
 async def check_staffing(ctx: FlowContext, trigger: str) -> list[str]:
@@ -280,13 +299,13 @@ async def check_staffing(ctx: FlowContext, trigger: str) -> list[str]:
     try:
         async with ctx.sessions() as session, session.begin():
             started = await staffing.open_escalations(
-                session, node=ctx.node, trigger=trigger, running=running_hotlines()
+                session, node=ctx.node, trigger=trigger, running=ctx.escalations.keys()
             )
     except Exception as exc:
         log.warning("staffing check (%s) failed: %s", trigger, exc)
         return []
     for shortage in started:
-        if shortage.hotline_id not in _running:
+        if shortage.hotline_id not in ctx.escalations:
             _spawn(ctx, shortage)
     return [s.number for s in started]
 
@@ -294,27 +313,8 @@ async def check_staffing(ctx: FlowContext, trigger: str) -> list[str]:
 def escalate(ctx: FlowContext, shortage: Shortage) -> bool:
     """Call the hotline's escalation numbers until one confirms, for a reason the staffing
     minimum does not see (the roster's incoming agent could not be logged in). False when
-    an escalation of the hotline already runs in this process."""
-    if shortage.hotline_id in _running:
+    an escalation of the hotline already runs in this app."""
+    if shortage.hotline_id in ctx.escalations:
         return False
     _spawn(ctx, shortage, until_staffed=False)
     return True
-
-
-async def stop_escalations(timeout: float = 5.0) -> None:
-    """App shutdown: hang up running escalation calls (their episodes stay open and are
-    resumed by the next start)."""
-    entries = list(_running.values())
-    for flow, _ in entries:
-        flow.deliver(Stop("shutdown"))
-    tasks = [task for _, task in entries]
-    if tasks:
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-
-def flows() -> list[Any]:
-    """The escalation flows running in this process (for tests and diagnostics)."""
-    return [flow for flow, _ in _running.values()]

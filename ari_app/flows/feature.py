@@ -22,7 +22,7 @@ from ari_app.domain.features import FeatureRequest, parse_feature
 from ari_app.flows.base import FlowContext
 from ari_app.flows.handover import HandoverAction
 from ari_app.flows.mailbox import MailboxBrowser
-from ari_app.flows.prompts import NOT_AVAILABLE, InteractiveFlow, actor
+from ari_app.flows.prompts import NOT_AVAILABLE, InteractiveFlow, actor, dialogue_table
 from ari_app.services import agents, auth
 from ari_app.services.agents import OwnStatus, Target
 from ari_app.services.audit import Path
@@ -52,7 +52,7 @@ def own_status_media(told: OwnStatus) -> list[str]:
     return status_media(told.logged_in, told.paused, told.agents_in, told.waiting)
 
 
-class S(enum.Enum):
+class FeatureState(enum.Enum):
     NEW = "new"
     AUTH = "auth"  # agent number and/or PIN
     ACTING = "acting"  # doing it, then the confirmation
@@ -60,10 +60,22 @@ class S(enum.Enum):
     DONE = "done"
 
 
-class FeatureFlow(InteractiveFlow[S]):
+class FeatureFlow(InteractiveFlow[FeatureState]):
     name = "feature"
-    initial = S.NEW
-    done = S.DONE
+    initial = FeatureState.NEW
+    done = FeatureState.DONE
+    table = dialogue_table(
+        FeatureState,
+        new=FeatureState.NEW,
+        # A bound device acts at once (voicemail still asks for the PIN).
+        start=(FeatureState.AUTH, FeatureState.ACTING),
+        steps={
+            FeatureState.AUTH: (FeatureState.ACTING, FeatureState.MAILBOX),
+            FeatureState.ACTING: (),
+            FeatureState.MAILBOX: (),
+        },
+        done=FeatureState.DONE,
+    )
 
     def __init__(self, ctx: FlowContext, channel_id: str, args: tuple[str, ...]) -> None:
         super().__init__(ctx, channel_id, args)
@@ -74,6 +86,7 @@ class FeatureFlow(InteractiveFlow[S]):
 
     async def on_StasisStart(self, event: StasisStart) -> None:
         if event.channel.id != self.channel_id:
+            self.ignore("StasisStart", f"of another channel {event.channel.id}")
             return
         await self.ari.answer(self.channel_id)
         try:
@@ -95,14 +108,14 @@ class FeatureFlow(InteractiveFlow[S]):
             self.hear(agent)
             await self._act(agent)
             return
-        self._transition(S.AUTH, f"{self.request.kind} from {self.path}")
+        self._transition(FeatureState.AUTH, f"{self.request.kind} from {self.path}")
         await self.authenticate(
             known=agent, caller=auth.device_subject(device), path=self.path, then=self._act
         )
 
     async def _act(self, agent: Agent) -> None:
         kind = self.request.kind
-        self._transition(S.ACTING, f"{kind} agent {agent.number}")
+        self._transition(FeatureState.ACTING, f"{kind} agent {agent.number}")
         if kind == "login":
             await self._login(agent)
         elif kind == "logout":
@@ -198,6 +211,6 @@ class FeatureFlow(InteractiveFlow[S]):
         if not hotlines:
             await self.end_call(NOT_DIALLED, "not a member")
             return
-        self._transition(S.MAILBOX, "PIN ok")
+        self._transition(FeatureState.MAILBOX, "PIN ok")
         browser = MailboxBrowser(self, agent, hotlines, path=self.path, on_exit=self.goodbye)
         await browser.start()

@@ -8,7 +8,7 @@ import logging
 
 from ari_app.ari.errors import AriError
 from ari_app.ari.events import PlaybackFinished, StasisEnd, StasisStart
-from ari_app.flows.base import CallFlow
+from ari_app.flows.base import CallFlow, Table, on
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,16 @@ class GreetingState(enum.Enum):
 class GreetingFlow(CallFlow[GreetingState]):
     name = "greeting"
     initial = GreetingState.NEW
+    table = Table(
+        GreetingState,
+        [
+            on(GreetingState.NEW, "StasisStart", to=GreetingState.PLAYING),
+            on(GreetingState.PLAYING, "PlaybackFinished", to=GreetingState.DONE),
+            on((GreetingState.NEW, GreetingState.PLAYING), "StasisEnd", to=GreetingState.DONE),
+            on(list(GreetingState), "Stop"),
+        ],
+    )
+    playback_id: str | None = None
 
     async def on_StasisStart(self, event: StasisStart) -> None:
         await self.ari.answer(self.channel_id)
@@ -37,7 +47,8 @@ class GreetingFlow(CallFlow[GreetingState]):
         self._transition(GreetingState.PLAYING, "StasisStart")
 
     async def on_PlaybackFinished(self, event: PlaybackFinished) -> None:
-        if event.playback.id != getattr(self, "playback_id", None):
+        if event.playback.id != self.playback_id:
+            self.ignore("PlaybackFinished", "not our playback")
             return
         self._transition(GreetingState.DONE, "PlaybackFinished")
         self.finish()

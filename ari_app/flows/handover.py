@@ -16,7 +16,6 @@ requester's flow only awaits the result, so its caller hears music on hold meanw
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import uuid
@@ -31,10 +30,9 @@ from ari_app.ari.events import (
     PlaybackFinished,
     StasisStart,
 )
-from ari_app.device_presence import external_calls
 from ari_app.domain.enums import TargetKind
 from ari_app.domain.errors import HotlineError
-from ari_app.flows.base import CallFlow, FlowContext, Stop, Timer
+from ari_app.flows.base import START, CallFlow, FlowContext, Stop, Table, Timer, on
 from ari_app.flows.playlist import Playlist
 from ari_app.services import agents
 from ari_app.services import handover as service
@@ -44,7 +42,7 @@ from ari_app.services.handover import HandoverAction as HandoverAction  # re-exp
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT_S = 120.0  # the whole handover; Settings.handover_timeout_s overrides it
+DEFAULT_TIMEOUT_S = 120.0  # the whole handover
 CONFIRM_S = 20  # after the colleague answered: time to press 1 (the question repeats)
 ASK_REPEAT = 3
 GOODBYE_S = 10.0  # the colleague's confirmation is cut off after this
@@ -115,7 +113,7 @@ class Leg:
     closing: bool = False  # confirmation plays, then we hang up
 
 
-class H(enum.Enum):
+class HandoverState(enum.Enum):
     NEW = "new"
     CALLING = "calling"  # the current colleague's targets ring
     ASKING = "asking"  # a colleague answered: the question plays, waiting for 1
@@ -123,9 +121,42 @@ class H(enum.Enum):
     DONE = "done"
 
 
-class HandoverFlow(CallFlow[H]):
+_LIVE = (HandoverState.CALLING, HandoverState.ASKING)
+# Legs of earlier colleagues may still answer late, play their "logged in", be cut off.
+_LEG_EVENTS = ("StasisStart", "PlaybackFinished", "timer:goodbye")
+TABLE = Table(
+    HandoverState,
+    [
+        # Decided at once (failed, not needed, nobody to ask), or the first colleague rings.
+        on(
+            HandoverState.NEW,
+            START,
+            to=(HandoverState.CALLING, HandoverState.ENDING, HandoverState.DONE),
+        ),
+        on(HandoverState.CALLING, "StasisStart", to=HandoverState.ASKING),
+        on((*_LIVE, HandoverState.ENDING), _LEG_EVENTS),
+        on(
+            HandoverState.ASKING,
+            "ChannelDtmfReceived",
+            to=(HandoverState.CALLING, HandoverState.ENDING, HandoverState.DONE),
+        ),
+        on(HandoverState.ASKING, "timer:confirm"),
+        on(
+            _LIVE,
+            "ChannelDestroyed",
+            to=(HandoverState.CALLING, HandoverState.ENDING, HandoverState.DONE),
+        ),
+        on(HandoverState.ENDING, "ChannelDestroyed", to=HandoverState.DONE),
+        on(_LIVE, "timer:deadline", to=(HandoverState.ENDING, HandoverState.DONE)),
+        on(list(HandoverState), "Stop"),
+    ],
+)
+
+
+class HandoverFlow(CallFlow[HandoverState]):
     name = "handover"
-    initial = H.NEW
+    initial = HandoverState.NEW
+    table = TABLE
 
     def __init__(
         self,
@@ -167,14 +198,14 @@ class HandoverFlow(CallFlow[H]):
                     )
         except HotlineError as exc:
             log.warning("call=%s handover refused: %s", self.channel_id, exc.message)
-            self._decide(HandoverOutcome.FAILED)
+            self._decided_at_once(HandoverOutcome.FAILED)
             return
         if plan is None:
-            self._decide(HandoverOutcome.FAILED)
+            self._decided_at_once(HandoverOutcome.FAILED)
             return
         if not plan.short:
             self.ctx.agents_changed.notify()  # presence changed (panel)
-            self._decide(HandoverOutcome.NOT_NEEDED)
+            self._decided_at_once(HandoverOutcome.NOT_NEEDED)
             return
         self.requester_number = plan.requester.number
         self.short_ids = {h.id for h in plan.short}
@@ -183,10 +214,16 @@ class HandoverFlow(CallFlow[H]):
         self.queue = plan.colleagues
         if not self.queue:
             log.info("call=%s handover: no colleague to ask", self.channel_id)
-            self._decide(HandoverOutcome.NO_COLLEAGUES)
+            self._decided_at_once(HandoverOutcome.NO_COLLEAGUES)
             return
         self.start_timer("deadline", self.timeout_s)
         await self._next_colleague("start")
+
+    def _decided_at_once(self, outcome: HandoverOutcome) -> None:
+        """Nobody is called: the flow ends (it waited for a Stop until shutdown before)."""
+        self._decide(outcome)
+        self._transition(HandoverState.DONE, outcome.value)
+        self.finish()
 
     # -- calling colleagues ---------------------------------------------------------------
     async def _next_colleague(self, cause: str) -> None:
@@ -198,10 +235,10 @@ class HandoverFlow(CallFlow[H]):
             for address, kind in colleague.targets:
                 await self._ring(colleague, address, kind)
             if any(leg.colleague is colleague for leg in self.legs.values()):
-                self._transition(H.CALLING, f"{cause}: agent {colleague.number}")
+                self._transition(HandoverState.CALLING, f"{cause}: agent {colleague.number}")
                 return
         self.current = None
-        self._transition(H.ENDING, "nobody left to ask")
+        self._transition(HandoverState.ENDING, "nobody left to ask")
         self._decide(HandoverOutcome.NOBODY)
         self._finish_when_idle()
 
@@ -221,7 +258,7 @@ class HandoverFlow(CallFlow[H]):
             address if kind is TargetKind.DEVICE else self.ctx.settings.dial_external(address)
         )
         if kind is TargetKind.EXTERNAL:
-            external_calls.started(address)
+            self.ctx.external_calls.started(address)
         first = min(self.short_ids)
         try:
             await self.ari.originate(
@@ -247,14 +284,14 @@ class HandoverFlow(CallFlow[H]):
         if leg is None:
             return
         leg.answered = True
-        if self.state is not H.CALLING or leg.colleague is not self.current:
+        if self.state is not HandoverState.CALLING or leg.colleague is not self.current:
             await self._hang_up(leg)
             return
         self.asking = leg
         for other in list(self.legs.values()):
             if other is not leg and not other.closing:  # a colleague's "logged in" plays on
                 await self._hang_up(other)
-        self._transition(H.ASKING, f"agent {leg.colleague.number} answered")
+        self._transition(HandoverState.ASKING, f"agent {leg.colleague.number} answered")
         self.asks = 0
         self.start_timer("confirm", CONFIRM_S)
         await self._ask(leg)
@@ -270,12 +307,12 @@ class HandoverFlow(CallFlow[H]):
             return
         if leg.closing:
             await self._hang_up(leg)
-        elif leg is self.asking and self.state is H.ASKING and self.asks < ASK_REPEAT:
+        elif leg is self.asking and self.state is HandoverState.ASKING and self.asks < ASK_REPEAT:
             await self._ask(leg)
 
     async def on_ChannelDtmfReceived(self, event: ChannelDtmfReceived) -> None:
         leg = self.legs.get(event.channel.id)
-        if leg is None or leg is not self.asking or self.state is not H.ASKING:
+        if leg is None or leg is not self.asking or self.state is not HandoverState.ASKING:
             return
         self.cancel_timer("confirm")
         await leg.playlist.stop()
@@ -301,7 +338,7 @@ class HandoverFlow(CallFlow[H]):
         except (HotlineError, OSError) as exc:
             log.warning("call=%s handover failed after the accept: %s", self.channel_id, exc)
             await self._hang_up(leg)
-            self._transition(H.ENDING, "failed")
+            self._transition(HandoverState.ENDING, "failed")
             self._decide(HandoverOutcome.FAILED)
             self._finish_when_idle()
             return
@@ -320,7 +357,7 @@ class HandoverFlow(CallFlow[H]):
             await self._hang_up(leg)
         self.short_ids = {h.id for h in plan.short}
         if not plan.short:
-            self._transition(H.ENDING, f"agent {colleague.number} took over")
+            self._transition(HandoverState.ENDING, f"agent {colleague.number} took over")
             self._decide(HandoverOutcome.DONE)
             self._finish_when_idle()
         else:  # another hotline of the requester still needs someone
@@ -342,7 +379,7 @@ class HandoverFlow(CallFlow[H]):
         return taken
 
     async def on_timer_confirm(self, _: Timer) -> None:
-        if self.asking is not None and self.state is H.ASKING:
+        if self.asking is not None and self.state is HandoverState.ASKING:
             log.info(
                 "call=%s agent %s did not press 1", self.channel_id, self.asking.colleague.number
             )
@@ -352,21 +389,17 @@ class HandoverFlow(CallFlow[H]):
         if self.result.done():
             return
         log.info("call=%s handover: nobody accepted in %.0f s", self.channel_id, self.timeout_s)
-        self._transition(H.ENDING, "deadline")
+        self._transition(HandoverState.ENDING, "deadline")
         self._decide(HandoverOutcome.NOBODY)
         for leg in list(self.legs.values()):
             if not leg.closing:
                 await self._hang_up(leg)
         self._finish_when_idle()
 
-    async def _handle(self, event: Any) -> None:
-        if isinstance(event, Timer) and event.name.startswith("goodbye:"):
-            self._timers.pop(event.name, None)
-            leg = self.legs.get(event.name.removeprefix("goodbye:"))
-            if leg is not None:
-                await self._hang_up(leg)
-            return
-        await super()._handle(event)
+    async def on_timer_goodbye(self, event: Timer) -> None:
+        leg = self.legs.get(event.subject)
+        if leg is not None:
+            await self._hang_up(leg)
 
     async def on_ChannelDestroyed(self, event: ChannelDestroyed) -> None:
         leg = self.legs.get(event.channel.id)
@@ -376,11 +409,15 @@ class HandoverFlow(CallFlow[H]):
         if leg is self.asking:
             self.asking = None
             self.cancel_timer("confirm")
-        if self.state in (H.ENDING, H.DONE):
+        if self.state in (HandoverState.ENDING, HandoverState.DONE):
             self._finish_when_idle()
             return
         current_legs = [x for x in self.legs.values() if x.colleague is self.current]
-        if self.state in (H.CALLING, H.ASKING) and not current_legs and self.asking is None:
+        if (
+            self.state in (HandoverState.CALLING, HandoverState.ASKING)
+            and not current_legs
+            and self.asking is None
+        ):
             who = leg.colleague.number
             await self._next_colleague(f"agent {who} not reached (cause {event.cause})")
 
@@ -401,7 +438,7 @@ class HandoverFlow(CallFlow[H]):
     def _finish_when_idle(self) -> None:
         if not self.legs:
             self.cancel_timer("deadline")
-            self._transition(H.DONE, "all legs gone")
+            self._transition(HandoverState.DONE, "all legs gone")
             self.finish()
 
     def _forget(self, leg: Leg) -> None:
@@ -411,7 +448,7 @@ class HandoverFlow(CallFlow[H]):
         self.cancel_timer(f"goodbye:{leg.channel_id}")
         leg.playlist.current, leg.playlist.pending = None, []
         if leg.kind is TargetKind.EXTERNAL:
-            external_calls.ended(leg.address)
+            self.ctx.external_calls.ended(leg.address)
 
     async def _hang_up(self, leg: Leg) -> None:
         try:
@@ -424,10 +461,6 @@ class HandoverFlow(CallFlow[H]):
         for leg in list(self.legs.values()):
             await self._hang_up(leg)
             self._forget(leg)
-
-
-# Handover tasks of this process (a reference keeps them from being garbage-collected).
-_tasks: set[asyncio.Task[None]] = set()
 
 
 async def start_handover(
@@ -455,7 +488,7 @@ async def start_handover(
     which hotline and press 1 to accept. On 1 the colleague is logged in (to the short
     hotlines they are a member of, on the target they answered, and unpaused) and hears
     "agent logged in"; then, in a second transaction, the requester is logged out / paused.
-    Nobody within `timeout_s` (default Settings.handover_timeout_s, else 120 s) or nobody
+    Nobody within `timeout_s` (default DEFAULT_TIMEOUT_S) or nobody
     left to ask: the requester stays logged in (outcome NOBODY).
 
     Runs in its own task with its own inbox (the colleague legs' events go there); events of
@@ -464,10 +497,13 @@ async def start_handover(
     failures (outcome FAILED).
     """
     ctx = flow.ctx
-    if timeout_s is None:
-        timeout_s = float(getattr(ctx.settings, "handover_timeout_s", DEFAULT_TIMEOUT_S))
     handover = HandoverFlow(
-        ctx, agent_id, hotline_ids, action=action, path=path, timeout_s=timeout_s
+        ctx,
+        agent_id,
+        hotline_ids,
+        action=action,
+        path=path,
+        timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s,
     )
     log.info(
         "call=%s agent id %s asks for a handover (%s): %s",
@@ -476,13 +512,13 @@ async def start_handover(
         action.value,
         handover.channel_id,
     )
-    task = asyncio.create_task(handover.run(), name=handover.channel_id)
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
+    # The app's handovers (ctx.handovers) keep the task; shutdown stops and awaits it.
+    task = ctx.handovers.start(handover.channel_id, handover)
     moh = await _moh(flow, on=True)
     try:
         waiting: set[asyncio.Future[Any]] = {handover.result, task}
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        with flow.excused_wait():  # the requester's flow waits on purpose (music on hold)
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
         handover.deliver(Stop("requester flow cancelled"))
         raise
@@ -504,15 +540,3 @@ async def _moh(flow: CallFlow[Any], *, on: bool) -> bool:
         log.debug("call=%s music on hold %s: %s", flow.channel_id, on, exc)
         return False
     return True
-
-
-async def wait_handovers(timeout: float = 5.0) -> None:
-    """Wait for running handover flows (their colleague legs) to end; for shutdown/tests."""
-    if _tasks:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait(set(_tasks), timeout=timeout)
-
-
-def active_handovers() -> int:
-    """Handover flows running in this process (for tests and diagnostics)."""
-    return sum(not task.done() for task in _tasks)

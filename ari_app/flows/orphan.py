@@ -8,7 +8,7 @@ import logging
 
 from ari_app.ari.errors import AriError
 from ari_app.ari.events import ChannelDestroyed, PlaybackFinished, StasisEnd
-from ari_app.flows.base import CallFlow, Timer
+from ari_app.flows.base import START, CallFlow, Table, Timer, on
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,17 @@ class OrphanState(enum.Enum):
 class OrphanFlow(CallFlow[OrphanState]):
     name = "orphan"
     initial = OrphanState.APOLOGISING
+    table = Table(
+        OrphanState,
+        [
+            on(
+                OrphanState.APOLOGISING,
+                (START, "PlaybackFinished", "timer:give_up", "StasisEnd", "ChannelDestroyed"),
+                to=OrphanState.DONE,
+            ),
+            on(list(OrphanState), "Stop"),
+        ],
+    )
 
     async def start(self) -> None:
         self.playback_id = f"{self.channel_id}-sorry"
@@ -42,15 +53,19 @@ class OrphanFlow(CallFlow[OrphanState]):
         if event.playback.id == self.playback_id:
             self._transition(OrphanState.DONE, "apology played")
             self.finish()
+        else:
+            self.ignore("PlaybackFinished", "not the apology")
 
     async def on_timer_give_up(self, _: Timer) -> None:
         self._transition(OrphanState.DONE, "timeout")
         self.finish()
 
     async def on_StasisEnd(self, _: StasisEnd) -> None:
+        self._transition(OrphanState.DONE, "caller gone")
         self.finish()
 
     async def on_ChannelDestroyed(self, _: ChannelDestroyed) -> None:
+        self._transition(OrphanState.DONE, "caller gone")
         self.finish()
 
     async def cleanup(self) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -32,7 +32,7 @@ from ari_app.db.models import Agent
 from ari_app.domain.errors import InvalidValue
 from ari_app.domain.features import collect
 from ari_app.domain.pin import PIN_MAX_LENGTH
-from ari_app.flows.base import CallFlow, FlowContext, FlowEvent, Timer
+from ari_app.flows.base import CallFlow, FlowContext, FlowEvent, Table, Timer, on
 from ari_app.flows.handover import HandoverAction, start_handover
 from ari_app.services import auth
 from ari_app.services.audit import Path
@@ -121,6 +121,25 @@ def _now() -> datetime:
 def actor(agent: Agent) -> str:
     """The audit actor for what an agent does by phone."""
     return f"agent:{agent.number}"
+
+
+# The events of a dialogue: a prompt ends, a key, the entry's timers. Each may carry the
+# dialogue on to its next step (the callback of `say` or `ask`), and with it the flow.
+DIALOGUE = ("PlaybackFinished", "ChannelDtmfReceived", "timer:entry", "timer:answer_by")
+HANG_UPS = ("StasisEnd", "ChannelDestroyed")
+
+
+def dialogue_table(
+    states: type[S], *, new: S, start: Iterable[S], steps: Mapping[S, Iterable[S]], done: S
+) -> Table[S]:
+    """The table of an interactive flow: StasisStart in `new` leads to `start`; in each
+    state of `steps` the dialogue's events lead to the states given. Any of them may end
+    the call (`done`: a goodbye, a failed request), and so does the caller hanging up."""
+    rows = [on(new, "StasisStart", to=(*start, done)), on(list(states), "Stop")]
+    # `new` too: a call refused at once (unknown code, no database) hears why first.
+    rows += [on(state, DIALOGUE, to=(*to, done)) for state, to in {new: (), **steps}.items()]
+    rows.append(on([s for s in states if s is not done], HANG_UPS, to=done))
+    return Table(states, rows)
 
 
 class InteractiveFlow(CallFlow[S]):

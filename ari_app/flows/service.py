@@ -31,6 +31,7 @@ from ari_app.flows.prompts import (
     InteractiveFlow,
     Question,
     actor,
+    dialogue_table,
     spoken_number,
 )
 from ari_app.services import admin, agents, auth
@@ -55,7 +56,7 @@ MENU = Question.menu(
 )
 
 
-class S(enum.Enum):
+class ServiceState(enum.Enum):
     NEW = "new"
     AUTH = "auth"
     MENU = "menu"
@@ -64,10 +65,22 @@ class S(enum.Enum):
     DONE = "done"
 
 
-class ServiceFlow(InteractiveFlow[S]):
+_IN_MENU = (ServiceState.MENU, ServiceState.ACTING, ServiceState.MAILBOX)
+
+
+class ServiceFlow(InteractiveFlow[ServiceState]):
     name = "service"
-    initial = S.NEW
-    done = S.DONE
+    initial = ServiceState.NEW
+    done = ServiceState.DONE
+    table = dialogue_table(
+        ServiceState,
+        new=ServiceState.NEW,
+        start=(ServiceState.AUTH,),
+        # Back in the menu, an option typed ahead is taken at once: the PIN, an option's
+        # confirmation or leaving the mailbox may lead through the menu to the next option.
+        steps={state: _IN_MENU for state in (ServiceState.AUTH, *_IN_MENU)},
+        done=ServiceState.DONE,
+    )
 
     def __init__(self, ctx: FlowContext, channel_id: str, args: tuple[str, ...]) -> None:
         super().__init__(ctx, channel_id, args)
@@ -76,12 +89,15 @@ class ServiceFlow(InteractiveFlow[S]):
 
     async def on_StasisStart(self, event: StasisStart) -> None:
         if event.channel.id != self.channel_id:
+            self.ignore("StasisStart", f"of another channel {event.channel.id}")
             return
         await self.ari.answer(self.channel_id)
         self.caller = auth.caller_number(event.channel.caller.number)
         # Caller numbers are personal data: only DEBUG lines show them (retention).
         log.debug("call=%s flow=%s caller %s", self.channel_id, self.name, self.caller)
-        self._transition(S.AUTH, "caller=<redacted>" if self.caller else "caller withheld")
+        self._transition(
+            ServiceState.AUTH, "caller=<redacted>" if self.caller else "caller withheld"
+        )
         await self.authenticate(
             known=None,
             caller=auth.number_subject(self.caller),
@@ -94,7 +110,7 @@ class ServiceFlow(InteractiveFlow[S]):
         await self._menu("PIN ok")
 
     async def _menu(self, cause: str) -> None:
-        self._transition(S.MENU, cause)
+        self._transition(ServiceState.MENU, cause)
         await self.ask(MENU, self._chosen)
 
     async def _then_menu(self, media: list[str] | tuple[str, ...], cause: str) -> None:
@@ -106,7 +122,7 @@ class ServiceFlow(InteractiveFlow[S]):
     async def _chosen(self, key: str) -> None:
         agent = self.agent
         assert agent is not None
-        self._transition(S.ACTING, f"option {key}")
+        self._transition(ServiceState.ACTING, f"option {key}")
         if key == LOGIN:
             await self._login(agent)
         elif key == LOGOUT:
@@ -202,7 +218,7 @@ class ServiceFlow(InteractiveFlow[S]):
         if not hotlines:
             await self._then_menu(NOT_AVAILABLE, "no hotline")
             return
-        self._transition(S.MAILBOX, "option 5")
+        self._transition(ServiceState.MAILBOX, "option 5")
 
         async def back() -> None:
             await self._menu("mailbox left")

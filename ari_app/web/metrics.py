@@ -119,6 +119,13 @@ class Metrics:
             " HOTLINE_PIN_ALERT_FAILURES within HOTLINE_PIN_ALERT_WINDOW",
             registry=r,
         )
+        self.flow_anomalies = Counter(
+            "hotline_flow_anomalies",
+            "Call flow events that need a look: slow_handler (an event handler took longer"
+            " than 0.5 s), illegal_transition (a move its transition table does not list)",
+            ["flow", "kind"],
+            registry=r,
+        )
         self.ari_connected: Callable[[], bool] | None = None
         self.ari_reconnects: Callable[[], int] | None = None
         self.ari_requests: Callable[[], int] | None = None
@@ -133,6 +140,9 @@ class Metrics:
         self.calls.labels(label, str(outcome)).inc()
         if wait_s is not None:
             self.wait.labels(label).observe(max(0.0, wait_s))
+
+    def flow_anomaly(self, flow: str, kind: str) -> None:
+        self.flow_anomalies.labels(flow, kind).inc()
 
     def pin_checked(self, result: str, *, alert: bool) -> None:
         """Count one PIN attempt; `alert`: it raised the guessing alert."""

@@ -167,7 +167,6 @@ def fake_dispatcher(
     """A real Dispatcher running `flows` against this fake ARI and the real database;
     `env` adds HOTLINE_* settings."""
     ari = FakeAriClient()
-    dispatcher = Dispatcher(dict(flows))
     settings = load_settings(
         {
             "HOTLINE_DATABASE_URL": "postgresql://x@localhost/x",
@@ -178,10 +177,9 @@ def fake_dispatcher(
         },
         need_ari=False,
     )
-    dispatcher.ctx = FlowContext(
+    ctx = FlowContext(
         ari=ari,  # type: ignore[arg-type]
-        registry=dispatcher,
         settings=settings,
         sessions=sessions,
     )
-    return ari, dispatcher
+    return ari, Dispatcher(dict(flows), ctx)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ari_app.db.models import AgentState, TargetKind
 from ari_app.db.session import make_statement_sessionmaker
-from ari_app.device_presence import RESYNC_S, DevicePresence, external_calls
+from ari_app.device_presence import RESYNC_S, DevicePresence
 from ari_app.services import admin, agents, presence
 
 pytestmark = pytest.mark.db
@@ -102,7 +102,7 @@ async def test_device_state_events_update_presence(sessions: Sessions) -> None:
         tracker.on_event(_device_event("PJSIP/1001", "NOT_INUSE"))
         await _until(tracker, sessions, {1: False, 2: False})
         # A call the app placed to Anna's mobile counts as a call too.
-        with external_calls.call("01701"):
+        with tracker.external_calls.call("01701"):
             await _until(tracker, sessions, {1: True, 2: False})
         await _until(tracker, sessions, {1: False, 2: False})
 

@@ -227,7 +227,8 @@ async def test_a_pause_ends_the_entry_and_silence_gets_a_retry(
     caller = Caller(ari, dispatcher, name=HOTDESK, number="1003")
     caller.start("feature", "*21")
     await caller.heard()
-    flow = dispatcher._owners["c1"]
+    flow = dispatcher.owner("c1")
+    assert flow is not None
     caller.press("101")
     flow.deliver(Timer("entry"))  # the caller stopped typing: "101" without "#" counts
     assert await caller.heard() == ["sound:agent-pass"]

@@ -41,7 +41,6 @@ from ari_app.config import load_settings
 from ari_app.db.base import Base
 from ari_app.db.models import AgentActivity, AgentState, Call, CallEvent, Outcome, TargetKind
 from ari_app.dispatch import Dispatcher
-from ari_app.flows import escalation, handover
 from ari_app.flows.base import CallFlow, FlowContext, Timer
 from ari_app.flows.feature import FeatureFlow
 from ari_app.flows.inbound import InboundFlow
@@ -164,12 +163,17 @@ async def lab(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
 class FakeMetrics:
     def __init__(self) -> None:
         self.ended: list[tuple[str | None, str]] = []
+        self.anomalies: list[tuple[str, str]] = []
 
     def call_ended(self, hotline: str | None, outcome: str, wait_s: float | None = None) -> None:
         self.ended.append((hotline, outcome))
 
     def pin_checked(self, result: str, *, alert: bool) -> None:
         """The PIN checks of feature and service flows (web/metrics.Metrics has it too)."""
+
+    def flow_anomaly(self, flow: str, kind: str) -> None:
+        """Slow handlers, transitions the flows' tables do not list (web/metrics.Metrics)."""
+        self.anomalies.append((flow, kind))
 
 
 class FlakyAri(FakeAriClient):
@@ -300,18 +304,16 @@ def roster(setup: Setup) -> list[Chan]:
 
 class World:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], setup: Setup) -> None:
-        self._earlier_handovers = set(handover._tasks)
         self.ari = FlakyAri()
-        self.dispatcher = Dispatcher(
-            {"inbound": InboundFlow, "feature": FeatureFlow, "service": ServiceFlow}
-        )
         self.metrics = FakeMetrics()
-        self.dispatcher.ctx = FlowContext(
+        self.ctx = FlowContext(
             ari=self.ari,  # type: ignore[arg-type]
-            registry=self.dispatcher,
             settings=SETTINGS,
             sessions=sessions,
             metrics=self.metrics,  # type: ignore[arg-type]
+        )
+        self.dispatcher = Dispatcher(
+            {"inbound": InboundFlow, "feature": FeatureFlow, "service": ServiceFlow}, self.ctx
         )
         self.sessions = sessions
         self.callers = roster(setup)
@@ -500,7 +502,7 @@ class World:
 
     def running(self) -> list[CallFlow[Any]]:
         return [f for f in LAB.flows if not f.finished] + [
-            f for f in escalation.flows() if f not in LAB.flows
+            f for f in self.ctx.escalations.flows() if f not in LAB.flows
         ]
 
     def describe(self) -> str:
@@ -522,15 +524,14 @@ class World:
         raise AssertionError(f"flows stuck after every channel hung up: {self.describe()}")
 
     def _tasks_left(self) -> bool:
-        # Only this run's handovers: tasks that earlier test modules left in the
-        # process-wide registry must not make this run look stuck (the registry moves into
-        # the flow context with issue 17).
-        mine = [t for t in handover._tasks if t not in self._earlier_handovers and not t.done()]
-        return self.dispatcher.active_calls > 0 or bool(mine)
+        return self.dispatcher.active_calls > 0 or self.ctx.handovers.active > 0
 
     # -- invariants -----------------------------------------------------------------------
     async def check_step(self) -> None:
         assert not LAB.errors, LAB.errors
+        # Every move of every flow is one its transition table lists.
+        illegal = [a for a in self.metrics.anomalies if a[1] == "illegal_transition"]
+        assert not illegal, illegal
         self._check_originates()
         async with self.sessions() as session:
             reserved = dict(
@@ -735,8 +736,8 @@ async def run_scenario(engine: AsyncEngine, setup: Setup, scenario: Any) -> None
         await world.check_end()
     finally:
         await world.dispatcher.shutdown(0.5)
-        await escalation.stop_escalations(1)
-        await handover.wait_handovers(1)
+        await world.ctx.escalations.stop(1)
+        await world.ctx.handovers.wait(1)
 
 
 # --- regressions the fuzz found, pinned -------------------------------------------------

@@ -29,7 +29,7 @@ async def world(sessions: Sessions) -> AsyncIterator[tuple[FakeAriClient, Dispat
     ari, dispatcher = fake_dispatcher(sessions, {"requester": Requester})
     yield ari, dispatcher
     await dispatcher.shutdown(0.5)
-    await handover.wait_handovers(1.0)
+    await dispatcher.ctx.handovers.wait(1.0)
 
 
 async def _duty(sessions: Sessions, *, min_agents: int = 1, logged_in: int = 1) -> None:
@@ -110,8 +110,8 @@ async def test_colleague_accepts_then_requester_is_logged_out(
     dispatcher.on_event(_finished(device_leg, confirm.kwargs["playback_id"]))
     await ari.wait_for(lambda: any(c.args[0] == device_leg for c in ari.called("hangup")))
     dispatcher.on_event(event("ChannelDestroyed", channel=channel(device_leg), cause=16))
-    await handover.wait_handovers(2)
-    assert not handover._tasks
+    await dispatcher.ctx.handovers.wait(2)
+    assert not dispatcher.ctx.handovers.keys()
     assert ari.called("stop_moh")[0].args[0] == "req"
 
 
@@ -138,8 +138,8 @@ async def test_declined_and_unanswered_leave_the_requester_logged_in(
     result = await _result(ari)
     assert result.outcome is HandoverOutcome.NOBODY and not result.done
     assert await _logged_in(sessions) == {"101"}
-    await handover.wait_handovers(2)
-    assert not handover._tasks
+    await dispatcher.ctx.handovers.wait(2)
+    assert not dispatcher.ctx.handovers.keys()
 
 
 async def test_nobody_within_the_handover_time(sessions: Sessions, world: Any) -> None:
@@ -153,8 +153,8 @@ async def test_nobody_within_the_handover_time(sessions: Sessions, world: Any) -
     await ari.wait_for(lambda: {c.args[0] for c in ari.called("hangup")} >= set(legs))
     for leg in legs:
         dispatcher.on_event(event("ChannelDestroyed", channel=channel(leg), cause=16))
-    await handover.wait_handovers(2)
-    assert not handover._tasks
+    await dispatcher.ctx.handovers.wait(2)
+    assert not dispatcher.ctx.handovers.keys()
     assert await _logged_in(sessions) == {"101"}
 
 
@@ -189,7 +189,7 @@ async def test_pause_handover_pauses_the_requester_once_a_colleague_is_in(
     assert await _logged_in(sessions) == {"101", "102"}  # pause keeps the login
     for leg in (device_leg, mobile_leg):
         dispatcher.on_event(event("ChannelDestroyed", channel=channel(leg), cause=16))
-    await handover.wait_handovers(2)
+    await dispatcher.ctx.handovers.wait(2)
 
 
 async def test_no_colleague_to_ask(sessions: Sessions, world: Any) -> None:

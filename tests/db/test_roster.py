@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ari_app.db.models import AgentLogin, AgentState, AuditEntry, Lockout, TargetKind
 from ari_app.dispatch import Dispatcher
 from ari_app.domain.errors import InvalidValue, Refused
-from ari_app.flows import escalation, handover
 from ari_app.flows.handover import HandoverOutcome
 from ari_app.flows.inbound import InboundFlow
 from ari_app.roster_scheduler import RosterScheduler
@@ -56,9 +55,9 @@ async def world(sessions: Sessions) -> AsyncIterator[tuple[FakeAriClient, Dispat
         sessions, {"inbound": InboundFlow, "requester": Requester}, HOTLINE_NODE="node-a"
     )
     yield ari, dispatcher
-    await escalation.stop_escalations(1.0)
+    await dispatcher.ctx.escalations.stop(1.0)
     await dispatcher.shutdown(0.5)
-    await handover.wait_handovers(1.0)
+    await dispatcher.ctx.handovers.wait(1.0)
 
 
 async def _caretakers(sessions: Sessions) -> None:
@@ -122,7 +121,7 @@ async def _handover_by_phone(ari: FakeAriClient, dispatcher: Dispatcher) -> None
     dispatcher.on_event(finished(leg, confirm.kwargs["playback_id"]))
     await ari.wait_for(lambda: any(c.args[0] == leg for c in ari.called("hangup")))
     dispatcher.on_event(event("ChannelDestroyed", channel=channel(leg), cause=16))
-    await handover.wait_handovers(2)
+    await dispatcher.ctx.handovers.wait(2)
 
 
 async def test_three_shift_changes_keep_the_minimum_and_a_phone_handover_stands(
@@ -178,7 +177,7 @@ async def test_three_shift_changes_keep_the_minimum_and_a_phone_handover_stands(
     assert await _logged_in(sessions) == ["101"]
     originate = await ari.wait_command("originate", 2)  # the first was the handover's
     assert originate.args[0] == "PJSIP/+4915100009@trunk"
-    assert escalation.flows(), "the escalation runs although the hotline is staffed"
+    assert dispatcher.ctx.escalations.flows(), "the escalation runs although the hotline is staffed"
 
     shifts = [r for r in await _audit(sessions) if r.action == "roster_shift"]
     assert len(shifts) == 4 and all(r.path == "roster" for r in shifts)

@@ -29,7 +29,7 @@ async def world(
     monkeypatch.setattr(escalation, "ROUND_PAUSE_S", 0.05)
     ari, dispatcher = fake_dispatcher(sessions, {"inbound": InboundFlow}, HOTLINE_NODE="node-a")
     yield ari, dispatcher
-    await escalation.stop_escalations(1.0)
+    await dispatcher.ctx.escalations.stop(1.0)
     await dispatcher.shutdown(0.1)
 
 
@@ -159,7 +159,7 @@ async def test_escalation_calls_numbers_in_order_until_one_confirms(
     dispatcher.on_event(_finished(leg, thanks.kwargs["playback_id"]))
     await ari.wait_for(lambda: any(c.args[0] == leg for c in ari.called("hangup")))
     dispatcher.on_event(event("ChannelDestroyed", channel=channel(leg), cause=16))
-    await ari.wait_for(lambda: not escalation.flows())
+    await ari.wait_for(lambda: not dispatcher.ctx.escalations.flows())
     rows = await _audit(sessions, "escalation")
     assert [(r.action, r.detail.get("number"), r.detail.get("outcome")) for r in rows] == [
         ("escalation_started", None, None),
@@ -183,7 +183,7 @@ async def test_escalation_stops_when_the_hotline_is_staffed_again(
         agent = await admin.get_agent(session, "102")
         await agents.login(session, agent, target=None, path="cli", actor="ops")
     dispatcher.on_event(event("ChannelDestroyed", channel=channel(leg), cause=19))
-    await ari.wait_for(lambda: not escalation.flows())
+    await ari.wait_for(lambda: not dispatcher.ctx.escalations.flows())
     assert len(ari.called("originate")) == 1
     await escalation.check_staffing(dispatcher.ctx, "test")
     actions = [a.action for a in await _audit(sessions) if a.action != "login"]
@@ -194,7 +194,7 @@ async def test_without_numbers_the_shortage_is_audited(sessions: Sessions, world
     ari, dispatcher = world
     await _hotline(sessions, logged_in=0)
     assert await escalation.check_staffing(dispatcher.ctx, "test") == ["500"]
-    await ari.wait_for(lambda: not escalation.flows())
+    await ari.wait_for(lambda: not dispatcher.ctx.escalations.flows())
     assert [a.action for a in await _audit(sessions, "escalation")] == [
         "escalation_started",
         "escalation_unconfirmed",

@@ -93,10 +93,8 @@ class RecordingFlow(CallFlow[Any]):
 async def world() -> AsyncIterator[tuple[Dispatcher, RefusalAri]]:
     RecordingFlow.instances = []
     ari = RefusalAri()
-    dispatcher = Dispatcher({"echo": RecordingFlow})
-    dispatcher.ctx = FlowContext(
-        ari=cast(Any, ari), registry=dispatcher, settings=SETTINGS, sessions=cast(Any, None)
-    )
+    ctx = FlowContext(ari=cast(Any, ari), settings=SETTINGS, sessions=cast(Any, None))
+    dispatcher = Dispatcher({"echo": RecordingFlow}, ctx)
     yield dispatcher, ari
     await dispatcher.shutdown(0.5)
 
