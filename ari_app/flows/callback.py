@@ -241,13 +241,7 @@ class CallbackFlow(CallFlow[C]):
         attempt, now = self.attempt, _now()
 
         async def store(session: AsyncSession) -> CallbackState:
-            await routing.release_agent(
-                session,
-                agent_id=attempt.offer.agent_id,
-                call_id=attempt.call_id,
-                unanswered=False,
-                limit=0,
-            )
+            await self._release_agent(session, unanswered=False)
             return await callbacks.finish_attempt(
                 session, attempt.callback_id, connected=False, now=now
             )
@@ -325,21 +319,10 @@ class CallbackFlow(CallFlow[C]):
     async def _give_back(self, cause: str, *, unanswered: bool) -> None:
         """The citizen was not reached for want of an agent: the attempt does not count,
         the callback keeps its place (after the hotline's retry delay)."""
-        attempt, now = self.attempt, _now()
-        delay, limit = self.hotline.retry_delay_s, self.hotline.no_answer_limit
+        attempt, now, delay = self.attempt, _now(), self.hotline.retry_delay_s
 
         async def store(session: AsyncSession) -> None:
-            await routing.release_agent(
-                session,
-                agent_id=attempt.offer.agent_id,
-                call_id=attempt.call_id,
-                unanswered=unanswered,
-                limit=limit,
-            )
-            if unanswered:
-                await calls.log_event(
-                    session, attempt.call_id, "RINGNOANSWER", agent_id=attempt.offer.agent_id
-                )
+            await self._release_agent(session, unanswered=unanswered)
             await callbacks.give_back(session, attempt.callback_id, now=now, delay_s=delay)
 
         if not self.resolved:
@@ -348,6 +331,19 @@ class CallbackFlow(CallFlow[C]):
             self.ctx.agents_changed.notify()
         self._transition(C.DONE, cause)
         self.finish()
+
+    async def _release_agent(self, session: AsyncSession, *, unanswered: bool) -> None:
+        """The attempt's agent is free again; `unanswered` counts towards auto-pause."""
+        agent_id, call_id = self.attempt.offer.agent_id, self.attempt.call_id
+        await routing.release_agent(
+            session,
+            agent_id=agent_id,
+            call_id=call_id,
+            unanswered=unanswered,
+            limit=self.hotline.no_answer_limit,
+        )
+        if unanswered:
+            await calls.log_event(session, call_id, "RINGNOANSWER", agent_id=agent_id)
 
     async def on_Stop(self, event: Stop) -> None:
         if self.state is C.BRIDGED:

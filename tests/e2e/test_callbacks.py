@@ -24,7 +24,15 @@ from devenv.asterisk import PrivateAsterisk
 from devenv.sipp import SippPhone
 
 from .app_harness import AriObserver, ServeProcess
-from .hotline_world import HOTLINE, Sessions, calls_in_db, seed_hotline, trunk_call, wait_until
+from .hotline_world import (
+    HOTLINE,
+    SeededAgent,
+    Sessions,
+    calls_in_db,
+    seed_hotline,
+    trunk_call,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -52,6 +60,17 @@ async def _set_paused(sessions: Sessions, agent_number: str, paused: bool) -> No
         )
 
 
+async def _hotline_with_a_busy_agent(
+    pbx: PrivateAsterisk, sessions: Sessions, sipp_dir: Path
+) -> tuple[SeededAgent, SippPhone]:
+    """Hotline 500 offering callbacks, its one agent logged in but not available yet; and
+    the citizen's phone behind the trunk (answers after 0.5 s, waits for the hang-up)."""
+    (seeded,) = await seed_hotline(sessions, devices=("1001",), **CALLBACK)
+    await _set_paused(sessions, seeded.number, True)
+    citizen = SippPhone(pbx.trunk_far_address, pbx.trunk_far_port, sipp_dir, user="citizen")
+    return seeded, citizen
+
+
 async def _queued(sessions: Sessions, count: int) -> list[Call]:
     async def check() -> list[Call] | None:
         rows = await calls_in_db(sessions)
@@ -70,6 +89,21 @@ async def _callback_requested(sessions: Sessions, caller: sipp.SippCall) -> Call
     result = await caller.wait()  # confirmed, then hung up by the hotline
     assert result.final_status == 200 and result.got_bye(), result.describe()
     return row
+
+
+async def _three_wait_and_the_second_asks(
+    pbx: PrivateAsterisk, sessions: Sessions, sipp_dir: Path, callers: list[sipp.SippCall]
+) -> list[Call]:
+    """Callers 1 to 3 wait in turn; the second presses 1 once offered, and is hung up after
+    the confirmation. Their calls, in entry order."""
+    for i in (1, 2, 3):
+        press = {"dtmf": "1", "dtmf_delay": 4, "bye_timeout": 30} if i == 2 else {}
+        callers.append(
+            await trunk_call(pbx, sipp_dir, caller_id=_number(i), **{"bye_timeout": 90, **press})
+        )
+        rows = await _queued(sessions, i)
+    await _callback_requested(sessions, callers[1])
+    return rows
 
 
 def _from_user(message: sipp.SipMessage) -> str:
@@ -121,22 +155,11 @@ async def test_callback_keeps_the_place_between_live_callers(
     sessions: Sessions,
     sipp_dir: Path,
 ) -> None:
-    (seeded,) = await seed_hotline(sessions, devices=("1001",), **CALLBACK)
-    await _set_paused(sessions, seeded.number, True)
-    citizen = SippPhone(pbx.trunk_far_address, pbx.trunk_far_port, sipp_dir, user="citizen")
+    seeded, citizen = await _hotline_with_a_busy_agent(pbx, sessions, sipp_dir)
     callers: list[sipp.SippCall] = []
     try:
         async with SippPhone.for_phone(pbx.phone("1001"), sipp_dir, **AGENT) as agent, citizen:
-            callers.append(await trunk_call(pbx, sipp_dir, caller_id=_number(1), bye_timeout=90))
-            await _queued(sessions, 1)
-            second = await trunk_call(
-                pbx, sipp_dir, caller_id=_number(2), dtmf="1", dtmf_delay=4, bye_timeout=30
-            )
-            callers.append(second)
-            await _queued(sessions, 2)
-            callers.append(await trunk_call(pbx, sipp_dir, caller_id=_number(3), bye_timeout=90))
-            await _queued(sessions, 3)
-            await _callback_requested(sessions, second)
+            await _three_wait_and_the_second_asks(pbx, sessions, sipp_dir, callers)
             callers.append(await trunk_call(pbx, sipp_dir, caller_id=_number(4), bye_timeout=90))
             rows = await _queued(sessions, 4)
             assert rows[1].status is CallStatus.CALLBACK
@@ -165,22 +188,11 @@ async def test_callback_keeps_the_place_between_live_callers(
 async def test_pending_callback_survives_sigkill_in_its_place(
     pbx: PrivateAsterisk, serve: ServeProcess, sessions: Sessions, sipp_dir: Path
 ) -> None:
-    (seeded,) = await seed_hotline(sessions, devices=("1001",), **CALLBACK)
-    await _set_paused(sessions, seeded.number, True)
-    citizen = SippPhone(pbx.trunk_far_address, pbx.trunk_far_port, sipp_dir, user="citizen")
+    seeded, citizen = await _hotline_with_a_busy_agent(pbx, sessions, sipp_dir)
     callers: list[sipp.SippCall] = []
     try:
         async with SippPhone.for_phone(pbx.phone("1001"), sipp_dir, **AGENT) as agent, citizen:
-            callers.append(await trunk_call(pbx, sipp_dir, caller_id=_number(1), bye_timeout=90))
-            await _queued(sessions, 1)
-            second = await trunk_call(
-                pbx, sipp_dir, caller_id=_number(2), dtmf="1", dtmf_delay=4, bye_timeout=30
-            )
-            callers.append(second)
-            await _queued(sessions, 2)
-            callers.append(await trunk_call(pbx, sipp_dir, caller_id=_number(3), bye_timeout=90))
-            rows = await _queued(sessions, 3)
-            await _callback_requested(sessions, second)
+            rows = await _three_wait_and_the_second_asks(pbx, sessions, sipp_dir, callers)
             await serve.stop(signal.SIGKILL)
             await serve.start()
             await _set_paused(sessions, seeded.number, False)
