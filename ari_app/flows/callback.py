@@ -34,7 +34,7 @@ from ari_app.ari.events import (
 )
 from ari_app.domain.callbacks import CallbackState
 from ari_app.domain.enums import Outcome, TargetKind
-from ari_app.flows.base import CallFlow, FlowContext, Stop, Timer
+from ari_app.flows.base import START, CallFlow, FlowContext, Stop, Table, Timer, on
 from ari_app.flows.playlist import Playlist
 from ari_app.services import callbacks, calls, routing
 from ari_app.services.callbacks import Attempt
@@ -61,9 +61,36 @@ class C(enum.Enum):
     DONE = "done"
 
 
+# What dialling the citizen can lead to: ringing, or (no bridge, no originate) the attempt
+# given back or not reached.
+_DIAL = (C.CITIZEN_RINGING, C.NOT_REACHED, C.DONE)
+TABLE = Table(
+    C,
+    [
+        on(C.AGENT_RINGING, START, to=C.DONE),  # the agent could not be rung: given back
+        on(C.AGENT_RINGING, "StasisStart", to=(C.AGENT_PROMPT, *_DIAL)),
+        on(C.CITIZEN_RINGING, "StasisStart", to=(C.BRIDGED, C.NOT_REACHED, C.DONE)),
+        # A leg answering when it is no longer wanted: hung up.
+        on((C.AGENT_PROMPT, C.BRIDGED, C.NOT_REACHED), "StasisStart"),
+        on(C.AGENT_PROMPT, ("PlaybackFinished", "ChannelDtmfReceived"), to=_DIAL),
+        on(C.AGENT_PROMPT, "timer:confirm", to=C.DONE),
+        on((C.CITIZEN_RINGING, C.BRIDGED, C.NOT_REACHED), "PlaybackFinished"),
+        on(
+            (C.AGENT_RINGING, C.AGENT_PROMPT, C.CITIZEN_RINGING),
+            "ChannelDestroyed",
+            to=(C.NOT_REACHED, C.DONE),
+        ),
+        on((C.BRIDGED, C.NOT_REACHED), "ChannelDestroyed", to=C.DONE),
+        on(C.BRIDGED, "StasisEnd", to=C.DONE),
+        on(list(C), "Stop", to=C.DONE),
+    ],
+)
+
+
 class CallbackFlow(CallFlow[C]):
     name = "callback"
     initial = C.AGENT_RINGING
+    table = TABLE
 
     def __init__(self, ctx: FlowContext, attempt: Attempt) -> None:
         # Legs are named after the original call ("<call id>-cb<attempt>-..."), so that
