@@ -25,9 +25,9 @@ from ari_app.db.models import (
     Membership,
     Voicemail,
 )
-from ari_app.domain import values
+from ari_app.domain import agent_state, values
 from ari_app.domain.actions import normalise_action
-from ari_app.domain.enums import AgentActivity, CallStatus, TargetKind
+from ari_app.domain.enums import CallStatus, TargetKind
 from ari_app.domain.errors import Conflict, InvalidValue, NotFound, Refused
 from ari_app.domain.hours import normalise_hours, validate_timezone
 from ari_app.domain.pin import PIN_MIN_LENGTH, check_pin_policy, hash_pin
@@ -551,8 +551,7 @@ async def set_agent_language(session: AsyncSession, agent: Agent, language: str 
 async def _busy(session: AsyncSession, agent: Agent) -> bool:
     state = await session.get(AgentState, agent.id)
     return state is not None and (
-        state.reserved_call_id is not None
-        or state.activity in (AgentActivity.RINGING, AgentActivity.ON_CALL)
+        state.reserved_call_id is not None or state.activity in agent_state.BUSY
     )
 
 

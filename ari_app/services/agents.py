@@ -9,7 +9,9 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ari_app.db.models import Agent, AgentLogin, AgentState, AgentTarget, Hotline, Membership
-from ari_app.domain.enums import AgentActivity, TargetKind
+from ari_app.domain import agent_state
+from ari_app.domain.agent_state import AgentEvent
+from ari_app.domain.enums import TargetKind
 from ari_app.domain.errors import NotFound, Refused
 from ari_app.services import audit, auth, status
 from ari_app.services.audit import Path
@@ -203,8 +205,8 @@ async def logout(
         state.target = None
         state.target_kind = None
         state.paused = False
-        if state.activity is AgentActivity.WRAPUP:
-            state.activity = AgentActivity.IDLE
+        if agent_state.allowed(state.activity, AgentEvent.LEFT):  # a wrap-up ends
+            state.activity = agent_state.after(state.activity, AgentEvent.LEFT)
     await session.flush()
     return hotlines
 

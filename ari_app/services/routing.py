@@ -29,6 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from ari_app.db.models import AgentLogin, AgentState, Call, Holiday, Hotline, Membership
+from ari_app.domain import agent_state
+from ari_app.domain.agent_state import AgentEvent
 from ari_app.domain.enums import AgentActivity, CallStatus, Outcome, TargetKind
 from ari_app.domain.strategies import Candidate, Strategy, order_candidates
 from ari_app.services import audit
@@ -424,7 +426,7 @@ async def release_agent(
         return False
     state.reserved_call_id = None
     state.reserved_by_node = None
-    state.activity = AgentActivity.IDLE
+    state.activity = agent_state.after(state.activity, AgentEvent.RELEASED)
     if not unanswered:
         return False
     state.unanswered_streak += 1
@@ -447,7 +449,10 @@ async def agent_connected(session: AsyncSession, *, agent_id: int, call_id: uuid
     await session.execute(
         update(AgentState)
         .where(AgentState.agent_id == agent_id, AgentState.reserved_call_id == call_id)
-        .values(activity=AgentActivity.ON_CALL, unanswered_streak=0)
+        .values(
+            activity=agent_state.after(AgentActivity.RINGING, AgentEvent.CONNECTED),
+            unanswered_streak=0,
+        )
     )
 
 
@@ -458,7 +463,7 @@ async def agent_finished(
         update(AgentState)
         .where(AgentState.agent_id == agent_id, AgentState.reserved_call_id == call_id)
         .values(
-            activity=AgentActivity.WRAPUP if wrapup_s > 0 else AgentActivity.IDLE,
+            activity=agent_state.finished(wrapup_s),
             wrapup_until=now + timedelta(seconds=wrapup_s),
             last_call_end=now,
             calls_taken=AgentState.calls_taken + 1,
@@ -472,8 +477,11 @@ async def end_expired_wrapups(session: AsyncSession, now: datetime) -> list[int]
     """Wrap-up over: back to idle. Returns the agents that became free."""
     result = await session.execute(
         update(AgentState)
-        .where(AgentState.activity == AgentActivity.WRAPUP, AgentState.wrapup_until <= now)
-        .values(activity=AgentActivity.IDLE)
+        .where(
+            AgentState.activity.in_(agent_state.sources(AgentEvent.WRAPUP_OVER)),
+            AgentState.wrapup_until <= now,
+        )
+        .values(activity=agent_state.after(AgentActivity.WRAPUP, AgentEvent.WRAPUP_OVER))
         .returning(AgentState.agent_id)
     )
     return list(result.scalars())
