@@ -41,19 +41,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ari_app.ari.client import AriClient
 from ari_app.ari.errors import AriError
 from ari_app.ari.events import DeviceStateChanged, Event
+from ari_app.domain.presence import device_state_busy
 from ari_app.services import device_states
 from ari_app.services.device_states import AgentDevices
 from ari_app.signals import Broadcast
 
 log = logging.getLogger(__name__)
 
-BUSY_STATES = frozenset({"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"})
 RESYNC_S = 2.0  # new devices (ops added, hot desks) are picked up this fast
 SUBSCRIBE_BATCH = 50  # event sources per subscription request
-
-
-def is_busy(device_state: str) -> bool:
-    return device_state.upper() in BUSY_STATES
 
 
 class ExternalCalls:
@@ -100,7 +96,7 @@ def compute_busy(
 ) -> bool:
     """Any call on the agent's presence device, or one the app placed to their number."""
     device_busy = bool(
-        agent.presence_device and is_busy(device_states.get(agent.presence_device, ""))
+        agent.presence_device and device_state_busy(device_states.get(agent.presence_device, ""))
     )
     return device_busy or bool(agent.external_numbers & external)
 
@@ -166,7 +162,7 @@ class DevicePresence:
             if old != state.state:
                 log.debug("device %s is %s", state.name, state.state)
                 self.states[state.name] = state.state
-                if old is None or is_busy(old) != is_busy(state.state):
+                if old is None or device_state_busy(old) != device_state_busy(state.state):
                     self._wake.set()  # RINGING -> INUSE changes nobody's presence
 
     async def run(self) -> None:

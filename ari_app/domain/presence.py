@@ -17,6 +17,15 @@ import enum
 ACTIVITIES = frozenset({"idle", "ringing", "on_call", "wrapup"})  # db AgentActivity values
 
 
+# Asterisk device states of a phone that is taken: a call on it, or ringing (it cannot take
+# a second call). The one definition for ringing agents and for device presence.
+BUSY_DEVICE_STATES = frozenset({"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"})
+
+
+def device_state_busy(device_state: str) -> bool:
+    return device_state.upper() in BUSY_DEVICE_STATES
+
+
 class Presence(enum.StrEnum):
     AVAILABLE = "available"
     ON_CALL = "on_call"

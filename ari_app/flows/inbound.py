@@ -39,6 +39,7 @@ from ari_app.domain.callbacks import offerable
 from ari_app.domain.enums import CallStatus, Outcome, TargetKind
 from ari_app.domain.errors import HotlineError
 from ari_app.domain.hours import OpeningHours
+from ari_app.domain.presence import device_state_busy
 from ari_app.domain.waits import media as spoken_wait
 from ari_app.flows import escalation
 from ari_app.flows.base import CallFlow, FlowContext, Stop, Timer
@@ -56,7 +57,6 @@ MAILBOX_FULL_SOUND = "sound:vm-mailboxfull"
 CONFIRM_TIMEOUT_S = 10  # prompt (about 3 s) + time to press 1
 POLL_S = 2.0  # covers agents freed by other nodes
 RING_BEFORE_MUSIC_S = 1.0  # an agent rung at once: music on hold only after this
-BUSY_DEVICE_STATES = {"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD"}
 CAUSE_BUSY, CAUSE_REJECTED = 17, 21
 CALLBACK_OFFER = ["sound:callback-offer"]  # "to be called back, press 1; you keep your place"
 CALLBACK_CONFIRMED = ["sound:callback-confirmed"]  # "we call you back in your turn; goodbye"
@@ -416,7 +416,7 @@ class InboundFlow(CallFlow[S]):
             state = await self.ari.get_device_state(device)
         except AriError:
             return False
-        return state.state.upper() in BUSY_DEVICE_STATES
+        return device_state_busy(state.state)
 
     async def on_timer_announce(self, _: Timer) -> None:
         if self.state not in (S.QUEUED, S.RINGING) or self.call_id is None:
@@ -439,8 +439,7 @@ class InboundFlow(CallFlow[S]):
         wait = None
         try:
             async with self.ctx.sessions() as session:
-                call = await session.get(Call, self.call_id)
-                position = await routing.position_in_queue(session, call) if call else 1
+                position = await routing.position_of(session, self.call_id)
                 wait = await estimated_wait(session, self.hotline, position, _now())
         except (SQLAlchemyError, OSError) as exc:
             log.warning("call=%s position unknown: %s", self.channel_id, exc)

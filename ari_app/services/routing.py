@@ -359,6 +359,12 @@ async def position_in_queue(session: AsyncSession, call: Call) -> int:
     return int(ahead or 0) + 1
 
 
+async def position_of(session: AsyncSession, call_id: uuid.UUID | None) -> int:
+    """`position_in_queue` of the call with this id; 1 when it has no record (any more)."""
+    call = await session.get(Call, call_id) if call_id is not None else None
+    return await position_in_queue(session, call) if call else 1
+
+
 async def reserve_agents(
     session: AsyncSession,
     *,

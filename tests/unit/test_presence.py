@@ -8,6 +8,7 @@ from ari_app.domain.presence import (
     PRESENCE_LABELS,
     InternalState,
     Presence,
+    device_state_busy,
     exposed_presence,
     internal_state,
     presence_record,
@@ -178,3 +179,10 @@ def test_record_refuses_internal_states() -> None:
     for bad in ("paused", "wrapup", "logged_out", "ringing"):
         with pytest.raises(ValueError):
             presence_record("1001", "Anna", bad)
+
+
+def test_busy_device_states() -> None:
+    for state in ("INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD", "inuse"):
+        assert device_state_busy(state), state
+    for state in ("NOT_INUSE", "UNAVAILABLE", "UNKNOWN", "INVALID", ""):
+        assert not device_state_busy(state), state
