@@ -23,12 +23,14 @@ Definitions (the README's panel section should quote them):
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import DateTime, and_, case, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from ari_app.db.models import AgentLogin, Call, Callback, CallEvent, Hotline, RosterSlot
 from ari_app.domain.callbacks import OPEN_STATES
@@ -67,6 +69,49 @@ class HotlineStats:
         return data
 
 
+def waiting_in(hotline_id: Any) -> ColumnElement[bool]:
+    """Calls waiting in the hotline's queue now (the one definition of "waiting", also in
+    the call path's statements of services/routing.py)."""
+    return and_(Call.hotline_id == hotline_id, Call.status == CallStatus.WAITING)
+
+
+async def queues(
+    session: AsyncSession, now: datetime, hotline_ids: Collection[int] | None = None
+) -> dict[int, tuple[int, int]]:
+    """Per hotline with callers waiting: (waiting, longest_wait_s); all hotlines, or those
+    of `hotline_ids`."""
+    query = (
+        select(Call.hotline_id, func.count(), func.min(Call.entered_at))
+        .where(waiting_in(Call.hotline_id), Call.hotline_id.is_not(None))
+        .group_by(Call.hotline_id)
+    )
+    if hotline_ids is not None:
+        query = query.where(Call.hotline_id.in_(hotline_ids))
+    return {
+        hotline_id: (int(n), max(0, int((now - oldest).total_seconds())))
+        for hotline_id, n, oldest in await session.execute(query)
+        if hotline_id is not None
+    }
+
+
+async def staffed(
+    session: AsyncSession,
+    presence_of: Mapping[int, Presence],
+    hotline_ids: Collection[int] | None = None,
+) -> dict[int, list[int]]:
+    """Per hotline: the agents that count as logged in to it (logged in and shown as
+    available or on a call); all hotlines, or those of `hotline_ids`."""
+    query = select(AgentLogin.hotline_id, AgentLogin.agent_id)
+    if hotline_ids is not None:
+        query = query.where(AgentLogin.hotline_id.in_(hotline_ids))
+    result: dict[int, list[int]] = {}
+    for hotline_id, agent_id in await session.execute(query):
+        presence = presence_of.get(agent_id)
+        if presence is not None and counts_as_staffed(presence):
+            result.setdefault(hotline_id, []).append(agent_id)
+    return result
+
+
 def _local_midnight(now: datetime) -> Any:
     """Start of the hotline's local day, as timestamptz, computed by Postgres per row."""
     local_now = func.timezone(Hotline.timezone, literal(now, DateTime(timezone=True)))
@@ -83,19 +128,8 @@ async def hotline_stats(
         presences = await agent_presences(session, now)
     presence_of = {p.agent_id: p.presence for p in presences}
 
-    staffed: dict[int, list[int]] = {}
-    logins = await session.execute(select(AgentLogin.hotline_id, AgentLogin.agent_id))
-    for hotline_id, agent_id in logins:
-        presence = presence_of.get(agent_id)
-        if presence is not None and counts_as_staffed(presence):
-            staffed.setdefault(hotline_id, []).append(agent_id)
-
-    waiting_rows = await session.execute(
-        select(Call.hotline_id, func.count(), func.min(Call.entered_at))
-        .where(Call.status == CallStatus.WAITING, Call.hotline_id.is_not(None))
-        .group_by(Call.hotline_id)
-    )
-    waiting = {hid: (int(n), oldest) for hid, n, oldest in waiting_rows}
+    on_duty = await staffed(session, presence_of)
+    waiting = await queues(session, now)
 
     queued = or_(
         Call.answered_at.is_not(None),
@@ -141,9 +175,8 @@ async def hotline_stats(
         ).order_by(Hotline.number)
     )
     for hid, number, name, service_level_s, callback_after_s in hotlines:
-        agents = staffed.get(hid, [])
-        count, oldest = waiting.get(hid, (0, None))
-        longest = max(0, int((now - oldest).total_seconds())) if oldest is not None else 0
+        agents = on_duty.get(hid, [])
+        count, longest = waiting.get(hid, (0, 0))
         offered_n, in_time_n = service.get(hid, (0, 0))
         result.append(
             HotlineStats(

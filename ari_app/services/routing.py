@@ -34,6 +34,7 @@ from ari_app.domain.agent_state import AgentEvent
 from ari_app.domain.enums import AgentActivity, CallStatus, Outcome, TargetKind
 from ari_app.domain.strategies import Candidate, Strategy, order_candidates
 from ari_app.services import audit
+from ari_app.services.hotline_stats import waiting_in
 
 _rng = random.Random()
 
@@ -77,7 +78,7 @@ LAST_SEQ = 2**31 - 1  # behind every queue place: a new caller's view of the que
 
 
 def _facts_columns(hotline_id: Any) -> list[Any]:
-    waiting = (Call.hotline_id == hotline_id, Call.status == CallStatus.WAITING)
+    waiting = (waiting_in(hotline_id),)  # as the panel and `hotline status` count them
     free = (
         select(
             func.json_agg(

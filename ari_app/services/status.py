@@ -20,10 +20,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ari_app.db.models import AgentLogin, Call, Hotline, Membership
-from ari_app.domain.enums import CallStatus
+from ari_app.db.models import Hotline, Membership
 from ari_app.domain.errors import NotFound
-from ari_app.domain.presence import Presence, counts_as_staffed
+from ari_app.domain.presence import Presence
+from ari_app.services.hotline_stats import queues, staffed
 from ari_app.services.presence import agent_presences
 
 STAFFED = (Presence.AVAILABLE, Presence.ON_CALL)  # the presences a logged-in count can have
@@ -81,12 +81,10 @@ async def hotline_status(
     presence = {p.agent_id: p for p in await agent_presences(session, now)}
 
     counts = {i: {p.value: 0 for p in STAFFED} for i in ids}
-    logins = await session.execute(
-        select(AgentLogin.hotline_id, AgentLogin.agent_id).where(AgentLogin.hotline_id.in_(ids))
-    )
-    for hotline_id, agent_id in logins:
-        if agent_id in presence and counts_as_staffed(presence[agent_id].presence):
-            counts[hotline_id][presence[agent_id].presence.value] += 1
+    presence_of = {agent_id: p.presence for agent_id, p in presence.items()}
+    for hotline_id, agents_in in (await staffed(session, presence_of, ids)).items():
+        for agent_id in agents_in:
+            counts[hotline_id][presence_of[agent_id].value] += 1
 
     agents: dict[int, list[dict[str, str]]] = {i: [] for i in ids}
     if with_agents:
@@ -99,23 +97,14 @@ async def hotline_status(
             if agent_id in presence:
                 agents[hotline_id].append(presence[agent_id].record())
 
-    queue_rows = await session.execute(
-        select(Call.hotline_id, func.count(), func.min(Call.entered_at))
-        .where(Call.hotline_id.in_(ids), Call.status == CallStatus.WAITING)
-        .group_by(Call.hotline_id)
-    )
-    queues = {
-        hotline_id: (int(n), max(0, int((now - first).total_seconds())))
-        for hotline_id, n, first in queue_rows
-        if hotline_id is not None
-    }
+    waiting = await queues(session, now, ids)
     return [
         HotlineStatus(
             number=number,
             name=name,
             logged_in=counts[hotline_id],
-            waiting=queues.get(hotline_id, (0, 0))[0],
-            longest_wait_s=queues.get(hotline_id, (0, 0))[1],
+            waiting=waiting.get(hotline_id, (0, 0))[0],
+            longest_wait_s=waiting.get(hotline_id, (0, 0))[1],
             agents=agents[hotline_id],
         )
         for hotline_id, number, name in hotlines
