@@ -212,6 +212,7 @@ def check_hotline_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def get_hotline(session: AsyncSession, number: str) -> Hotline:
+    """The hotline with this number (the one lookup by number; NotFound if none)."""
     hotline = await session.scalar(select(Hotline).where(Hotline.number == number))
     if hotline is None:
         raise NotFound(f"no hotline with number {number}")

@@ -32,7 +32,7 @@ from ari_app.domain.callbacks import (
 from ari_app.domain.enums import CallStatus, Outcome, TargetKind
 from ari_app.domain.errors import Conflict, NotFound, Refused
 from ari_app.domain.hours import OpeningHours
-from ari_app.services import audit, calls, routing
+from ari_app.services import admin, audit, calls, routing
 from ari_app.services.routing import Offer
 
 CALLBACK_EVENT = "CALLBACK"  # call event: the caller asked to be called back
@@ -179,8 +179,7 @@ async def list_callbacks(
     """Callbacks in queue order; by default only the open ones (pending, dialling)."""
     query = select(CallbackRow, Hotline.number).join(Hotline, Hotline.id == CallbackRow.hotline_id)
     if hotline_number is not None:
-        if await session.scalar(select(Hotline.id).where(Hotline.number == hotline_number)) is None:
-            raise NotFound(f"no hotline with number {hotline_number}")
+        await admin.get_hotline(session, hotline_number)  # NotFound
         query = query.where(Hotline.number == hotline_number)
     if open_only:
         query = query.where(CallbackRow.state.in_([s.value for s in OPEN_STATES]))

@@ -9,13 +9,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ari_app.db.models import Agent, Call, CallEvent, Hotline
+from ari_app.db.models import Agent, Call, CallEvent
 from ari_app.domain.enums import CallStatus, Outcome
-
-
-async def hotline_by_number(session: AsyncSession, number: str) -> Hotline | None:
-    result: Hotline | None = await session.scalar(select(Hotline).where(Hotline.number == number))
-    return result
 
 
 async def agent_language(session: AsyncSession, agent_id: int) -> str | None:

@@ -36,7 +36,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from ari_app.db.models import Agent, Call, Callback, CallEvent, Hotline
 from ari_app.domain.callbacks import CallbackState
 from ari_app.domain.enums import CallStatus, Outcome
-from ari_app.domain.errors import InvalidValue, NotFound
+from ari_app.domain.errors import InvalidValue
+from ari_app.services import admin
 
 ENTER_QUEUE_EVENT = "ENTERQUEUE"  # logged by the inbound flow when a caller is queued
 NO_ANSWER_EVENT = "RINGNOANSWER"  # logged when an agent was rung and did not answer
@@ -132,10 +133,6 @@ class AgentDayReport:
         }
 
 
-async def _hotline_exists(session: AsyncSession, number: str) -> bool:
-    return await session.scalar(select(Hotline.id).where(Hotline.number == number)) is not None
-
-
 def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.count(case((condition, 1)))
 
@@ -165,8 +162,8 @@ async def _scope(
     """WHERE clauses for calls of the period (local days), optionally of one hotline."""
     if start > end:
         raise InvalidValue(f"report: from {start.isoformat()} is after to {end.isoformat()}")
-    if hotline_number is not None and not await _hotline_exists(session, hotline_number):
-        raise NotFound(f"no hotline with number {hotline_number}")
+    if hotline_number is not None:
+        await admin.get_hotline(session, hotline_number)  # NotFound
     # A UTC range one day wider than asked lets the index on entered_at do the coarse work;
     # the local day then decides exactly (no time zone is more than a day off UTC).
     low = datetime.combine(start - timedelta(days=1), time(), UTC)

@@ -15,7 +15,7 @@ from ari_app.ari.client import AriClient
 from ari_app.ari.errors import AriNotFound
 from ari_app.db.models import Hotline, Voicemail
 from ari_app.domain.errors import NotFound
-from ari_app.services import audit, notifications
+from ari_app.services import admin, audit, notifications
 
 FETCH_TIMEOUT_S = 60.0  # a few MB of WAV; the client's default is for small REST answers
 
@@ -81,10 +81,6 @@ async def store_voicemail(
     return vm
 
 
-async def _hotline_exists(session: AsyncSession, number: str) -> bool:
-    return await session.scalar(select(Hotline.id).where(Hotline.number == number)) is not None
-
-
 def _info(vm: Voicemail, hotline_number: str) -> VoicemailInfo:
     return VoicemailInfo(
         id=vm.id,
@@ -108,8 +104,7 @@ async def list_voicemails(
         .order_by(Voicemail.recorded_at, Voicemail.id)
     )
     if hotline_number is not None:
-        if not await _hotline_exists(session, hotline_number):
-            raise NotFound(f"no hotline with number {hotline_number}")
+        await admin.get_hotline(session, hotline_number)  # NotFound
         query = query.where(Hotline.number == hotline_number)
     if not include_done:
         query = query.where(Voicemail.done_at.is_(None))
