@@ -233,7 +233,8 @@ class Table(Generic[S]):
         for row in rows:
             for state in row.states:
                 for event in row.events:
-                    self.moves.setdefault((state, event), set()).update(row.to)
+                    moves = self.moves.setdefault((state, event), set())
+                    moves |= set(row.to)
 
     def handles(self, state: S, event: str) -> bool:
         return (state, event) in self.moves
