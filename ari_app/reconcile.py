@@ -93,9 +93,9 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
         dead_bridges: list[str] = []  # of calls closed here: nothing uses them any more
         # Agents of callback attempts this process runs stay reserved; attempts nobody runs
         # any more are given back, and their legs ("<call id>-cb...") hung up.
-        keep_reserved: set[uuid.UUID] = set(callback.running_calls())
+        keep_reserved: set[uuid.UUID] = set(callback.running_calls(ctx))
         recovered = await callbacks.recover(
-            session, node=ctx.node, running=callback.running(), now=now
+            session, node=ctx.node, running=callback.running(ctx), now=now
         )
         stale_legs = [
             channel_id

@@ -167,9 +167,11 @@ class FlowContext:
     followed_devices: Callable[[], Collection[str]] = frozenset
     # Calls this app placed to external numbers (device presence counts their agents busy).
     external_calls: ExternalCalls = field(default_factory=ExternalCalls)
-    # Flows with their own task: handovers by id, escalations by hotline id.
+    # Flows with their own task: handovers by id, escalations by hotline id, callback
+    # attempts by callback id.
     handovers: FlowTasks[str] = field(default_factory=FlowTasks)
     escalations: FlowTasks[int] = field(default_factory=FlowTasks)
+    callbacks: FlowTasks[int] = field(default_factory=FlowTasks)
 
     def one_statement(self) -> async_sessionmaker[AsyncSession]:
         return self.statement_sessions or self.sessions

@@ -385,7 +385,7 @@ class CallbackFlow(CallFlow[C]):
                 await self._give_back("flow ended", unanswered=False)
         elif not self.agent_released and self.state is not C.BRIDGED:
             log.warning("call=%s agent of the callback left reserved", self.channel_id)
-        _running.pop(self.attempt.callback_id, None)
+        self.ctx.registry.release_flow(self)
 
     async def _hang_up_all(self) -> None:
         for leg in list(self.live):
@@ -405,17 +405,16 @@ class CallbackFlow(CallFlow[C]):
 
 
 # -- the dialler: one per process ----------------------------------------------------------
-_running: dict[int, CallbackFlow] = {}  # callback id -> its attempt's flow in this process
-
-
-def running() -> frozenset[int]:
+def running(ctx: FlowContext) -> frozenset[int]:
     """Callbacks whose attempt a flow of this process runs (reconcile keeps them)."""
-    return frozenset(_running)
+    return ctx.callbacks.keys()
 
 
-def running_calls() -> frozenset[uuid.UUID]:
+def running_calls(ctx: FlowContext) -> frozenset[uuid.UUID]:
     """The original calls of those attempts: their agents stay reserved."""
-    return frozenset(flow.attempt.call_id for flow in _running.values())
+    return frozenset(
+        flow.attempt.call_id for flow in ctx.callbacks.flows() if isinstance(flow, CallbackFlow)
+    )
 
 
 class CallbackDialler:
@@ -425,7 +424,6 @@ class CallbackDialler:
     def __init__(self, ctx: FlowContext) -> None:
         self.ctx = ctx
         self._wake = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def wake(self) -> None:
         self._wake.set()
@@ -449,18 +447,9 @@ class CallbackDialler:
         async with self.ctx.sessions() as session, session.begin():
             attempts = await callbacks.take_due(session, node=self.ctx.node, now=_now())
         for attempt in attempts:
-            flow = CallbackFlow(self.ctx, attempt)
-            _running[attempt.callback_id] = flow
-            task = asyncio.create_task(flow.run(), name=f"callback-{attempt.callback_id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self.ctx.callbacks.start(attempt.callback_id, CallbackFlow(self.ctx, attempt))
         return len(attempts)
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Shutdown: attempts not yet bridged are given back, conversations end."""
-        for flow in list(_running.values()):
-            flow.deliver(Stop("shutdown"))
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
-            for task in pending:
-                task.cancel()
+        await self.ctx.callbacks.stop(timeout)
