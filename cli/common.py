@@ -25,6 +25,8 @@ from ari_app.db.session import make_engine, make_sessionmaker
 from ari_app.domain import values
 from ari_app.domain.errors import InvalidValue
 
+from .errors import json_errors
+
 T = TypeVar("T")
 Unit = Callable[[AsyncSession], Awaitable[T]]
 
@@ -148,6 +150,11 @@ SINCE = SinceType()
 
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(
-        func
-    )
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        callback=json_errors,
+        is_eager=True,  # before the other options' values, whose errors it formats
+        help="Print JSON instead of a table (errors too, with their code).",
+    )(func)

@@ -12,6 +12,7 @@ from ari_app.services import reports
 
 from . import chart, output
 from .common import DAY, DURATION, run
+from .errors import json_errors
 
 HOTLINE_COLUMNS = [
     *("hotline", "name", "day", "calls", "offered"),
@@ -89,7 +90,14 @@ def _agent_table(rows: list[dict[str, Any]]) -> None:
     default="table",
     show_default=True,
 )
-@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    callback=json_errors,
+    is_eager=True,  # before the other options' values, whose errors it formats
+    help="Same as --format json.",
+)
 @click.option(
     "--service-level",
     type=DURATION,

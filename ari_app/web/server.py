@@ -24,7 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ari_app.config import Settings
-from ari_app.domain.errors import NotFound
+from ari_app.domain import errors
 from ari_app.domain.sounds import DEFAULT_LANGUAGE
 from ari_app.services import reports
 from ari_app.services.hotline_stats import hotline_stats, panel_snapshot
@@ -127,9 +127,29 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, headers={"Cache-Control": "no-store"})
 
 
+# The web edge's one table of domain errors (DESIGN.md, convention 5): code -> HTTP status.
+# Bodies are {"error": <message>, "code": <the error's stable code>}, as the CLI's --json.
+HTTP_STATUS = {
+    errors.NotFound.code: 404,
+    errors.InvalidValue.code: 400,
+    errors.Conflict.code: 409,
+    errors.Refused.code: 403,
+    errors.Unavailable.code: 503,
+}
+
+
+def _error(exc: errors.HotlineError, status: int | None = None) -> web.Response:
+    """A domain error as the API answers it; `status` only where HTTP has a more precise
+    one than the table's (429 for a limit per client)."""
+    return _json(
+        {"error": exc.message, "code": exc.code},
+        status=status or HTTP_STATUS.get(exc.code, 500),
+    )
+
+
 def _db_error(exc: Exception) -> web.Response:
     log.warning("panel: database unavailable: %s", exc)
-    return _json({"error": "database unavailable"}, status=503)
+    return _error(errors.Unavailable("database unavailable"))
 
 
 @web.middleware
@@ -208,15 +228,15 @@ async def api_charts(request: web.Request) -> web.Response:
     try:
         day = date.fromisoformat(request.query["day"]) if "day" in request.query else None
     except ValueError:
-        return _json({"error": "day must be YYYY-MM-DD"}, 400)
+        return _error(errors.InvalidValue("day must be YYYY-MM-DD"))
     try:
         async with ctx.sessions() as session:
             local = await reports.local_now(session, _now(), number)
             until = local.hour if day is None or day == local.date() else None
             day = day or local.date()
             series = await reports.day_series(session, day, hotline_number=number, until_hour=until)
-    except NotFound as exc:
-        return _json({"error": exc.message}, 404)
+    except errors.HotlineError as exc:
+        return _error(exc)
     except Exception as exc:
         return _db_error(exc)
     return _json({"day": day.isoformat(), "hours": [p.as_dict() for p in series]})
@@ -236,11 +256,11 @@ async def api_stream(request: web.Request) -> web.StreamResponse:
     [...]}), each sent at once on connect and again whenever it changes."""
     ctx = request.app[CTX]
     if ctx.hub.subscribers >= MAX_STREAMS:
-        return _json({"error": "too many panel streams"}, status=503)
+        return _error(errors.Unavailable("too many panel streams"))
     client = client_key(request, ctx.access.trusted_proxies)
     if ctx.streams.get(client, 0) >= ctx.access.streams_per_client:
         log.warning("panel: refused another event stream for %s (limit reached)", client)
-        return _json({"error": "too many event streams from this client"}, status=429)
+        return _error(errors.Refused("too many event streams from this client"), status=429)
     ctx.streams[client] = ctx.streams.get(client, 0) + 1
     try:
         return await _stream(request, ctx)

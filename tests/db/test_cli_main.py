@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import click
 import pytest
@@ -61,3 +63,46 @@ async def test_main_exit_codes(
     assert "error: no hotline with number 999" in err
     assert "error: opening hours: unknown day 'xx'" in err
     assert "Traceback" not in err
+
+
+async def test_json_errors_carry_the_domain_errors_code(
+    sessions: Sessions, database_url: str
+) -> None:
+    """With --json a failing command prints its error as one JSON line on stderr with the
+    stable code of the domain error (domain/errors.py); without, the readable line."""
+    cli = Cli(database_url)
+
+    async def error(*args: str) -> Any:
+        result = await cli(*args, "--json")
+        assert result.exit_code == 1 and not result.stdout, result.output
+        [line] = result.stderr.strip().splitlines()
+        return json.loads(line)
+
+    assert await error("line", "show", "999") == {
+        "error": "no hotline with number 999",
+        "code": "not_found",
+    }
+    assert (await error("status", "999"))["code"] == "not_found"
+    invalid = await error("report", "--from", "13/13")
+    assert invalid["code"] == "invalid" and invalid["error"].startswith("--from")
+    await cli.ok("line", "create", "500", "--name", "A")
+    await cli.ok("agent", "create", "101", "--name", "Anna")
+    assert (await error("agent", "show", "102"))["code"] == "not_found"
+    assert await cli.fails("line", "show", "999") == "error: no hotline with number 999"
+
+
+def test_every_error_the_cli_reports_has_a_code() -> None:
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from ari_app.ari.errors import AriConnectionError
+    from ari_app.domain import errors
+    from hotline_cli.errors import describe
+
+    for cls in (errors.NotFound, errors.Conflict, errors.InvalidValue, errors.Refused):
+        assert describe(cls("x")) == (cls.code, "x")
+    assert describe(AriConnectionError("down"))[0] == errors.Unavailable.code  # type: ignore[index]
+    integrity = IntegrityError("INSERT", {}, Exception("duplicate key"))
+    assert describe(integrity)[0] == errors.Conflict.code  # type: ignore[index]
+    outage = OperationalError("SELECT 1", {}, Exception("connection refused"))
+    assert describe(outage)[0] == errors.Unavailable.code  # type: ignore[index]
+    assert describe(ValueError("bug")) is None  # printed as code "internal"

@@ -333,3 +333,21 @@ async def test_charts_json_has_24_hours_and_checks_its_parameters(
         assert resp.status == 400
     async with http.get(f"{panel.url}/api/charts?hotline=999") as resp:
         assert resp.status == 404
+
+
+async def test_api_errors_carry_the_domain_errors_code(
+    sessions: Sessions, panel: PanelServer, http: aiohttp.ClientSession
+) -> None:
+    """Error bodies name the stable code of the domain error (domain/errors.py), as the
+    CLI's --json errors do; the status comes from the web edge's one table."""
+    await seed_team(sessions)
+    async with http.get(f"{panel.url}/api/charts?day=2. November") as resp:
+        assert (resp.status, await resp.json()) == (
+            400,
+            {"error": "day must be YYYY-MM-DD", "code": "invalid"},
+        )
+    async with http.get(f"{panel.url}/api/charts?hotline=999") as resp:
+        assert (resp.status, await resp.json()) == (
+            404,
+            {"error": "no hotline with number 999", "code": "not_found"},
+        )
