@@ -309,12 +309,16 @@ class CallbackFlow(CallFlow[C]):
         if self.state is C.BRIDGED:
             await self._call_over(f"{leg} hung up")
         elif leg == self.agent_leg and self.state in (C.AGENT_RINGING, C.AGENT_PROMPT):
-            unanswered = self.state is C.AGENT_RINGING or self.confirming
-            unanswered = unanswered and event.cause not in (CAUSE_BUSY, CAUSE_REJECTED)
+            # Not answered, or hung up on the prompt: counts towards the agent's no-answer
+            # limit (a busy or rejecting phone does not).
+            unanswered = event.cause not in (CAUSE_BUSY, CAUSE_REJECTED)
             await self._give_back(f"agent leg gone (cause {event.cause})", unanswered=unanswered)
         elif leg == self.agent_leg and self.state is C.CITIZEN_RINGING:
-            # The agent hung up while the citizen's phone rang: not the citizen's fault.
-            await self._give_back("agent hung up", unanswered=False)
+            # The agent hung up while the citizen's phone rang: not the citizen's attempt,
+            # but the citizen was rung: the next try waits the callback interval.
+            await self._give_back(
+                "agent hung up", unanswered=True, delay_s=self.hotline.callback_interval_s
+            )
         elif leg == self.citizen_leg and self.state is C.CITIZEN_RINGING:
             await self._not_reached(f"cause {event.cause}")
         elif self.state is C.NOT_REACHED and not self.live:
@@ -343,10 +347,11 @@ class CallbackFlow(CallFlow[C]):
         self.agent_released = True
         self.ctx.agents_changed.notify()
 
-    async def _give_back(self, cause: str, *, unanswered: bool) -> None:
+    async def _give_back(self, cause: str, *, unanswered: bool, delay_s: int | None = None) -> None:
         """The citizen was not reached for want of an agent: the attempt does not count,
-        the callback keeps its place (after the hotline's retry delay)."""
-        attempt, now, delay = self.attempt, _now(), self.hotline.retry_delay_s
+        the callback keeps its place (after the hotline's retry delay, or `delay_s`)."""
+        attempt, now = self.attempt, _now()
+        delay = self.hotline.retry_delay_s if delay_s is None else delay_s
 
         async def store(session: AsyncSession) -> None:
             await self._release_agent(session, unanswered=unanswered)

@@ -5,6 +5,7 @@ its retries and its giving up."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -176,4 +177,24 @@ async def test_agent_first_then_the_citizen_retried_then_failed(
         state = await session.get(AgentState, 1)
     assert state is not None and state.reserved_call_id is None
     assert state.activity is AgentActivity.IDLE
+    await dialler.stop()
+
+
+async def test_agent_hangs_up_while_the_citizen_rings(sessions: Sessions, world: World) -> None:
+    """Not the citizen's attempt, but the citizen's phone rang: it is hung up, and the
+    callback waits the interval before the next try (nobody is rung again at once)."""
+    ari, dispatcher = world
+    await _hotline(sessions, paused=True, callback_after_s=1, callback_interval_s=300)
+    await _requested(sessions, world)
+    dialler = CallbackDialler(dispatcher.ctx)
+    assert await dialler.dial_due() == 1
+    leg = await _agent_answers(ari, dispatcher, 1)
+    citizen = (await ari.wait_command("originate", 2)).kwargs["channel_id"]
+    dispatcher.on_event(event("ChannelDestroyed", channel=channel(leg), cause=16))
+    await ari.wait_for(lambda: any(c.args[0] == citizen for c in ari.called("hangup")))
+    await ari.wait_for(lambda: not dispatcher.owned_channels())
+    _, row = await _rows(sessions)
+    assert row is not None and (row.state, row.attempts) == ("pending", 0)
+    assert row.next_attempt_at > row.requested_at + timedelta(seconds=200)
+    assert await dialler.dial_due() == 0
     await dialler.stop()
