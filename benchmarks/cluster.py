@@ -98,6 +98,9 @@ class PerCallCosts:
     kamailio_ms: float
     postgres_idle_ms_per_s_per_node: float = 0.0
     node_idle_ms_per_s: float = 0.0  # a node's Asterisk and app with no calls
+    # Execution time per call of the statements that hold the hotline's advisory lock
+    # (hotline_enqueue, hotline_reserve), measured at a low rate: how long the lock is held.
+    hotline_lock_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,9 @@ class Projection:
     rows: list[ProjectionRow]
     first_shared: str  # the shared component that saturates first as nodes are added
     saturates_at: int | None  # the smallest N whose nodes would outrun it (None: never)
+    # One hotline's ceiling whatever the nodes: its calls take its advisory lock one at a
+    # time (cluster-wide); separate hotlines have separate locks. Not in `rows`.
+    hotline_lock_cps: float = math.inf
 
 
 def project(
@@ -164,6 +170,7 @@ def project(
         rows=rows,
         first_shared=first[1] if first else "none",
         saturates_at=first[0] if first else None,
+        hotline_lock_cps=1000 / costs.hotline_lock_ms if costs.hotline_lock_ms > 0 else math.inf,
     )
 
 
@@ -271,6 +278,20 @@ class ClusterMeter:
         return pg.pid
 
 
+LOCK_HOLDERS = ("hotline_enqueue(", "hotline_reserve(")  # the SQL functions that take it
+
+
+def lock_ms_per_call(
+    before: dict[int, tuple[int, float, str]], after: dict[int, tuple[int, float, str]], calls: int
+) -> float:
+    """Execution ms per call of the statements that hold a hotline's advisory lock."""
+    total = 0.0
+    for qid, (_, ms, query) in after.items():
+        if any(name in query for name in LOCK_HOLDERS):
+            total += ms - before.get(qid, (0, 0.0, query))[1]
+    return total / max(1, calls)
+
+
 def top_statements(
     before: dict[int, tuple[int, float, str]],
     after: dict[int, tuple[int, float, str]],
@@ -302,6 +323,7 @@ class ClusterSegment:
     costs: Costs
     routed: dict[str, int]  # calls Kamailio sent to each node (by node name)
     db_top: list[dict[str, Any]]  # top statements by execution time (top_statements)
+    db_lock_ms: float  # lock_ms_per_call
     sipp_rc: int = 0
     drained: bool = True
     loadavg: float = 0.0
@@ -400,7 +422,9 @@ class ClusterBench:
             await uas.stop()
         after = await self.meter.snapshot()
         records = classify(callers.messages(), agent_invites(uas.messages()), a.threshold)
-        db_top = top_statements(statements, await self.meter.statements(), len(records))
+        statements_after = await self.meter.statements()
+        db_top = top_statements(statements, statements_after, len(records))
+        lock_ms = lock_ms_per_call(statements, statements_after, len(records))
         seg = ClusterSegment(
             phase=phase,
             rate=rate,
@@ -410,6 +434,7 @@ class ClusterBench:
             costs=Costs.between(before, after),
             routed=self._routed_since(offset),
             db_top=db_top,
+            db_lock_ms=lock_ms,
             sipp_rc=rc,
             drained=drained,
             loadavg=probes.loadavg_1m(),
@@ -527,6 +552,9 @@ def figures(
         "loadavg_1m_max": max(s.loadavg for s in segments),
         "drained": all(s.drained for s in segments),
         "db_top_statements": segments[-1].db_top,
+        "hotline_lock_ms_per_call": round(
+            sum(s.db_lock_ms * len(s.records) for s in segments) / max(1, len(records)), 3
+        ),
     }
 
 
@@ -574,6 +602,7 @@ def step_figures(
                 "time_to_agent_p99_ms": fig["time_to_agent_ms"]["p99"],
                 "cpu_ms_per_call": fig["cpu_ms_per_call"],
                 "loadavg_1m": s.loadavg,
+                "hotline_lock_ms_per_call": round(s.db_lock_ms, 3),
                 "db_top_statements": s.db_top,
             }
         )
@@ -590,6 +619,7 @@ def costs_for_projection(fixed: dict[str, Any], idle: dict[str, Any], nodes: int
         postgres_ms=cpu["postgres"] or 0.0,
         kamailio_ms=cpu["kamailio"] or 0.0,
         postgres_idle_ms_per_s_per_node=(idle["postgres_cpu_ms_per_s"] or 0.0) / nodes,
+        hotline_lock_ms=fixed.get("hotline_lock_ms_per_call") or 0.0,
         node_idle_ms_per_s=(
             sum(v or 0.0 for v in idle["asterisk_cpu_ms_per_s"].values())
             + sum(v or 0.0 for v in idle["app_cpu_ms_per_s"].values())
@@ -606,6 +636,7 @@ def projection_json(p: Projection) -> dict[str, Any]:
         "per_node_cps": num(p.per_node_cps),
         "postgres_core_cps": num(p.postgres_core_cps),
         "kamailio_core_cps": num(p.kamailio_core_cps),
+        "hotline_lock_cps": num(p.hotline_lock_cps),
         "first_shared": p.first_shared,
         "saturates_at_nodes": p.saturates_at,
         "rows": [
@@ -776,6 +807,23 @@ def markdown(result: dict[str, Any]) -> str:
         else:
             verdict = "No shared component saturates before 1000 nodes on these figures."
         out += ["", verdict, ""]
+        lock_ms = c.get("hotline_lock_ms")
+        if lock_ms:
+            line = (
+                "One hotline: the statements that hold its advisory lock (hotline_enqueue, "
+                f"hotline_reserve) ran {_f(lock_ms)} ms per call at "
+                f"{_f(result['fixed']['rate_cps'])} calls/s, so one hotline takes at most "
+                f"about {_f(proj['hotline_lock_cps'])} calls/s whatever the nodes (the lock is "
+                "cluster-wide; every hotline has its own)."
+            )
+            failed = next((x for x in (step or {}).get("steps", []) if x["failed"]), None)
+            if failed is not None and failed.get("hotline_lock_ms_per_call") is not None:
+                line += (
+                    f" In the first failed step ({failed['rate_cps']:g} calls/s) they ran "
+                    f"{_f(failed['hotline_lock_ms_per_call'])} ms per call: waiting, for the "
+                    "lock or for a CPU."
+                )
+            out += [line, ""]
     return "\n".join(out)
 
 

@@ -12,6 +12,7 @@ from benchmarks.cluster import (
     SECTION_MARKER,
     PerCallCosts,
     kept_section,
+    lock_ms_per_call,
     project,
     splice_section,
 )
@@ -65,3 +66,24 @@ def test_the_cluster_section_replaces_its_old_self_and_keeps_the_rest(tmp_path: 
     rewritten = "# Benchmark results\n\na new table\n" + kept_section(path)
     assert "a new table" in rewritten and rewritten.endswith("second\n")
     assert kept_section(tmp_path / "missing.md") == ""
+
+
+def test_one_hotline_is_capped_by_how_long_its_lock_is_held() -> None:
+    costs = PerCallCosts(asterisk_ms=40, app_ms=40, postgres_ms=5, kamailio_ms=0.5)
+    assert math.isinf(project(costs).hotline_lock_cps)
+    locked = PerCallCosts(
+        asterisk_ms=40, app_ms=40, postgres_ms=5, kamailio_ms=0.5, hotline_lock_ms=2.0
+    )
+    p = project(locked)
+    assert p.hotline_lock_cps == pytest.approx(500.0)
+    assert p.rows == project(costs).rows  # a per-hotline ceiling, not the cluster's
+
+
+def test_lock_time_counts_only_the_statements_that_take_the_hotline_lock() -> None:
+    before = {1: (10, 50.0, "SELECT o_seq FROM hotline_enqueue($1)"), 2: (5, 5.0, "SELECT 1")}
+    after = {
+        1: (20, 80.0, "SELECT o_seq FROM hotline_enqueue($1)"),
+        2: (50, 500.0, "SELECT 1"),
+        3: (10, 20.0, "SELECT o_agent FROM hotline_reserve($1)"),
+    }
+    assert lock_ms_per_call(before, after, 10) == pytest.approx((30.0 + 20.0) / 10)
