@@ -467,3 +467,22 @@ async def test_routing_serves_entry_order_under_random_operations(sessions: Sess
     # The run covers completed callbacks, retries and callbacks failed for good.
     assert {"completed", "failed"} <= {state for state, _ in states}, states
     assert served_callbacks and set(model.assigned) - served_callbacks, model.assigned
+
+
+async def test_no_callback_starts_while_the_hotline_is_closed(sessions: Sessions) -> None:
+    from ari_app.services import agents
+
+    async with sessions() as session, session.begin():
+        hotline = await admin.create_hotline(
+            session, "500", "Bürgerbüro", callback_after_s=60, opening_hours="sa 09:00-12:00"
+        )
+        agent = await admin.create_agent(session, "101", "A", device="PJSIP/1001")
+        await admin.add_member(session, hotline, agent)
+        await agents.login(session, agent, target=None, path="cli", actor="test")
+    await _request(sessions, await _waiting(sessions, hotline))
+    friday, saturday = NOW, NOW + timedelta(days=1)  # 10:00 UTC, 11:00 in Berlin
+    async with sessions() as session, session.begin():
+        assert await callbacks.take_due(session, node="t", now=friday) == []
+    async with sessions() as session, session.begin():
+        [attempt] = await callbacks.take_due(session, node="t", now=saturday)
+    assert attempt.offer.agent_id == agent.id
