@@ -27,7 +27,7 @@ from ari_app.flows.service import ServiceFlow
 from ari_app.mailer import Mailer
 from ari_app.reconcile import LostAsterisk, reconcile
 from ari_app.roster_scheduler import RosterScheduler
-from ari_app.services import nodes, retention, routing
+from ari_app.services import device_states, nodes, retention, routing
 from ari_app.web.metrics import Metrics
 from ari_app.web.server import PanelServer
 
@@ -104,12 +104,16 @@ class HotlineApp:
             # Never keep the event stream from running; the next reconnect tries again.
             log.exception("reconciliation failed")
 
+    @property
+    def pbx(self) -> str:
+        # The same ARI URL on the same host is the same Asterisk (nodes of a cluster may
+        # all reach their own Asterisk at the same loopback URL).
+        return f"{socket.gethostname()} {self.settings.ari_url}"[:200]
+
     async def watch_siblings(self) -> None:
         """Heartbeat, and adoption of the calls of a dead sibling on the same PBX (another
         worker, or a node that shares this Asterisk): services/nodes.py."""
-        # The same ARI URL on the same host is the same Asterisk (nodes of a cluster may
-        # all reach their own Asterisk at the same loopback URL).
-        pbx = f"{socket.gethostname()} {self.settings.ari_url}"[:200]
+        pbx = self.pbx
         me, pid = self.settings.node, os.getpid()
         registered = False
         while True:
@@ -159,10 +163,11 @@ class HotlineApp:
             default_tracker(self.settings.node),
             statement_sessions=self.ctx.one_statement(),
             external_calls=self.ctx.external_calls,
+            node=self.settings.node,
+            pbx=self.pbx,
         )
-        # A phone that became idle may free an agent for waiting callers; the panel's hub
-        # can subscribe to `device_presence.changed` as well.
-        self.device_presence.changed.subscribe(self.ctx.agents_changed.notify)
+        # A phone that became idle may free an agent for waiting callers: Postgres tells
+        # every process (watch_presence_and_staffing listens), whichever wrote it.
         self.ctx.followed_devices = lambda: self.device_presence.subscribed
         self.stream.add_handler(self.device_presence.on_event)
         self.stream.add_connect_hook(self.reconcile_presence_and_staffing)
@@ -181,14 +186,19 @@ class HotlineApp:
         """Device-state updates, and a periodic staffing check for changes made outside this
         process (ops logout from the CLI, other nodes)."""
         presence = asyncio.create_task(self.device_presence.run(), name="device-presence")
+        freed = asyncio.create_task(
+            device_states.listen_agents_freed(self.engine, self.ctx.agents_changed.notify),
+            name="agents-freed",
+        )
         try:
             while True:
                 await asyncio.sleep(STAFFING_S)
                 await escalation.check_staffing(self.ctx, "check")
         finally:
-            presence.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await presence
+            for task in (presence, freed):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             self.device_presence.close()
 
     # --- team panel, metrics, data retention ------------------------------------------
@@ -208,6 +218,7 @@ class HotlineApp:
             metrics=self.metrics,
         )
         self.ctx.agents_changed.subscribe(self.panel.hub.notify)
+        self.device_presence.changed.subscribe(self.panel.hub.notify)
 
     async def purge_daily(self) -> None:
         """Pseudonymise old caller numbers and delete old voicemails, once a day."""

@@ -42,7 +42,7 @@ from ari_app.ari.client import AriClient
 from ari_app.ari.errors import AriError
 from ari_app.ari.events import DeviceStateChanged, Event
 from ari_app.domain.presence import device_state_busy
-from ari_app.services import device_states
+from ari_app.services import device_states, nodes
 from ari_app.services.device_states import AgentDevices
 from ari_app.signals import Broadcast
 
@@ -122,6 +122,8 @@ class DevicePresence:
         *,
         statement_sessions: async_sessionmaker[AsyncSession] | None = None,
         external_calls: ExternalCalls | None = None,
+        node: str | None = None,
+        pbx: str | None = None,
     ) -> None:
         self.ari = ari
         # Where the flows of this app say which external numbers they call (the app's one).
@@ -130,13 +132,21 @@ class DevicePresence:
         # The writes are one statement each (services/device_states.py): sent on an
         # AUTOCOMMIT session they need no BEGIN and COMMIT round trips.
         self.statement_sessions = statement_sessions or sessions
+        # The processes of one PBX (workers of `hotline serve --workers N`) all see the same
+        # device states: only the first live one (services/nodes.py) writes them, the others
+        # write only the calls they placed to mobiles. Without a PBX: always.
+        self.node, self.pbx = node, pbx
+        self.writes_devices = True
         self.tracker = tracker or default_tracker()
         # False while the ARI stream is down: this tracker's rows are then left to go stale
         # (its Asterisk may be dead, and with it every call it saw).
         self.live = True
         self.states: dict[str, str] = {}  # device -> last known Asterisk device state
         self.subscribed: set[str] = set()  # on the current connection
-        self.changed = Broadcast()  # some agent's device_busy changed
+        self.changed = Broadcast()  # some agent's device_busy changed (the panel)
+        # Some agent's phone went idle: waiting callers may have an agent (app.py wires it
+        # to them, or Postgres' NOTIFY does for every process: device_states.py).
+        self.freed = Broadcast()
         self._agents: list[AgentDevices] = []  # as of the last sync
         self._stored: dict[int, bool] = {}  # this tracker's rows, as last seen/written
         self._wake = asyncio.Event()
@@ -185,6 +195,17 @@ class DevicePresence:
     async def _sync(self) -> None:
         async with self.sessions() as session:
             facts = await device_states.device_facts(session, self.tracker)
+            if self.pbx is not None:
+                first = await nodes.first_alive(session, pbx=self.pbx)
+                writes = first is None or first == self.node
+                if writes != self.writes_devices:
+                    log.info(
+                        "device presence: %s",
+                        "this process writes the device states"
+                        if writes
+                        else f"{first} writes the device states",
+                    )
+                self.writes_devices = writes
         self._agents = facts.agents
         self._stored = facts.stored
         wanted = devices_to_watch(facts.agents, facts.bound)
@@ -207,14 +228,16 @@ class DevicePresence:
         if corrected:
             log.info("device presence: corrected agent(s) %s from all nodes", corrected)
             self.changed.notify()
+            self.freed.notify()
 
     async def apply(self) -> list[int]:
         """Store this tracker's view where it differs from what the states say (compared
         with the cache of the last sync and writes); returns the agents changed."""
         external = self.external_calls.numbers
+        states = self.states if self.writes_devices else {}
         changes = {}
         for agent in self._agents:
-            busy = compute_busy(agent, self.states, external)
+            busy = compute_busy(agent, states, external)
             stored = self._stored.get(agent.agent_id)
             if stored is None and not busy:
                 continue  # no row and nothing to say
@@ -229,10 +252,12 @@ class DevicePresence:
                     "device presence: %s",
                     ", ".join(f"agent {a} {'busy' if b else 'idle'}" for a, b in changes.items()),
                 )
-            # A phone gone idle may free an agent for this process's waiting callers even
-            # when another worker's tracker stored the flag first (`flipped` is empty then).
-            if flipped or not all(changes.values()):
+            if flipped:
                 self.changed.notify()
+            # A phone gone idle may free an agent (even when another node's tracker had
+            # stored the flag first and `flipped` is empty).
+            if not all(changes.values()):
+                self.freed.notify()
         return list(changes)
 
     def close(self) -> None:

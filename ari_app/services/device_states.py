@@ -9,13 +9,19 @@ the caller's session is an AUTOCOMMIT one: FlowContext.one_statement).
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from ari_app.db.models import Agent, AgentState, AgentTarget, NodeDeviceState
 from ari_app.domain.enums import TargetKind
+
+log = logging.getLogger(__name__)
 
 # A tracker's rows count this long after its last touch (it touches every resync while its
 # Asterisk is connected): a dead node's calls stop making agents busy after this.
@@ -100,3 +106,39 @@ async def refresh(session: AsyncSession, tracker: str | None) -> list[int]:
         _REFRESH, {"tracker": tracker, "stale_s": STALE_S, "forget_s": FORGET_S}
     )
     return list(rows.scalars())
+
+
+AGENTS_CHANNEL = "hotline_agents"  # NOTIFY'd when an agent's phone went idle (any process)
+_RELISTEN_S = 1.0
+
+
+async def listen_agents_freed(engine: AsyncEngine, on_freed: Callable[[], None]) -> None:
+    """Call `on_freed` whenever some process stored an agent's phone as idle (the SQL
+    function's NOTIFY): one connection of the pool held for this, LISTENing; after a
+    database restart it listens again. Runs until cancelled."""
+    while True:
+        try:
+            async with engine.connect() as conn:
+                driver: Any = (await conn.get_raw_connection()).driver_connection
+                lost = asyncio.Event()
+
+                def heard(*_: object) -> None:
+                    on_freed()
+
+                def closed(*_: object, lost: asyncio.Event = lost) -> None:
+                    lost.set()
+
+                driver.add_termination_listener(closed)
+                await driver.add_listener(AGENTS_CHANNEL, heard)
+                try:
+                    await lost.wait()
+                finally:
+                    driver.remove_termination_listener(closed)
+                    if not driver.is_closed():
+                        await driver.remove_listener(AGENTS_CHANNEL, heard)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("device presence: cannot listen for freed agents: %s", exc)
+        on_freed()  # whatever was announced meanwhile was missed
+        await asyncio.sleep(_RELISTEN_S)

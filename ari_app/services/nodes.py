@@ -67,3 +67,16 @@ async def take_over_dead(
     reservations and callback attempts become this process's; returns their names."""
     rows = await session.execute(_TAKE_OVER, {"me": me, "pbx": pbx, "stale_s": stale_s})
     return [str(name) for (name,) in rows]
+
+
+_FIRST_ALIVE = text(
+    "SELECT min(name) FROM nodes WHERE pbx = :pbx"
+    " AND seen_at > now() - make_interval(secs => :stale_s)"
+)
+
+
+async def first_alive(session: AsyncSession, *, pbx: str, stale_s: float = STALE_S) -> str | None:
+    """The live process on this PBX with the smallest name (None: none registered yet): the
+    one that does what one process per PBX should do (device presence's writes)."""
+    name = await session.scalar(_FIRST_ALIVE, {"pbx": pbx, "stale_s": stale_s})
+    return str(name) if name is not None else None

@@ -12,11 +12,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from flow_fakes import FakeAriClient, event
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ari_app.db.models import AgentState, CallStatus, NodeDeviceState, Strategy
 from ari_app.device_presence import DevicePresence
-from ari_app.services import admin, agents, calls, presence, routing
+from ari_app.services import admin, agents, calls, device_states, nodes, presence, routing
 from ari_app.services.device_states import STALE_S, store_busy
 
 pytestmark = pytest.mark.db
@@ -149,3 +149,67 @@ async def test_concurrent_writers_leave_the_or_of_their_views(sessions: Sessions
         for agent in (1, 2, 3, 4)
     }
     assert await _busy(sessions) == expected
+
+
+async def test_one_process_per_pbx_writes_its_device_states(
+    sessions: Sessions, engine: AsyncEngine
+) -> None:
+    """Two workers of one node see the same device states: only the first live one writes
+    them (one statement per change instead of one per worker), the other only its own calls
+    to mobiles; when the writer dies, the other takes over at its next resync. A phone
+    gone idle is announced through Postgres to every process, whichever wrote it."""
+    await _setup(sessions)
+    async with sessions() as session, session.begin():
+        for name in ("n-w0", "n-w1"):
+            await nodes.register(session, name=name, pbx="pbx", pid=1)
+    states = {"PJSIP/1001": "INUSE"}
+
+    def worker(name: str) -> DevicePresence:
+        return DevicePresence(
+            Ari(device_states=states),  # type: ignore[arg-type]
+            sessions,
+            f"{name}:1",
+            node=name,
+            pbx="pbx",
+        )
+
+    w0, w1 = worker("n-w0"), worker("n-w1")
+    await w0.on_connect()
+    await w1.on_connect()
+    assert (w0.writes_devices, w1.writes_devices) == (True, False)
+    assert await _rows(sessions) == {("n-w0:1", 1): True}
+    assert await _busy(sessions) == {1: True, 2: False}
+
+    heard = asyncio.Event()
+    listener = asyncio.create_task(device_states.listen_agents_freed(engine, heard.set))
+    try:
+        await asyncio.sleep(0.2)  # LISTEN issued (an early wake-up is harmless here)
+        heard.clear()
+        for w in (w0, w1):
+            w.on_event(_device_event("PJSIP/1001", "NOT_INUSE"))
+        assert await w1.apply() == []  # the non-writer writes nothing
+        await w0.apply()
+        async with asyncio.timeout(5):
+            await heard.wait()
+    finally:
+        listener.cancel()
+        await asyncio.gather(listener, return_exceptions=True)
+    assert await _busy(sessions) == {1: False, 2: False}
+
+    # The writer dies (its supervisor marks it dead): the other one writes from now on.
+    async with sessions() as session, session.begin():
+        await nodes.mark_dead(session, name="n-w0", pid=1)
+    w1.on_event(_device_event("PJSIP/1001", "RINGING"))
+    await w1.on_connect()  # a resync, as the run loop does every RESYNC_S
+    assert w1.writes_devices
+    assert await _busy(sessions) == {1: True, 2: False}
+    w0.close()
+    w1.close()
+
+
+async def _rows(sessions: Sessions) -> dict[tuple[str, int], bool]:
+    async with sessions() as session:
+        rows = await session.execute(
+            select(NodeDeviceState.tracker, NodeDeviceState.agent_id, NodeDeviceState.busy)
+        )
+        return {(tracker, agent_id): busy for tracker, agent_id, busy in rows}
