@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
 import socket
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ari_app.ari.client import AriClient
 from ari_app.ari.errors import AriError
+from ari_app.ari.events import KNOWN_EVENT_TYPES, ApplicationReplaced, DeviceStateChanged
 from ari_app.ari.stream import EventStream
 from ari_app.config import Settings
 from ari_app.db.session import make_engine, make_sessionmaker, make_statement_sessionmaker
 from ari_app.device_presence import DevicePresence, ExternalCalls, default_tracker
 from ari_app.dispatch import Dispatcher
 from ari_app.flows import escalation
-from ari_app.flows.base import ChannelRegistry, FlowContext, FlowFactory, FlowTasks
+from ari_app.flows.base import CallFlow, ChannelRegistry, FlowContext, FlowFactory, FlowTasks
 from ari_app.flows.callback import CallbackDialler
 from ari_app.flows.feature import FeatureFlow
 from ari_app.flows.greeting import GreetingFlow
@@ -92,6 +95,13 @@ class HotlineApp:
             self.settings.ari_app,
             self.stream.reconnects,
         )
+        try:
+            # Only the events something here handles: Asterisk serialises every event and
+            # the app parses and routes it, and most of a call's are not needed
+            # (ChannelVarset, ChannelDialplan, Dial, bridge and state changes ...).
+            await self.ari.set_event_filter(handled_event_types())
+        except AriError as exc:  # an Asterisk before 16.3: every event, as before
+            log.info("ARI event filter not set: %s", exc)
         try:
             # The dialplan tries this many workers' Stasis apps ([hotline-stasis]).
             await self.ari.set_global("HOTLINE_WORKERS", str(self.workers))
@@ -278,8 +288,29 @@ class HotlineApp:
             log.info("stopped")
 
 
+def handled_event_types() -> set[str]:
+    """ARI event types that a flow has a handler for (`on_<Type>`), plus those that device
+    presence and the event stream use."""
+    wanted = {DeviceStateChanged.__name__, ApplicationReplaced.__name__}
+    todo: list[type[Any]] = [CallFlow]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        wanted.update(
+            name[3:]
+            for name in dir(cls)
+            if name.startswith("on_") and name[3:] in KNOWN_EVENT_TYPES
+        )
+    return wanted
+
+
 async def serve(settings: Settings, *, grace_s: float = 30.0, workers: int = 1) -> None:
     app = HotlineApp(settings, workers=workers)
+    # Everything imported and built so far lives as long as the process: out of the
+    # cyclic GC's sight, a full collection no longer walks it (about 120k objects took
+    # 40 to 110 ms each time: the event loop's lag peaks at 10 calls/s).
+    gc.collect()
+    gc.freeze()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, app.request_stop)

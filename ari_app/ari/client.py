@@ -12,7 +12,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 from urllib.parse import quote
@@ -691,6 +691,18 @@ class AriClient:
             "POST",
             f"applications/{_seg(app or self._app)}/subscription",
             params=_params(eventSource=event_source),
+        )
+
+    async def set_event_filter(
+        self, allowed: Iterable[str], *, app: str | None = None
+    ) -> Application:
+        """Asterisk sends the app only events of these types (Asterisk 16.3 and later;
+        an empty list: every event)."""
+        return await self._get_model(
+            Application.from_json,
+            "PUT",
+            f"applications/{_seg(app or self._app)}/eventFilter",
+            json_body={"allowed": [{"type": t} for t in sorted(allowed)]},
         )
 
     async def unsubscribe(
