@@ -19,7 +19,7 @@ from ari_app.ari.errors import AriError
 from ari_app.ari.events import Event
 from ari_app.device_presence import ExternalCalls
 from ari_app.domain.sounds import localise
-from ari_app.signals import Broadcast
+from ari_app.signals import Broadcast, WaitQueue
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -155,6 +155,9 @@ class FlowContext:
     registry: ChannelRegistry = field(default_factory=ChannelRegistry)
     # Notified whenever an agent may have become free (call end, wrap-up over, login).
     agents_changed: Broadcast = field(default_factory=Broadcast)
+    # This process's waiting callers: a notification wakes them one after another, as
+    # long as each gets an agent (signals.WaitQueue), not all at once.
+    waiting: WaitQueue = field(default_factory=WaitQueue)
     metrics: Metrics | None = None
     # Sessions whose statements each commit on their own (no BEGIN/COMMIT round trips), for
     # units of work that are one statement (the call path's, see services/routing.py).
@@ -172,6 +175,9 @@ class FlowContext:
     handovers: FlowTasks[str] = field(default_factory=FlowTasks)
     escalations: FlowTasks[int] = field(default_factory=FlowTasks)
     callbacks: FlowTasks[int] = field(default_factory=FlowTasks)
+
+    def __post_init__(self) -> None:
+        self.agents_changed.subscribe(self.waiting.notify)
 
     def one_statement(self) -> async_sessionmaker[AsyncSession]:
         return self.statement_sessions or self.sessions

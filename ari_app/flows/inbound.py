@@ -129,12 +129,21 @@ class InboundFlow(CallFlow[S]):
         self._adopted_unanswered = False
         self.callback_offered = False  # "press 1 to be called back" was played
 
-    def _wake(self) -> None:
-        """An agent may be free. Wake-ups coalesce: a burst of agent changes costs a waiting
-        caller one reservation attempt, not one per change."""
+    def _wake(self) -> bool:
+        """An agent may be free (signals.WaitQueue asks the callers in queue order). Wake-ups
+        coalesce: a burst of agent changes costs a waiting caller one reservation attempt,
+        not one per change. False: this caller will not try now (ringing an agent, or in
+        its retry delay), the next one's turn."""
+        if self.state is not S.QUEUED or self.retry_at > time.monotonic():
+            return False
         if not self._wake_pending:
             self._wake_pending = True
             self.deliver(Timer("distribute"))
+        return True
+
+    def _leave_waiting(self) -> None:
+        if self.hotline is not None:
+            self.ctx.waiting.remove(self.hotline.id, self.queue_seq)
 
     # -- start: lookup and decision -------------------------------------------------------
     async def on_StasisStart(self, event: StasisStart) -> None:
@@ -221,7 +230,7 @@ class InboundFlow(CallFlow[S]):
         """`first`: agents already reserved for the call with its insert (a new call)."""
         self._transition(S.QUEUED, cause)
         self.queued_at = time.monotonic() - waited_s
-        self.ctx.agents_changed.subscribe(self._wake)
+        self.ctx.waiting.add(hotline.id, self.queue_seq, self._wake)
         self.start_timer("max_wait", max(1.0, hotline.max_wait_s - waited_s))
         if hotline.announce_frequency_s > 0:
             self.start_timer("announce", hotline.announce_frequency_s)
@@ -335,7 +344,9 @@ class InboundFlow(CallFlow[S]):
             if first:
                 offers, first = first, None
             else:
-                async with self.ctx.sessions() as session, session.begin():
+                # Single statements (the facts, then `hotline_reserve`, which re-checks
+                # under the hotline's lock): no BEGIN and COMMIT round trips per attempt.
+                async with self.ctx.one_statement()() as session, session.begin():
                     offers = await routing.reserve_agents(
                         session,
                         call_id=self.call_id,
@@ -350,6 +361,10 @@ class InboundFlow(CallFlow[S]):
             # the next ones are offered at once, but nobody twice in one round.
             if rung or len(self.tried) == tried:
                 break
+        if rung or self.tried:
+            # More agents may be free, or this caller's own earlier tries kept it from one
+            # the next caller may take: the next waiting caller's turn.
+            self.ctx.waiting.pass_on(hotline.id, self.queue_seq)
         if rung:
             self._transition(S.RINGING, "agents reserved")
         else:
@@ -560,7 +575,7 @@ class InboundFlow(CallFlow[S]):
         self.cancel_timer("max_wait")
         self.cancel_timer("announce")
         self.cancel_timer("distribute")
-        self.ctx.agents_changed.unsubscribe(self._wake)
+        self._leave_waiting()
         await self._stop_media()
         self.bridge_id = f"{self.call_id}-bridge"
         # The caller sees the hotline, never the agent's device or number: name and number
@@ -738,7 +753,7 @@ class InboundFlow(CallFlow[S]):
 
     # -- actions --------------------------------------------------------------------------
     async def _run_action(self, action: Action, cause: str) -> None:
-        self.ctx.agents_changed.unsubscribe(self._wake)
+        self._leave_waiting()
         self.cancel_timer("announce")
         self.cancel_timer("distribute")
         self.cancel_timer("max_wait")
@@ -972,7 +987,7 @@ class InboundFlow(CallFlow[S]):
             self.ended.add(resource_id)
 
     async def cleanup(self) -> None:
-        self.ctx.agents_changed.unsubscribe(self._wake)
+        self._leave_waiting()
         await self._hang_up_all()
         for leg in list(self.legs.values()):
             if leg.agent_id is not None and self.call_id is not None and leg is not self.connected:
