@@ -499,7 +499,7 @@ class InboundFlow(CallFlow[S]):
             return
         self.outcome_stored = True  # the call goes on as a callback: no outcome now
         self.outcome_counted = True
-        self.ctx.agents_changed.unsubscribe(self._wake)
+        self._leave_waiting()
         for timer in ("announce", "distribute", "max_wait", "callback_offer", "hold_music"):
             self.cancel_timer(timer)
         await self._cancel_legs()  # agents ringing for the caller are released
