@@ -210,7 +210,7 @@ class CallbackFlow(CallFlow[C]):
             return
         self.ringback = f"{self.agent_leg}-ring"
         try:  # the agent hears the citizen's phone ring
-            await self.ari.play(self.agent_leg, "tone:ring", playback_id=self.ringback)
+            await self.play(self.agent_leg, "tone:ring", self.agent_lang, playback_id=self.ringback)
         except AriError as exc:
             log.debug("call=%s no ring tone for the agent: %s", self.channel_id, exc)
             self.ringback = None

@@ -151,11 +151,11 @@ async def test_agent_first_then_the_citizen_retried_then_failed(
     dispatcher.on_event(event("ChannelDestroyed", channel=channel(leg), cause=16))
 
     # The agent does not answer the next one: not the citizen's attempt, it is given back.
-    await ari.wait_for(lambda: not dispatcher.owned_channels())  # attempt 1 over
+    await ari.wait_for(lambda: not dispatcher.ctx.callbacks.active)  # attempt 1 over
     assert await dialler.dial_due() == 1
     unanswered = (await ari.wait_command("originate", 3)).kwargs["channel_id"]
     dispatcher.on_event(event("ChannelDestroyed", channel=channel(unanswered), cause=19))
-    await ari.wait_for(lambda: not dispatcher.owned_channels())
+    await ari.wait_for(lambda: not dispatcher.ctx.callbacks.active)
     _, row = await _rows(sessions)
     assert row is not None and (row.state, row.attempts) == ("pending", 1)
 
@@ -168,7 +168,7 @@ async def test_agent_first_then_the_citizen_retried_then_failed(
     )
     await ari.wait_for(lambda: _plays(ari, leg)[-1:] == ["sound:number-not-answering"])
     dispatcher.on_event(event("ChannelDestroyed", channel=channel(leg), cause=16))
-    await ari.wait_for(lambda: not dispatcher.owned_channels())
+    await ari.wait_for(lambda: not dispatcher.ctx.callbacks.active)
     call, row = await _rows(sessions)
     assert row is not None and (row.state, row.attempts) == ("failed", 2)
     assert call.status is CallStatus.ENDED and call.outcome is Outcome.ABANDONED
@@ -192,7 +192,7 @@ async def test_agent_hangs_up_while_the_citizen_rings(sessions: Sessions, world:
     citizen = (await ari.wait_command("originate", 2)).kwargs["channel_id"]
     dispatcher.on_event(event("ChannelDestroyed", channel=channel(leg), cause=16))
     await ari.wait_for(lambda: any(c.args[0] == citizen for c in ari.called("hangup")))
-    await ari.wait_for(lambda: not dispatcher.owned_channels())
+    await ari.wait_for(lambda: not dispatcher.ctx.callbacks.active)
     _, row = await _rows(sessions)
     assert row is not None and (row.state, row.attempts) == ("pending", 0)
     assert row.next_attempt_at > row.requested_at + timedelta(seconds=200)
