@@ -12,6 +12,7 @@ from . import (
     callback,
     config,
     db,
+    flows,
     line,
     member,
     prompts,
@@ -62,6 +63,7 @@ for command in (
     audit.audit,
     purge.purge,
     prompts.prompts,
+    flows.flows,
 ):
     hotline.add_command(command)
 

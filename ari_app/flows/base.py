@@ -230,6 +230,12 @@ def on(states: S | Iterable[S], events: str | Iterable[str], to: S | Iterable[S]
     return On(many(states), many(events), many(to))
 
 
+def but(states: type[S], *final: S) -> list[S]:
+    """Every state but `final` ones: a flow that reached one has finished, and handles
+    nothing any more (not even Stop)."""
+    return [state for state in states if state not in final]
+
+
 class Table(Generic[S]):
     """A flow's state machine: (state, event) -> the states its handler may move to. The
     runtime uses it: an event without an entry in the current state is not handled (one

@@ -23,7 +23,7 @@ from ari_app.ari.events import (
     PlaybackFinished,
     StasisStart,
 )
-from ari_app.flows.base import START, CallFlow, FlowContext, Stop, Table, Timer, on
+from ari_app.flows.base import START, CallFlow, FlowContext, Stop, Table, Timer, but, on
 from ari_app.flows.playlist import Playlist
 from ari_app.services import staffing
 from ari_app.services.staffing import CallOutcome, Shortage
@@ -88,7 +88,11 @@ TABLE = Table(
         ),
         on(EscalationState.THANKING, "ChannelDestroyed", to=EscalationState.DONE),
         on(EscalationState.WAITING, "timer:next", to=_CALLING),
-        on(list(EscalationState), "Stop", to=EscalationState.STOPPED),
+        on(
+            but(EscalationState, EscalationState.DONE, EscalationState.STOPPED),
+            "Stop",
+            to=EscalationState.STOPPED,
+        ),
     ],
 )
 

@@ -8,7 +8,7 @@ import logging
 
 from ari_app.ari.errors import AriError
 from ari_app.ari.events import PlaybackFinished, StasisEnd, StasisStart
-from ari_app.flows.base import CallFlow, Table, on
+from ari_app.flows.base import CallFlow, Table, but, on
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class GreetingFlow(CallFlow[GreetingState]):
             on(GreetingState.NEW, "StasisStart", to=GreetingState.PLAYING),
             on(GreetingState.PLAYING, "PlaybackFinished", to=GreetingState.DONE),
             on((GreetingState.NEW, GreetingState.PLAYING), "StasisEnd", to=GreetingState.DONE),
-            on(list(GreetingState), "Stop"),
+            on(but(GreetingState, GreetingState.DONE), "Stop"),
         ],
     )
     playback_id: str | None = None

@@ -32,7 +32,7 @@ from ari_app.ari.events import (
 )
 from ari_app.domain.enums import TargetKind
 from ari_app.domain.errors import HotlineError
-from ari_app.flows.base import START, CallFlow, FlowContext, Stop, Table, Timer, on
+from ari_app.flows.base import START, CallFlow, FlowContext, Stop, Table, Timer, but, on
 from ari_app.flows.playlist import Playlist
 from ari_app.services import agents
 from ari_app.services import handover as service
@@ -148,7 +148,7 @@ TABLE = Table(
         ),
         on(HandoverState.ENDING, "ChannelDestroyed", to=HandoverState.DONE),
         on(_LIVE, "timer:deadline", to=(HandoverState.ENDING, HandoverState.DONE)),
-        on(list(HandoverState), "Stop"),
+        on(but(HandoverState, HandoverState.DONE), "Stop"),
     ],
 )
 

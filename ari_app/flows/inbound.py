@@ -24,7 +24,6 @@ from ari_app.ari.errors import AriError
 from ari_app.ari.events import (
     ChannelDestroyed,
     ChannelDtmfReceived,
-    ChannelHangupRequest,
     PlaybackFinished,
     RecordingFailed,
     RecordingFinished,
@@ -42,7 +41,7 @@ from ari_app.domain.hours import OpeningHours
 from ari_app.domain.presence import device_state_busy
 from ari_app.domain.waits import media as spoken_wait
 from ari_app.flows import escalation
-from ari_app.flows.base import CallFlow, FlowContext, Stop, Timer
+from ari_app.flows.base import START, CallFlow, FlowContext, Stop, Table, Timer, but, on
 from ari_app.flows.playlist import Playlist
 from ari_app.services import callbacks, calls, routing, voicemail
 from ari_app.services.routing import Offer, QueueFacts
@@ -63,7 +62,7 @@ CALLBACK_CONFIRMED = ["sound:callback-confirmed"]  # "we call you back in your t
 CALLBACK_OFFER_LATER_S = 2.0  # the offer waits for an announcement or a ringing agent
 
 
-class S(enum.Enum):
+class InboundState(enum.Enum):
     NEW = "new"
     ANNOUNCING = "announcing"  # an announcement, then hang up
     QUEUED = "queued"
@@ -94,9 +93,56 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class InboundFlow(CallFlow[S]):
+def _table() -> Table[InboundState]:
+    s = InboundState
+    waiting = (s.QUEUED, s.RINGING)
+    live = but(s, s.DONE)
+    # Leaving the queue for the hotline's action: voicemail (a full mailbox: an
+    # announcement), a forward (that may fail at once), an announcement.
+    action = (s.ANNOUNCING, s.VM_GREETING, s.FORWARDING)
+    return Table(
+        s,
+        [
+            # The caller: unknown number, closed, nobody there or the queue full, or queued
+            # (agents rung at once); no database: back to the dialplan (done).
+            on(s.NEW, "StasisStart", to=(*waiting, *action, s.DONE)),
+            # Adopted after a restart: still waiting, or bridged.
+            on(s.NEW, START, to=(*waiting, s.BRIDGED)),
+            on(s.QUEUED, "timer:distribute", to=s.RINGING),
+            # A wake-up while agents ring: nothing to do, but it is taken off the inbox.
+            on(s.RINGING, "timer:distribute"),
+            on(waiting, ("timer:announce", "timer:hold_music", "timer:callback_offer")),
+            on(waiting, "PlaybackFinished"),  # music on hold again; a leg's next prompt item
+            on(waiting, "timer:max_wait", to=action),
+            # A leg answered: an agent's (bridged, or asked to press 1 first), a forward's;
+            # a leg answering in any other state is hung up.
+            on(s.RINGING, "StasisStart", to=s.BRIDGED),
+            on(s.FORWARDING, "StasisStart", to=s.FORWARDED),
+            on([x for x in live if x not in (s.NEW, s.RINGING, s.FORWARDING)], "StasisStart"),
+            on(s.RINGING, "timer:confirm"),
+            # The agent's 1, or the caller's 1 after the callback offer.
+            on(s.RINGING, "ChannelDtmfReceived", to=(s.BRIDGED, s.ANNOUNCING)),
+            on(s.QUEUED, "ChannelDtmfReceived", to=s.ANNOUNCING),
+            on(s.ANNOUNCING, "PlaybackFinished", to=s.DONE),
+            on(s.VM_GREETING, "PlaybackFinished", to=s.RECORDING),
+            on(
+                s.RECORDING,
+                ("RecordingFinished", "RecordingFailed", "timer:recording_lost"),
+                to=(s.ANNOUNCING, s.DONE),
+            ),
+            # Hang-ups: the caller's (a recording still finishes), an agent's, a forward's.
+            on(live, ("StasisEnd", "ChannelDestroyed"), to=s.DONE),
+            on(s.RINGING, "ChannelDestroyed", to=s.QUEUED),  # nobody answered: retry later
+            on(s.FORWARDING, "ChannelDestroyed", to=s.ANNOUNCING),  # the forward failed
+            on(live, "Stop", to=s.DONE),
+        ],
+    )
+
+
+class InboundFlow(CallFlow[InboundState]):
     name = "inbound"
-    initial = S.NEW
+    initial = InboundState.NEW
+    table = _table()
 
     def __init__(self, ctx: FlowContext, channel_id: str, args: tuple[str, ...]) -> None:
         super().__init__(ctx, channel_id, args)
@@ -134,7 +180,7 @@ class InboundFlow(CallFlow[S]):
         coalesce: a burst of agent changes costs a waiting caller one reservation attempt,
         not one per change. False: this caller will not try now (ringing an agent, or in
         its retry delay), the next one's turn."""
-        if self.state is not S.QUEUED or self.retry_at > time.monotonic():
+        if self.state is not InboundState.QUEUED or self.retry_at > time.monotonic():
             return False
         if not self._wake_pending:
             self._wake_pending = True
@@ -228,7 +274,7 @@ class InboundFlow(CallFlow[S]):
         first: list[Offer] | None = None,
     ) -> None:
         """`first`: agents already reserved for the call with its insert (a new call)."""
-        self._transition(S.QUEUED, cause)
+        self._transition(InboundState.QUEUED, cause)
         self.queued_at = time.monotonic() - waited_s
         self.ctx.waiting.add(hotline.id, self.queue_seq, self._wake)
         self.start_timer("max_wait", max(1.0, hotline.max_wait_s - waited_s))
@@ -243,12 +289,12 @@ class InboundFlow(CallFlow[S]):
         if answer:
             await self.ari.answer(self.channel_id)
         greeting = [f"sound:{hotline.greeting_sound}"] if hotline.greeting_sound else []
-        if waited_s == 0 and self.state is S.QUEUED and hotline.announce_frequency_s > 0:
+        if waited_s == 0 and self.state is InboundState.QUEUED and hotline.announce_frequency_s > 0:
             # Nobody could be rung: the caller really waits, and hears where and how long.
             greeting += await self._position_media()
         if greeting and waited_s == 0:
             await self._play(greeting)
-        elif self.state is S.RINGING:
+        elif self.state is InboundState.RINGING:
             # An agent rings at once: most answer within a second, and music started and
             # stopped around that costs two requests; a longer ring gets the music.
             self.start_timer("hold_music", RING_BEFORE_MUSIC_S)
@@ -256,7 +302,11 @@ class InboundFlow(CallFlow[S]):
             await self._moh(True)
 
     async def on_timer_hold_music(self, _: Timer) -> None:
-        if self.state in (S.QUEUED, S.RINGING) and not self.moh_on and self.playback_id is None:
+        if (
+            self.state in (InboundState.QUEUED, InboundState.RINGING)
+            and not self.moh_on
+            and self.playback_id is None
+        ):
             await self._moh(True)
 
     # -- adoption after a restart (see ari_app/reconcile.py) -------------------------------
@@ -300,7 +350,7 @@ class InboundFlow(CallFlow[S]):
         self.connected, self.bridge_id = leg, call.bridge_id
         self.ctx.registry.claim(agent_leg, self)
         self.answered_at = self.queued_at = time.monotonic()
-        self._transition(S.BRIDGED, "adopted")
+        self._transition(InboundState.BRIDGED, "adopted")
 
     def _decide(self, hotline: Hotline | None, facts: QueueFacts | None) -> Action | None:
         """None: queue the caller; else the action to run instead (reason in self.reason)."""
@@ -320,13 +370,13 @@ class InboundFlow(CallFlow[S]):
 
     async def on_database_unavailable(self, event: Any) -> None:
         # Waiting callers keep their place and their music; distribution resumes later.
-        if self.state in (S.QUEUED, S.RINGING):
+        if self.state in (InboundState.QUEUED, InboundState.RINGING):
             self.start_timer("distribute", POLL_S)
 
     # -- waiting --------------------------------------------------------------------------
     async def on_timer_distribute(self, _: Timer) -> None:
         self._wake_pending = False
-        if self.state is not S.QUEUED or self.call_id is None or self.hotline is None:
+        if self.state is not InboundState.QUEUED or self.call_id is None or self.hotline is None:
             return
         wait = self.retry_at - time.monotonic()
         if wait > 0:  # a wake-up during the retry delay: not yet
@@ -366,7 +416,7 @@ class InboundFlow(CallFlow[S]):
             # the next caller may take: the next waiting caller's turn.
             self.ctx.waiting.pass_on(hotline.id, self.queue_seq)
         if rung:
-            self._transition(S.RINGING, "agents reserved")
+            self._transition(InboundState.RINGING, "agents reserved")
         else:
             self.start_timer("distribute", POLL_S)
 
@@ -434,7 +484,7 @@ class InboundFlow(CallFlow[S]):
         return device_state_busy(state.state)
 
     async def on_timer_announce(self, _: Timer) -> None:
-        if self.state not in (S.QUEUED, S.RINGING) or self.call_id is None:
+        if self.state not in (InboundState.QUEUED, InboundState.RINGING) or self.call_id is None:
             return
         assert self.hotline is not None
         # Not over an announcement still playing: Asterisk queues a second playback behind
@@ -467,7 +517,7 @@ class InboundFlow(CallFlow[S]):
         return media + (spoken_wait(wait) if wait is not None else [])
 
     async def on_timer_max_wait(self, _: Timer) -> None:
-        if self.state not in (S.QUEUED, S.RINGING):
+        if self.state not in (InboundState.QUEUED, InboundState.RINGING):
             return
         await self._cancel_legs()
         self.reason = Outcome.TIMEOUT
@@ -476,9 +526,9 @@ class InboundFlow(CallFlow[S]):
 
     # -- callback keeping the place (issue 15) --------------------------------------------
     async def on_timer_callback_offer(self, _: Timer) -> None:
-        if self.caller_gone or self.state not in (S.QUEUED, S.RINGING):
+        if self.caller_gone or self.state not in (InboundState.QUEUED, InboundState.RINGING):
             return
-        if self.state is S.RINGING or self.playback_id is not None:
+        if self.state is InboundState.RINGING or self.playback_id is not None:
             # An agent rings for the caller (the offer comes if that fails), or a position
             # announcement plays: not over it.
             self.start_timer("callback_offer", CALLBACK_OFFER_LATER_S)
@@ -505,19 +555,20 @@ class InboundFlow(CallFlow[S]):
         await self._cancel_legs()  # agents ringing for the caller are released
         await self._stop_media()
         self.ctx.agents_changed.notify()  # the place is the callback's now
-        self._transition(S.ANNOUNCING, "callback requested")
+        self._transition(InboundState.ANNOUNCING, "callback requested")
         await self._play(CALLBACK_CONFIRMED)
 
     # -- agent legs -----------------------------------------------------------------------
     async def _leg_answered(self, event: StasisStart) -> None:
         leg = self.legs.get(event.channel.id)
         if leg is None:
+            self.ignore("StasisStart", f"of a channel that is no leg ({event.channel.id})")
             return
         leg.answered = True
-        if self.state is S.FORWARDING and leg.agent_id is None:
-            await self._connect(leg, S.FORWARDED, "forward answered")
+        if self.state is InboundState.FORWARDING and leg.agent_id is None:
+            await self._connect(leg, InboundState.FORWARDED, "forward answered")
             return
-        if self.state is not S.RINGING:
+        if self.state is not InboundState.RINGING:
             await self._drop_leg(leg)
             return
         assert self.hotline is not None
@@ -534,40 +585,36 @@ class InboundFlow(CallFlow[S]):
                 return
             self.start_timer(f"confirm:{leg.channel_id}", CONFIRM_TIMEOUT_S)
             return
-        await self._connect(leg, S.BRIDGED, "agent answered")
+        await self._connect(leg, InboundState.BRIDGED, "agent answered")
 
     async def on_ChannelDtmfReceived(self, event: ChannelDtmfReceived) -> None:
         if event.channel.id == self.channel_id:
             if (
                 event.digit == "1"
                 and self.callback_offered
-                and self.state in (S.QUEUED, S.RINGING)
+                and self.state in (InboundState.QUEUED, InboundState.RINGING)
                 and not self.caller_gone
             ):
                 await self._accept_callback()
             return
         leg = self.legs.get(event.channel.id)
-        if leg is None or not leg.confirming or self.state is not S.RINGING:
-            if self.state is S.RECORDING and event.channel.id == self.channel_id:
-                return  # '#' ends the recording inside Asterisk
+        if leg is None or not leg.confirming or self.state is not InboundState.RINGING:
+            self.ignore("ChannelDtmfReceived", "not of a leg asked to press 1")
             return
         if event.digit == "1":
             leg.confirming = False
             self.cancel_timer(f"confirm:{leg.channel_id}")
             if leg.prompt is not None:
                 await leg.prompt.stop()
-            await self._connect(leg, S.BRIDGED, "agent confirmed")
+            await self._connect(leg, InboundState.BRIDGED, "agent confirmed")
 
-    async def _handle(self, event: Any) -> None:
-        if isinstance(event, Timer) and event.name.startswith("confirm:"):
-            leg = self.legs.get(event.name.removeprefix("confirm:"))
-            if leg is not None and leg.confirming:
-                log.info("call=%s agent %s did not confirm", self.channel_id, leg.agent_id)
-                await self._drop_leg(leg, unanswered=True)
-            return
-        await super()._handle(event)
+    async def on_timer_confirm(self, event: Timer) -> None:
+        leg = self.legs.get(event.subject)
+        if leg is not None and leg.confirming:
+            log.info("call=%s agent %s did not confirm", self.channel_id, leg.agent_id)
+            await self._drop_leg(leg, unanswered=True)
 
-    async def _connect(self, leg: Leg, state: S, cause: str) -> None:
+    async def _connect(self, leg: Leg, state: InboundState, cause: str) -> None:
         assert self.call_id is not None and self.hotline is not None
         for other in list(self.legs.values()):
             if other is not leg:
@@ -655,9 +702,6 @@ class InboundFlow(CallFlow[S]):
             self.ctx.agents_changed.notify()
 
     # -- hangups --------------------------------------------------------------------------
-    async def on_ChannelHangupRequest(self, event: ChannelHangupRequest) -> None:
-        pass  # ChannelDestroyed / StasisEnd follow
-
     async def on_StasisEnd(self, event: StasisEnd) -> None:
         if event.channel.id == self.channel_id:
             await self._caller_left()
@@ -671,6 +715,7 @@ class InboundFlow(CallFlow[S]):
             return
         leg = self.legs.get(event.channel.id)
         if leg is None:
+            self.ignore("ChannelDestroyed", f"of a channel that is no leg ({event.channel.id})")
             return
         self._forget_leg(leg)
         if leg is self.connected:
@@ -680,12 +725,14 @@ class InboundFlow(CallFlow[S]):
             unanswered = not leg.cancelled and event.cause not in (CAUSE_BUSY, CAUSE_REJECTED)
             self.tried.add(leg.agent_id)
             await self._release(leg.agent_id, unanswered=unanswered)
-        if self.state is S.RINGING and not any(not x.cancelled for x in self.legs.values()):
-            self._transition(S.QUEUED, f"no answer (cause {event.cause})")
+        if self.state is InboundState.RINGING and not any(
+            not x.cancelled for x in self.legs.values()
+        ):
+            self._transition(InboundState.QUEUED, f"no answer (cause {event.cause})")
             assert self.hotline is not None
             self.retry_at = time.monotonic() + self.hotline.retry_delay_s
             self.start_timer("distribute", self.hotline.retry_delay_s)
-        elif self.state is S.FORWARDING and leg.agent_id is None:
+        elif self.state is InboundState.FORWARDING and leg.agent_id is None:
             await self._close(self.reason)
             await self._announce_and_hang_up("sound:all-circuits-busy-now", "forward failed")
 
@@ -693,29 +740,29 @@ class InboundFlow(CallFlow[S]):
         if self.caller_gone:
             return
         self.caller_gone = True
-        if self.state in (S.QUEUED, S.RINGING):
+        if self.state in (InboundState.QUEUED, InboundState.RINGING):
             await self._cancel_legs()
             await self._close(Outcome.ABANDONED)
-            self._transition(S.DONE, "caller hung up")
+            self._transition(InboundState.DONE, "caller hung up")
             self.finish()
-        elif self.state in (S.BRIDGED, S.FORWARDED):
+        elif self.state in (InboundState.BRIDGED, InboundState.FORWARDED):
             await self._call_over("caller hung up")
-        elif self.state is S.RECORDING:
+        elif self.state is InboundState.RECORDING:
             self.start_timer("recording_lost", 5)  # RecordingFinished normally follows
         else:
-            if self.state in (S.VM_GREETING, S.FORWARDING):
+            if self.state in (InboundState.VM_GREETING, InboundState.FORWARDING):
                 await self._close(self.reason)
-            elif self.state is S.NEW:  # e.g. the answer failed while ARI was unreachable
+            elif self.state is InboundState.NEW:  # e.g. the answer failed while ARI was unreachable
                 await self._close(Outcome.ABANDONED)
-            self._transition(S.DONE, "caller hung up")
+            self._transition(InboundState.DONE, "caller hung up")
             self.finish()
 
     async def on_Stop(self, event: Stop) -> None:
         """Shutdown after the grace period: a conversation ends as answered (agent released);
         a caller still waiting goes to the dialplan fallback rather than being dropped."""
-        if self.state in (S.BRIDGED, S.FORWARDED):
+        if self.state in (InboundState.BRIDGED, InboundState.FORWARDED):
             await self._call_over(f"stop: {event.reason}")
-        elif self.state in (S.QUEUED, S.RINGING) and not self.caller_gone:
+        elif self.state in (InboundState.QUEUED, InboundState.RINGING) and not self.caller_gone:
             await self._cancel_legs()
             await self._stop_media()
             await self._close(Outcome.TIMEOUT)
@@ -724,15 +771,15 @@ class InboundFlow(CallFlow[S]):
             self.finish()
 
     async def _call_over(self, cause: str) -> None:
-        if self.state is S.DONE:
+        if self.state is InboundState.DONE:
             return
         leg = self.connected
         now = _now()
         assert self.call_id is not None and self.hotline is not None
         call_id, wrapup_s = self.call_id, self.hotline.wrapup_s
-        outcome = Outcome.FORWARDED if self.state is S.FORWARDED else Outcome.ANSWERED
+        outcome = Outcome.FORWARDED if self.state is InboundState.FORWARDED else Outcome.ANSWERED
         self.outcome_stored = True
-        self._transition(S.DONE, cause)
+        self._transition(InboundState.DONE, cause)
         self.finish()
         # Both parties are released before anything is stored: a slow or absent database
         # must never keep a phone line open.
@@ -774,10 +821,10 @@ class InboundFlow(CallFlow[S]):
                 full = await voicemail.mailbox_full(session, self.hotline)
             if full:  # the oldest messages are kept: "mailbox full", then the usual goodbye
                 await self._close(self.reason)
-                self._transition(S.ANNOUNCING, f"{cause}, mailbox full")
+                self._transition(InboundState.ANNOUNCING, f"{cause}, mailbox full")
                 await self._play([MAILBOX_FULL_SOUND, GOODBYE_SOUND])
                 return
-            self._transition(S.VM_GREETING, cause)
+            self._transition(InboundState.VM_GREETING, cause)
             greeting = self.hotline.voicemail_greeting
             await self._play([f"sound:{greeting}" if greeting else DEFAULT_VM_GREETING])
         elif isinstance(action, Forward):
@@ -788,7 +835,7 @@ class InboundFlow(CallFlow[S]):
 
     async def _forward(self, number: str, cause: str) -> None:
         assert self.call_id is not None
-        self._transition(S.FORWARDING, cause)
+        self._transition(InboundState.FORWARDING, cause)
         leg = Leg(f"{self.call_id}-fwd", None, number, TargetKind.EXTERNAL)
         self.legs[leg.channel_id] = leg
         self.ctx.registry.claim(leg.channel_id, self)
@@ -810,7 +857,7 @@ class InboundFlow(CallFlow[S]):
             await self._announce_and_hang_up("sound:all-circuits-busy-now", "forward failed")
 
     async def _announce_and_hang_up(self, sound: str, cause: str) -> None:
-        self._transition(S.ANNOUNCING, cause)
+        self._transition(InboundState.ANNOUNCING, cause)
         await self._play([sound])
 
     async def on_PlaybackFinished(self, event: PlaybackFinished) -> None:
@@ -818,14 +865,15 @@ class InboundFlow(CallFlow[S]):
             if leg.prompt is not None and await leg.prompt.finished(event.playback.id) is not None:
                 return  # the next item of a leg's prompt started, or the prompt is over
         if event.playback.id != self.playback_id:
+            self.ignore("PlaybackFinished", "a playback stopped or not ours")
             return
         self.playback_id = None
-        if self.state is S.ANNOUNCING:
-            self._transition(S.DONE, "announcement played")
+        if self.state is InboundState.ANNOUNCING:
+            self._transition(InboundState.DONE, "announcement played")
             self.finish()
-        elif self.state is S.VM_GREETING:
+        elif self.state is InboundState.VM_GREETING:
             await self._start_recording()
-        elif self.state in (S.QUEUED, S.RINGING) and not self.caller_gone:
+        elif self.state in (InboundState.QUEUED, InboundState.RINGING) and not self.caller_gone:
             await self._moh(True)
 
     async def _start_recording(self) -> None:
@@ -847,7 +895,7 @@ class InboundFlow(CallFlow[S]):
             await self._close(self.reason)
             self.finish()
             return
-        self._transition(S.RECORDING, "greeting played")
+        self._transition(InboundState.RECORDING, "greeting played")
 
     async def on_RecordingFinished(self, event: RecordingFinished) -> None:
         await self._recording_done(event.recording.duration, event.recording.talking_duration)
@@ -859,7 +907,7 @@ class InboundFlow(CallFlow[S]):
         await self._recording_done(None, None)
 
     async def _recording_done(self, duration: int | None, talking: int | None) -> None:
-        if self.state is not S.RECORDING or self.recording is None:
+        if self.state is not InboundState.RECORDING or self.recording is None:
             return
         assert self.hotline is not None and self.call_id is not None
         self.cancel_timer("recording_lost")
@@ -892,7 +940,7 @@ class InboundFlow(CallFlow[S]):
             await self.ari.delete_stored_recording(self.recording, missing_ok=True)
             await self._close(self.reason)
         if self.caller_gone:
-            self._transition(S.DONE, "recording finished")
+            self._transition(InboundState.DONE, "recording finished")
             self.finish()
         else:
             await self._announce_and_hang_up(GOODBYE_SOUND, "recording finished")
@@ -906,7 +954,7 @@ class InboundFlow(CallFlow[S]):
         except AriError as exc:
             log.error("call=%s could not hand back to the dialplan: %s", self.channel_id, exc)
             self.caller_gone = False
-        self._transition(S.DONE, "fallback")
+        self._transition(InboundState.DONE, "fallback")
         self.finish()
 
     async def _close(self, outcome: Outcome) -> None:
@@ -992,7 +1040,7 @@ class InboundFlow(CallFlow[S]):
         for leg in list(self.legs.values()):
             if leg.agent_id is not None and self.call_id is not None and leg is not self.connected:
                 await self._safe(self._release(leg.agent_id, unanswered=False))
-        if self.call_id is not None and self.state is not S.DONE:
+        if self.call_id is not None and self.state is not InboundState.DONE:
             await self._safe(self._close(Outcome.ABANDONED))
         self.ctx.agents_changed.notify()
 

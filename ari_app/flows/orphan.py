@@ -32,7 +32,7 @@ class OrphanFlow(CallFlow[OrphanState]):
                 (START, "PlaybackFinished", "timer:give_up", "StasisEnd", "ChannelDestroyed"),
                 to=OrphanState.DONE,
             ),
-            on(list(OrphanState), "Stop"),
+            on(OrphanState.APOLOGISING, "Stop"),
         ],
     )
 

@@ -32,7 +32,7 @@ from ari_app.db.models import Agent
 from ari_app.domain.errors import InvalidValue
 from ari_app.domain.features import collect
 from ari_app.domain.pin import PIN_MAX_LENGTH
-from ari_app.flows.base import CallFlow, FlowContext, FlowEvent, Table, Timer, on
+from ari_app.flows.base import CallFlow, FlowContext, FlowEvent, Table, Timer, but, on
 from ari_app.flows.handover import HandoverAction, start_handover
 from ari_app.services import auth
 from ari_app.services.audit import Path
@@ -135,10 +135,10 @@ def dialogue_table(
     """The table of an interactive flow: StasisStart in `new` leads to `start`; in each
     state of `steps` the dialogue's events lead to the states given. Any of them may end
     the call (`done`: a goodbye, a failed request), and so does the caller hanging up."""
-    rows = [on(new, "StasisStart", to=(*start, done)), on(list(states), "Stop")]
+    rows = [on(new, "StasisStart", to=(*start, done)), on(but(states, done), "Stop")]
     # `new` too: a call refused at once (unknown code, no database) hears why first.
     rows += [on(state, DIALOGUE, to=(*to, done)) for state, to in {new: (), **steps}.items()]
-    rows.append(on([s for s in states if s is not done], HANG_UPS, to=done))
+    rows.append(on(but(states, done), HANG_UPS, to=done))
     return Table(states, rows)
 
 
