@@ -453,6 +453,10 @@ class CallbackDialler:
             attempts = await callbacks.take_due(session, node=self.ctx.node, now=_now())
         for attempt in attempts:
             self.ctx.callbacks.start(attempt.callback_id, CallbackFlow(self.ctx, attempt))
+        if attempts:
+            # The waiting callers' chain of wake-ups (signals.WaitQueue) stopped at the
+            # first one behind a callback: the agents left free are theirs to try for now.
+            self.ctx.waiting.notify()
         return len(attempts)
 
     async def stop(self, timeout: float = 5.0) -> None:
