@@ -21,18 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from ari_app.ari.errors import AriError, AriNotFound, AriUnprocessable
 from ari_app.ari.events import ChannelDestroyed
 from ari_app.ari.models import Channel
-from ari_app.db.models import AgentState, Call, Hotline
-from ari_app.domain.enums import AgentActivity, CallStatus, Outcome
+from ari_app.domain.enums import CallStatus
 from ari_app.flows import callback
 from ari_app.flows.inbound import InboundFlow
 from ari_app.flows.orphan import OrphanFlow
-from ari_app.services import callbacks, calls, routing
+from ari_app.services import admin, callbacks, recovery
 
 if TYPE_CHECKING:
     from ari_app.dispatch import Dispatcher
@@ -40,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OPEN = (CallStatus.NEW, CallStatus.WAITING, CallStatus.BRIDGED, CallStatus.ACTION)
 # An Asterisk whose events and REST API have both been gone this long has lost every call
 # (a restarted Asterisk has no channels; a dead node is out of the dispatcher by then).
 ASTERISK_LOST_S = 10.0
@@ -72,22 +67,11 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
 
     now = datetime.now(UTC)
     async with ctx.sessions() as session, session.begin():
-        open_calls = list(
-            await session.scalars(
-                select(Call)
-                .where(Call.node == ctx.node, Call.status.in_(OPEN))
-                .order_by(Call.queue_seq)
-            )
-        )
-        hotlines = {h.id: h for h in await session.scalars(select(Hotline))}
-        # Calls another process drives (a sibling adopted them while this one was down):
-        # their channels, and their agents' legs ("<call id>-a..."), are not orphans.
-        elsewhere = {
-            str(call_id): channel_id
-            for call_id, channel_id in await session.execute(
-                select(Call.id, Call.channel_id).where(Call.node != ctx.node, Call.status.in_(OPEN))
-            )
-        }
+        open_calls = await recovery.open_calls(session, ctx.node)
+        hotlines = {h.id: h for h in await admin.list_hotlines(session)}
+        # Calls another process drives: their channels, and their agents' legs
+        # ("<call id>-a..."), are not orphans.
+        elsewhere = await recovery.calls_elsewhere(session, ctx.node)
         taken: set[str] = set()  # channels a flow (live or adopted) looks after
         leftover: list[str] = []
         dead_bridges: list[str] = []  # of calls closed here: nothing uses them any more
@@ -110,7 +94,7 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
             bridge = bridges.get(call.bridge_id) if call.bridge_id else None
             others = [c for c in (bridge.channels if bridge else ()) if c != call.channel_id]
             if call.channel_id not in channels:
-                await _close_vanished(session, call, now)
+                await recovery.close_vanished(session, call, now)
                 result.closed += 1
                 if bridge is not None:
                     dead_bridges.append(bridge.id)
@@ -124,7 +108,7 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
                 keep_reserved.add(call.id)
                 result.adopted_bridged += 1
             elif hotline and call.status in (CallStatus.WAITING, CallStatus.NEW):
-                await _release_all(session, call.id)
+                await recovery.release_all(session, call.id)
                 answered = channels[call.channel_id].state == "Up"
                 gone = await _follow(ctx, [call.channel_id], in_app)
                 flow = InboundFlow.adopt(ctx, call, hotline, caller_answered=answered)
@@ -134,22 +118,14 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
                 taken.add(call.channel_id)
                 result.adopted_waiting += 1
             else:
-                await _close_vanished(session, call, now)  # half-done action: apologise
+                await recovery.close_vanished(session, call, now)  # half-done action: apologise
                 result.closed += 1
                 if bridge is not None:  # e.g. the agent hung up while nobody watched
                     dead_bridges.append(bridge.id)
                 if call.channel_id not in in_app:
                     # Held by a dead sibling's app (services/nodes.py): ours to apologise to.
                     leftover.append(call.channel_id)
-        # Agents rung by a process that died stay "ringing" forever unless released here.
-        stuck = update(AgentState).where(
-            AgentState.reserved_by_node == ctx.node, AgentState.reserved_call_id.is_not(None)
-        )
-        if keep_reserved:
-            stuck = stuck.where(AgentState.reserved_call_id.not_in(keep_reserved))
-        await session.execute(
-            stuck.values(reserved_call_id=None, reserved_by_node=None, activity=AgentActivity.IDLE)
-        )
+        await recovery.release_stuck(session, ctx.node, keep_reserved)
 
     for channel_id in stale_legs:
         taken.add(channel_id)
@@ -209,32 +185,6 @@ def _destroyed(app: str, channel_id: str) -> ChannelDestroyed:
         cause=16,
         cause_txt="gone while the ARI link was down",
     )
-
-
-async def _release_all(session: AsyncSession, call_id: uuid.UUID) -> None:
-    """Agents still reserved for a call that is going back to the queue."""
-    await session.execute(
-        update(AgentState)
-        .where(AgentState.reserved_call_id == call_id)
-        .values(reserved_call_id=None, reserved_by_node=None, activity=AgentActivity.IDLE)
-    )
-
-
-async def _close_vanished(session: AsyncSession, call: Call, now: datetime) -> None:
-    """The caller left while no process was watching: close the record as it stood."""
-    if call.status is CallStatus.BRIDGED and call.agent_id is not None:
-        wrapup = 0
-        if call.hotline_id is not None:
-            hotline = await session.get(Hotline, call.hotline_id)
-            wrapup = hotline.wrapup_s if hotline else 0
-        await routing.agent_finished(
-            session, agent_id=call.agent_id, call_id=call.id, wrapup_s=wrapup, now=now
-        )
-        outcome = Outcome.ANSWERED
-    else:
-        await _release_all(session, call.id)
-        outcome = Outcome.ABANDONED
-    await calls.close_call(session, call.id, outcome, now=now, agent_id=call.agent_id)
 
 
 class LostAsterisk:
