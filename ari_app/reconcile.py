@@ -104,7 +104,7 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
                 dispatcher.adopt(flow, [call.channel_id, others[0]])
                 for channel_id in gone:  # hung up since the snapshot: no event will come
                     flow.deliver(_destroyed(ctx.app_name, channel_id))
-                taken.update((call.channel_id, others[0]))
+                taken |= {call.channel_id, others[0]}
                 keep_reserved.add(call.id)
                 result.adopted_bridged += 1
             elif hotline and call.status in (CallStatus.WAITING, CallStatus.NEW):
