@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from typing import Any
 
 from ari_app.ari.events import StasisStart
 from ari_app.db.models import Agent
@@ -50,6 +51,44 @@ def status_media(logged_in: bool, paused: bool, agents_in: int, waiting: int) ->
 
 def own_status_media(told: OwnStatus) -> list[str]:
     return status_media(told.logged_in, told.paused, told.agents_in, told.waiting)
+
+
+# What the agent hears after an action, and the cause in the flow's transition log.
+Told = tuple[tuple[str, ...], str]
+
+
+async def log_out(
+    flow: InteractiveFlow[Any], agent: Agent, hotline_number: str | None, path: Path
+) -> Told | None:
+    """Log out by phone (*22[<hotline>], the service line's 2), for the feature-code and
+    the service-line flow alike. None: the staffing rule refused (offer a handover)."""
+    try:
+        async with flow.sessions() as session, session.begin():
+            await agents.logout(
+                session, agent, hotline_number=hotline_number, path=path, actor=actor(agent)
+            )
+    except NotFound:
+        return NOT_DIALLED, "not a member"
+    except Refused as exc:
+        log.info("call=%s logout refused: %s", flow.channel_id, exc.message)
+        return None
+    return LOGGED_OUT, "logged out"
+
+
+async def toggle_pause(flow: InteractiveFlow[Any], agent: Agent, path: Path) -> Told | None:
+    """Not available <-> available by phone (*23, the service line's 3), for both flows.
+    None: the staffing rule refused (offer a handover)."""
+    try:
+        async with flow.sessions() as session, session.begin():
+            paused = await agents.toggle_paused(session, agent, path=path, actor=actor(agent))
+    except Refused as exc:
+        log.info("call=%s pause refused: %s", flow.channel_id, exc.message)
+        return None
+    if paused is None:
+        return LOGGED_OUT, "not logged in"
+    if not paused:
+        flow.ctx.agents_changed.notify()  # waiting callers may have an agent now
+    return (PAUSED, "paused") if paused else (UNPAUSED, "available")
 
 
 class FeatureState(enum.Enum):
@@ -151,40 +190,18 @@ class FeatureFlow(InteractiveFlow[FeatureState]):
         await self.end_call(LOGGED_IN, "logged in")
 
     async def _logout(self, agent: Agent) -> None:
-        try:
-            async with self.sessions() as session, session.begin():
-                await agents.logout(
-                    session,
-                    agent,
-                    hotline_number=self.request.hotline,
-                    path=self.path,
-                    actor=actor(agent),
-                )
-        except NotFound:
-            await self.end_call(NOT_DIALLED, "not a member")
-            return
-        except Refused as exc:
-            log.info("call=%s logout refused: %s", self.channel_id, exc.message)
+        told = await log_out(self, agent, self.request.hotline, self.path)
+        if told is None:
             await self._hand_over(agent, HandoverAction.LOGOUT, self.request.hotline)
             return
-        await self.end_call(LOGGED_OUT, "logged out")
+        await self.end_call(*told)
 
     async def _toggle_pause(self, agent: Agent) -> None:
-        try:
-            async with self.sessions() as session, session.begin():
-                paused = await agents.toggle_paused(
-                    session, agent, path=self.path, actor=actor(agent)
-                )
-        except Refused as exc:
-            log.info("call=%s pause refused: %s", self.channel_id, exc.message)
+        told = await toggle_pause(self, agent, self.path)
+        if told is None:
             await self._hand_over(agent, HandoverAction.PAUSE, None)
             return
-        if paused is None:
-            await self.end_call(LOGGED_OUT, "not logged in")
-            return
-        if not paused:
-            self.ctx.agents_changed.notify()
-        await self.end_call(PAUSED if paused else UNPAUSED, "paused" if paused else "available")
+        await self.end_call(*told)
 
     async def _hand_over(
         self, agent: Agent, action: HandoverAction, hotline_number: str | None

@@ -20,9 +20,9 @@ from ari_app.flows.base import FlowContext
 from ari_app.flows.feature import (
     LOGGED_IN,
     LOGGED_OUT,
-    PAUSED,
-    UNPAUSED,
+    log_out,
     own_status_media,
+    toggle_pause,
 )
 from ari_app.flows.handover import HandoverAction
 from ari_app.flows.mailbox import MailboxBrowser
@@ -159,31 +159,18 @@ class ServiceFlow(InteractiveFlow[ServiceState]):
         await self._then_menu(LOGGED_IN, "logged in")
 
     async def _logout(self, agent: Agent) -> None:
-        try:
-            async with self.sessions() as session, session.begin():
-                await agents.logout(session, agent, path="service", actor=actor(agent))
-        except Refused as exc:
-            log.info("call=%s logout refused: %s", self.channel_id, exc.message)
+        told = await log_out(self, agent, None, "service")
+        if told is None:
             await self._hand_over(agent, HandoverAction.LOGOUT, logged_in_only=False)
             return
-        await self._then_menu(LOGGED_OUT, "logged out")
+        await self._then_menu(*told)
 
     async def _toggle_pause(self, agent: Agent) -> None:
-        try:
-            async with self.sessions() as session, session.begin():
-                paused = await agents.toggle_paused(
-                    session, agent, path="service", actor=actor(agent)
-                )
-        except Refused as exc:
-            log.info("call=%s pause refused: %s", self.channel_id, exc.message)
+        told = await toggle_pause(self, agent, "service")
+        if told is None:
             await self._hand_over(agent, HandoverAction.PAUSE, logged_in_only=False)
             return
-        if paused is None:
-            await self._then_menu(LOGGED_OUT, "not logged in")
-            return
-        if not paused:
-            self.ctx.agents_changed.notify()
-        await self._then_menu(PAUSED if paused else UNPAUSED, "toggled")
+        await self._then_menu(*told)
 
     async def _hand_over(
         self, agent: Agent, action: HandoverAction, *, logged_in_only: bool
