@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import literal, select, union_all, update
+from sqlalchemy import bindparam, literal, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ari_app.db.models import Call, Hotline
@@ -232,6 +232,23 @@ class Attempt:
     attempt: int  # 1 for the first attempt
     hotline: Hotline
     offer: Offer
+
+
+_DUE = (
+    select(CallbackRow.id)
+    .where(
+        CallbackRow.state == CallbackState.PENDING.value,
+        CallbackRow.next_attempt_at <= bindparam("now"),
+        CallbackRow.call_id.is_not(None),
+    )
+    .limit(1)
+)
+
+
+async def any_due(session: AsyncSession, now: datetime) -> bool:
+    """Some callback's turn may have come (one cheap statement; the dialler asks on every
+    agent change, and most of the time none is pending)."""
+    return await session.scalar(_DUE, {"now": now}) is not None
 
 
 async def take_due(session: AsyncSession, *, node: str, now: datetime) -> list[Attempt]:
