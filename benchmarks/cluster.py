@@ -278,6 +278,51 @@ class ClusterMeter:
         return pg.pid
 
 
+_ACTIVITY_SQL = """
+SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU')
+FROM pg_stat_activity WHERE datname = $1 AND state = 'active'
+"""
+
+
+class ActivitySampler:
+    """While running: what the measured database's active backends are doing, sampled
+    every `interval` s from pg_stat_activity (running on a CPU, or waiting: for a lock
+    such as Lock:advisory, for I/O, ...); `mean()` is the average number of backends per
+    kind. Tells lock waits from CPU starvation when a step fails."""
+
+    def __init__(self, admin_dsn: str, interval: float = 0.1) -> None:
+        self.admin_dsn = admin_dsn
+        self.interval = interval
+        self.counts: Counter[str] = Counter()
+        self.samples = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> ActivitySampler:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        conn = await asyncpg.connect(self.admin_dsn)
+        try:
+            while True:
+                for row in await conn.fetch(_ACTIVITY_SQL, DBNAME):
+                    self.counts[str(row[0])] += 1
+                self.samples += 1
+                await asyncio.sleep(self.interval)
+        finally:
+            await conn.close()
+
+    def mean(self) -> dict[str, float]:
+        n = max(1, self.samples)
+        return {kind: round(c / n, 2) for kind, c in self.counts.most_common(4)}
+
+
 LOCK_HOLDERS = ("hotline_enqueue(", "hotline_reserve(")  # the SQL functions that take it
 
 
@@ -324,6 +369,7 @@ class ClusterSegment:
     routed: dict[str, int]  # calls Kamailio sent to each node (by node name)
     db_top: list[dict[str, Any]]  # top statements by execution time (top_statements)
     db_lock_ms: float  # lock_ms_per_call
+    db_activity: dict[str, float]  # ActivitySampler.mean
     sipp_rc: int = 0
     drained: bool = True
     loadavg: float = 0.0
@@ -379,7 +425,8 @@ class ClusterBench:
         apps' /metrics meanwhile: an app's /metrics reads the database, and the idle load
         each node puts on PostgreSQL goes into the projection)."""
         before = await self.meter.snapshot()
-        await asyncio.sleep(seconds)
+        async with ActivitySampler(self.meter.admin_dsn):  # as in every segment
+            await asyncio.sleep(seconds)
         return Costs.between(before, await self.meter.snapshot())
 
     async def segment(
@@ -412,12 +459,13 @@ class ClusterBench:
             offset = len(self.cl.kamailio.output())
             statements = await self.meter.statements()
             before = await self.meter.snapshot()
-            await callers.start()
-            try:
-                rc = await callers.wait()
-            finally:
-                await callers.stop()
-            drained = await self.wait_idle()
+            async with ActivitySampler(self.meter.admin_dsn) as activity:
+                await callers.start()
+                try:
+                    rc = await callers.wait()
+                finally:
+                    await callers.stop()
+                drained = await self.wait_idle()
         finally:
             await uas.stop()
         after = await self.meter.snapshot()
@@ -435,6 +483,7 @@ class ClusterBench:
             routed=self._routed_since(offset),
             db_top=db_top,
             db_lock_ms=lock_ms,
+            db_activity=activity.mean(),
             sipp_rc=rc,
             drained=drained,
             loadavg=probes.loadavg_1m(),
@@ -552,6 +601,7 @@ def figures(
         "loadavg_1m_max": max(s.loadavg for s in segments),
         "drained": all(s.drained for s in segments),
         "db_top_statements": segments[-1].db_top,
+        "db_active_backends": segments[-1].db_activity,
         "hotline_lock_ms_per_call": round(
             sum(s.db_lock_ms * len(s.records) for s in segments) / max(1, len(records)), 3
         ),
@@ -603,6 +653,7 @@ def step_figures(
                 "cpu_ms_per_call": fig["cpu_ms_per_call"],
                 "loadavg_1m": s.loadavg,
                 "hotline_lock_ms_per_call": round(s.db_lock_ms, 3),
+                "db_active_backends": s.db_activity,
                 "db_top_statements": s.db_top,
             }
         )
@@ -737,7 +788,9 @@ def markdown(result: dict[str, Any]) -> str:
             f"({_f(idle['db_statements_per_s'])} statements/s).",
             "",
             "PostgreSQL's execution time per call (pg_stat_statements, top 4): "
-            + _db_top(fixed.get("db_top_statements", [])),
+            + _db_top(fixed.get("db_top_statements", []))
+            + "; its active backends on average (pg_stat_activity every 100 ms): "
+            + _per_node(fixed.get("db_active_backends", {})),
             "",
         ]
     step = result.get("step")
@@ -764,7 +817,9 @@ def markdown(result: dict[str, Any]) -> str:
                 f"agent p99 {_f(failed['time_to_agent_p99_ms'])} ms, CPU per call "
                 + ", ".join(f"{k} {_f(v)}" for k, v in failed["cpu_ms_per_call"].items())
                 + " ms; PostgreSQL's execution time per call: "
-                + _db_top(failed.get("db_top_statements", [])),
+                + _db_top(failed.get("db_top_statements", []))
+                + "; its active backends on average: "
+                + _per_node(failed.get("db_active_backends", {})),
                 "",
             ]
     proj = result.get("projection")
@@ -820,8 +875,8 @@ def markdown(result: dict[str, Any]) -> str:
             if failed is not None and failed.get("hotline_lock_ms_per_call") is not None:
                 line += (
                     f" In the first failed step ({failed['rate_cps']:g} calls/s) they ran "
-                    f"{_f(failed['hotline_lock_ms_per_call'])} ms per call: waiting, for the "
-                    "lock or for a CPU."
+                    f"{_f(failed['hotline_lock_ms_per_call'])} ms per call (what the backends "
+                    "waited for: the step mode's line above)."
                 )
             out += [line, ""]
     return "\n".join(out)
