@@ -813,7 +813,8 @@ def markdown(result: dict[str, Any]) -> str:
         failed = next((x for x in step["steps"] if x["failed"]), None)
         if failed is not None:
             out += [
-                f"At {failed['rate_cps']:g} calls/s: failures {failed['failures']}, time to "
+                f"First failed attempt, at {failed['rate_cps']:g} calls/s: failures "
+                f"{failed['failures']}, time to "
                 f"agent p99 {_f(failed['time_to_agent_p99_ms'])} ms, CPU per call "
                 + ", ".join(f"{k} {_f(v)}" for k, v in failed["cpu_ms_per_call"].items())
                 + " ms; PostgreSQL's execution time per call: "
@@ -874,9 +875,9 @@ def markdown(result: dict[str, Any]) -> str:
             failed = next((x for x in (step or {}).get("steps", []) if x["failed"]), None)
             if failed is not None and failed.get("hotline_lock_ms_per_call") is not None:
                 line += (
-                    f" In the first failed step ({failed['rate_cps']:g} calls/s) they ran "
+                    f" In the first failed attempt ({failed['rate_cps']:g} calls/s) they ran "
                     f"{_f(failed['hotline_lock_ms_per_call'])} ms per call (what the backends "
-                    "waited for: the step mode's line above)."
+                    "waited for: the step mode above)."
                 )
             out += [line, ""]
     return "\n".join(out)
