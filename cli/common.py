@@ -149,12 +149,17 @@ PHONE = PhoneType()
 SINCE = SinceType()
 
 
-def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
+def json_flag(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`--json` (as `as_json`): the output as JSON, and a failing command's error too."""
     return click.option(
         "--json",
         "as_json",
         is_flag=True,
         callback=json_errors,
         is_eager=True,  # before the other options' values, whose errors it formats
-        help="Print JSON instead of a table (errors too, with their code).",
-    )(func)
+        help=help,
+    )
+
+
+def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return json_flag("Print JSON instead of a table (errors too, with their code).")(func)

@@ -11,8 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ari_app.services import reports
 
 from . import chart, output
-from .common import DAY, DURATION, run
-from .errors import json_errors
+from .common import DAY, DURATION, json_flag, run
 
 HOTLINE_COLUMNS = [
     *("hotline", "name", "day", "calls", "offered"),
@@ -90,14 +89,7 @@ def _agent_table(rows: list[dict[str, Any]]) -> None:
     default="table",
     show_default=True,
 )
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    callback=json_errors,
-    is_eager=True,  # before the other options' values, whose errors it formats
-    help="Same as --format json.",
-)
+@json_flag("Same as --format json (errors too, with their code).")
 @click.option(
     "--service-level",
     type=DURATION,
