@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import enum
 
-ACTIVITIES = frozenset({"idle", "ringing", "on_call", "wrapup"})  # db AgentActivity values
+from ari_app.domain.enums import AgentActivity
+
+ACTIVITIES = frozenset(activity.value for activity in AgentActivity)
 
 
 # Asterisk device states of a phone that is taken: a call on it, or ringing (it cannot take
