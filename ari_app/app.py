@@ -178,7 +178,7 @@ class HotlineApp:
         )
         # A phone that became idle may free an agent for waiting callers: Postgres tells
         # every process (watch_presence_and_staffing listens), whichever wrote it.
-        self.ctx.followed_devices = lambda: self.device_presence.subscribed
+        self.ctx.followed_devices = lambda: self.device_presence.followed
         self.stream.add_handler(self.device_presence.on_event)
         self.stream.add_connect_hook(self.reconcile_presence_and_staffing)
         self.stream.add_disconnect_hook(self.device_presence.on_disconnect)

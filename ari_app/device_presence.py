@@ -143,6 +143,7 @@ class DevicePresence:
         self.live = True
         self.states: dict[str, str] = {}  # device -> last known Asterisk device state
         self.subscribed: set[str] = set()  # on the current connection
+        self.followed: frozenset[str] = frozenset()  # whose device_busy is kept current
         self.changed = Broadcast()  # some agent's device_busy changed (the panel)
         # Some agent's phone went idle: waiting callers may have an agent (app.py wires it
         # to them, or Postgres' NOTIFY does for every process: device_states.py).
@@ -209,7 +210,9 @@ class DevicePresence:
         self._agents = facts.agents
         self._stored = facts.stored
         wanted = devices_to_watch(facts.agents, facts.bound)
-        new = sorted(wanted - self.subscribed)
+        # Only the writer subscribes: Asterisk would send every device's changes to each
+        # process, and the others would parse and drop them.
+        new = sorted(wanted - self.subscribed) if self.writes_devices else []
         if new:
             # Asterisk refuses too many event sources in one request (HTTP 400 at 150).
             for start in range(0, len(new), SUBSCRIBE_BATCH):
@@ -222,6 +225,9 @@ class DevicePresence:
                     log.debug("device %s: no state (%s)", device, exc)
             self.subscribed.update(new)
             log.info("device states: following %d device(s)", len(self.subscribed))
+        # The PBX's writer (this process or a sibling, within a resync) keeps `device_busy`
+        # of these devices current: flows need not ask Asterisk before ringing one.
+        self.followed = frozenset(wanted)
         await self.apply()
         async with self.statement_sessions() as session, session.begin():
             corrected = await device_states.refresh(session, self.tracker if self.live else None)

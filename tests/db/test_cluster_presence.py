@@ -177,6 +177,9 @@ async def test_one_process_per_pbx_writes_its_device_states(
     await w0.on_connect()
     await w1.on_connect()
     assert (w0.writes_devices, w1.writes_devices) == (True, False)
+    # Only the writer subscribes to the device states; both know which devices are followed.
+    assert w0.ari.called("subscribe") and not w1.ari.called("subscribe")  # type: ignore[attr-defined]
+    assert w0.followed == w1.followed == {"PJSIP/1001", "PJSIP/1002"}
     assert await _rows(sessions) == {("n-w0:1", 1): True}
     assert await _busy(sessions) == {1: True, 2: False}
 
