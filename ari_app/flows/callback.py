@@ -429,6 +429,7 @@ class CallbackDialler:
     def __init__(self, ctx: FlowContext) -> None:
         self.ctx = ctx
         self._wake = asyncio.Event()
+        self.none_pending = False  # as of the last look (unknown at first: look)
 
     def wake(self) -> None:
         self._wake.set()
@@ -437,9 +438,16 @@ class CallbackDialler:
         self.ctx.agents_changed.subscribe(self.wake)
         try:
             while True:
+                woken = False
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), POLL_S)
+                    woken = True
                 self._wake.clear()
+                if woken and self.none_pending:
+                    # An agent change, and no callback was pending at the last look: the
+                    # poll looks again within POLL_S (a routed call's agent changes cost
+                    # no statement then).
+                    continue
                 try:
                     await self.dial_due()
                 except Exception as exc:
@@ -454,8 +462,10 @@ class CallbackDialler:
         # dialler, and a transaction for nothing cost each routed call about 3 round trips
         # per process.
         async with self.ctx.one_statement()() as session:
-            if not await callbacks.any_due(session, now):
-                return 0
+            waiting, due = await callbacks.pending(session, now)
+        self.none_pending = waiting == 0
+        if not due:
+            return 0
         async with self.ctx.sessions() as session, session.begin():
             attempts = await callbacks.take_due(session, node=self.ctx.node, now=now)
         for attempt in attempts:

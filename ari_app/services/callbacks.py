@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, literal, select, union_all, update
+from sqlalchemy import bindparam, func, literal, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ari_app.db.models import Call, Hotline
@@ -234,21 +234,17 @@ class Attempt:
     offer: Offer
 
 
-_DUE = (
-    select(CallbackRow.id)
-    .where(
-        CallbackRow.state == CallbackState.PENDING.value,
-        CallbackRow.next_attempt_at <= bindparam("now"),
-        CallbackRow.call_id.is_not(None),
-    )
-    .limit(1)
-)
+_PENDING = select(
+    func.count(),
+    func.count().filter(CallbackRow.next_attempt_at <= bindparam("now")),
+).where(CallbackRow.state == CallbackState.PENDING.value, CallbackRow.call_id.is_not(None))
 
 
-async def any_due(session: AsyncSession, now: datetime) -> bool:
-    """Some callback's turn may have come (one cheap statement; the dialler asks on every
-    agent change, and most of the time none is pending)."""
-    return await session.scalar(_DUE, {"now": now}) is not None
+async def pending(session: AsyncSession, now: datetime) -> tuple[int, int]:
+    """Callbacks pending, and of them due now (one cheap statement: the dialler asks on
+    agent changes, and most of the time none is pending)."""
+    row = (await session.execute(_PENDING, {"now": now})).one()
+    return int(row[0]), int(row[1])
 
 
 async def take_due(session: AsyncSession, *, node: str, now: datetime) -> list[Attempt]:
