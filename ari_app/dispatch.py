@@ -14,7 +14,7 @@ from ari_app.flows.base import CallFlow, FlowContext, FlowFactory, Stop
 
 log = logging.getLogger(__name__)
 
-# args[0] of the legs flows originate into our app (flows/inbound.py, handover.py,
+# args[0] of the legs flows originate into our app (flows/inbound/, handover.py,
 # escalation.py, callback.py). Such a leg entering Stasis after its call is over (answered
 # just as the call ended) has no dialplan to go back to, and must not run the admin's
 # default context with an agent on the line: it is hung up.

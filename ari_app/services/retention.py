@@ -42,7 +42,7 @@ CALLER_KEYS = ("caller", "caller_number")
 # the rows stay countable (the alert, reports on guessing), the number goes.
 PSEUDONYM = "number:purged"
 NUMBER_SUBJECT = "number:%"
-# The app's own namespace in Asterisk's recordings folder: flows/inbound.py names every
+# The app's own namespace in Asterisk's recordings folder: flows/inbound/ names every
 # voicemail recording `hotline-vm-<call id>`. Nothing else there is ever touched.
 RECORDING_PREFIX = "hotline-vm-"
 

@@ -20,7 +20,8 @@ PLAYERS = {"base.py", "playlist.py"}
 
 
 def _flow_sources() -> dict[str, str]:
-    return {path.name: path.read_text() for path in sorted(FLOWS.glob("*.py"))}
+    # The flows' packages too (flows/inbound/: one module per phase of the call).
+    return {str(path.relative_to(FLOWS)): path.read_text() for path in sorted(FLOWS.rglob("*.py"))}
 
 
 def test_every_prompt_a_flow_plays_is_in_the_table() -> None:

@@ -1,0 +1,112 @@
+"""The bridge phase of an inbound call: the caller with the agent who answered (or the
+forward's number) in one bridge, and the end of that conversation."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ari_app.ari.errors import AriError
+from ari_app.domain.enums import Outcome, TargetKind
+from ari_app.flows.inbound.call import (
+    InboundCall,
+    InboundState,
+    Leg,
+    _now,
+)
+from ari_app.services import routing
+
+log = logging.getLogger(__name__)
+
+
+class BridgePhase(InboundCall):
+    async def _connect(self, leg: Leg, state: InboundState, cause: str) -> None:
+        assert self.call_id is not None and self.hotline is not None
+        for other in list(self.legs.values()):
+            if other is not leg:
+                await self._drop_leg(other)
+        self.cancel_timer("max_wait")
+        self.cancel_timer("announce")
+        self.cancel_timer("distribute")
+        self._leave_waiting()
+        await self._stop_media()
+        self.bridge_id = f"{self.call_id}-bridge"
+        # The caller sees the hotline, never the agent's device or number: name and number
+        # in one request each ("name" <number>, the form CONNECTEDLINE/CALLERID(all) read).
+        shown = '"{}" <{}>'.format(self.hotline.name.replace('"', ""), self.hotline.number)
+        try:
+            await self.ari.create_bridge("mixing", bridge_id=self.bridge_id, name="hotline")
+            await self.ari.set_variable(self.channel_id, "CONNECTEDLINE(all,i)", shown)
+            await self.ari.set_variable(leg.channel_id, "CALLERID(all)", shown)
+            await self.ari.add_channel(self.bridge_id, [self.channel_id, leg.channel_id])
+        except AriError as exc:
+            log.warning("call=%s bridging failed: %s", self.channel_id, exc)
+            self.finish()  # never connected: cleanup releases the agent
+            return
+        # Only now: a connection that failed half-way must leave the agent to cleanup.
+        self.connected = leg
+        now = _now()
+        self.answered_at = time.monotonic()
+        async with self.ctx.one_statement()() as session, session.begin():
+            await routing.connect_call(
+                session,
+                call_id=self.call_id,
+                agent_id=leg.agent_id,
+                bridge_id=self.bridge_id,
+                target_kind=leg.kind,
+                now=now,
+            )
+        self._transition(state, cause)
+
+    async def _call_over(self, cause: str) -> None:
+        if self.state is InboundState.DONE:
+            return
+        leg = self.connected
+        now = _now()
+        assert self.call_id is not None and self.hotline is not None
+        call_id, wrapup_s = self.call_id, self.hotline.wrapup_s
+        outcome = Outcome.FORWARDED if self.state is InboundState.FORWARDED else Outcome.ANSWERED
+        self.outcome_stored = True
+        self._transition(InboundState.DONE, cause)
+        self.finish()
+        # Both parties are released before anything is stored: a slow or absent database
+        # must never keep a phone line open.
+        await self._hang_up_all()
+
+        async def store(session: AsyncSession) -> None:
+            await routing.finish_call(
+                session,
+                call_id=call_id,
+                agent_id=leg.agent_id if leg is not None else None,
+                wrapup_s=wrapup_s,
+                outcome=outcome,
+                now=now,
+            )
+
+        await self.persist("call end", store, one_statement=True)
+        self._count(outcome)
+
+    async def _forward(self, number: str, cause: str) -> None:
+        assert self.call_id is not None
+        self._transition(InboundState.FORWARDING, cause)
+        leg = Leg(f"{self.call_id}-fwd", None, number, TargetKind.EXTERNAL)
+        self.legs[leg.channel_id] = leg
+        self.ctx.registry.claim(leg.channel_id, self)
+        await self._moh(True)
+        try:
+            await self.ari.originate(
+                self.ctx.settings.dial_external(number),
+                app=self.ctx.app_name,
+                app_args=["forwardleg", str(self.call_id)],
+                caller_id=self.caller_number or None,
+                timeout=60,
+                channel_id=leg.channel_id,
+                variables=self.ctx.settings.leg_variables(),
+            )
+        except AriError as exc:
+            log.warning("call=%s forward failed: %s", self.channel_id, exc)
+            self._forget_leg(leg)
+            await self._close(self.reason)
+            await self._announce_and_hang_up("sound:all-circuits-busy-now", "forward failed")

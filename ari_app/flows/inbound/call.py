@@ -1,0 +1,238 @@
+"""The inbound call's state, shared by its phases: the states, the agent and forward legs,
+the call's record (its one outcome, counted once) and the caller's media (prompts, music
+on hold), and the hang-ups of cleanup. The phases (queue.py, offer.py, bridge.py,
+voicemail.py) derive from `InboundCall`; flow.py's `InboundFlow` joins them and owns the
+call's lifecycle."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ari_app.ari.errors import AriError
+from ari_app.db.models import Call, Hotline
+from ari_app.domain.actions import Action
+from ari_app.domain.enums import Outcome, TargetKind
+from ari_app.flows.base import CallFlow, FlowContext, Timer
+from ari_app.flows.playlist import Playlist
+from ari_app.services import calls
+from ari_app.services.routing import Offer
+
+log = logging.getLogger(__name__)
+
+
+class InboundState(enum.Enum):
+    NEW = "new"
+    ANNOUNCING = "announcing"  # an announcement, then hang up
+    QUEUED = "queued"
+    RINGING = "ringing"
+    BRIDGED = "bridged"
+    VM_GREETING = "vm_greeting"
+    RECORDING = "recording"
+    FORWARDING = "forwarding"
+    FORWARDED = "forwarded"
+    DONE = "done"
+
+
+@dataclass
+class Leg:
+    """An outgoing channel the flow created: an agent offer or a forward."""
+
+    channel_id: str
+    agent_id: int | None
+    target: str
+    kind: TargetKind
+    answered: bool = False
+    confirming: bool = False
+    cancelled: bool = False  # hung up by us: not the agent's fault
+    prompt: Playlist | None = None  # "press 1" prompt of an external leg
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class InboundCall(CallFlow[InboundState]):
+    """What every phase of the call knows and does (see the module's docstring)."""
+
+    def __init__(self, ctx: FlowContext, channel_id: str, args: tuple[str, ...]) -> None:
+        super().__init__(ctx, channel_id, args)
+        self.dialled = args[0] if args else ""
+        self.caller_number = ""
+        self.call_id: uuid.UUID | None = None
+        self.hotline: Hotline | None = None
+        self.queue_seq = 0
+        self.legs: dict[str, Leg] = {}
+        self.legs_made = 0  # leg ids stay unique for the call, even after a leg is gone
+        self.ended: set[str] = set()  # channels hung up and bridges destroyed by us
+        self.tried: set[int] = set()
+        self.bridge_id: str | None = None
+        self.connected: Leg | None = None
+        self.reason = Outcome.NO_AGENTS  # why an action runs: closed/no_agents/timeout
+        self.playback_id: str | None = None
+        self.moh_on = False
+        self.caller_gone = False
+        self.recording: str | None = None
+        self.started = time.monotonic()
+        self.retry_at = 0.0  # no new ring before this (retry delay after a no-answer)
+        self.queued_at: float | None = None
+        self.answered_at: float | None = None
+        self.outcome_counted = False
+        self.outcome_stored = False  # a call has exactly one outcome: the first one stored
+        self.first_originate_logged = False
+        self._wake_pending = False  # one distribute wake-up in the inbox at a time
+        self.language = ctx.settings.language  # the hotline's, once it is known
+        self._adoption: tuple[Call, str | None] | None = None
+        self._adopted_unanswered = False
+        self.callback_offered = False  # "press 1 to be called back" was played
+
+    def _wake(self) -> bool:
+        """An agent may be free (signals.WaitQueue asks the callers in queue order). Wake-ups
+        coalesce: a burst of agent changes costs a waiting caller one reservation attempt,
+        not one per change. False: this caller will not try now (ringing an agent, or in
+        its retry delay), the next one's turn."""
+        if self.state is not InboundState.QUEUED or self.retry_at > time.monotonic():
+            return False
+        if not self._wake_pending:
+            self._wake_pending = True
+            self.deliver(Timer("distribute"))
+        return True
+
+    def _leave_waiting(self) -> None:
+        if self.hotline is not None:
+            self.ctx.waiting.remove(self.hotline.id, self.queue_seq)
+
+    async def _announce_and_hang_up(self, sound: str, cause: str) -> None:
+        self._transition(InboundState.ANNOUNCING, cause)
+        await self._play([sound])
+
+    # -- helpers --------------------------------------------------------------------------
+    async def _to_dialplan_fallback(self) -> None:
+        self.caller_gone = True  # no longer ours: cleanup must not hang it up
+        try:
+            await self.ari.set_variable(self.channel_id, "HOTLINE_FALLBACK", "1")
+            await self.ari.continue_in_dialplan(self.channel_id)
+        except AriError as exc:
+            log.error("call=%s could not hand back to the dialplan: %s", self.channel_id, exc)
+            self.caller_gone = False
+        self._transition(InboundState.DONE, "fallback")
+        self.finish()
+
+    async def _close(self, outcome: Outcome) -> None:
+        if self.call_id is None or self.outcome_stored:
+            return
+        self.outcome_stored = True
+        call_id, now = self.call_id, _now()
+
+        async def store(session: AsyncSession) -> None:
+            await calls.close_call(session, call_id, outcome, now=now)
+
+        await self.persist("call outcome", store)
+        self._count(outcome)
+
+    def _count(self, outcome: Outcome) -> None:
+        """Metrics: one outcome per call; the wait only for callers who were queued."""
+        if self.outcome_counted or self.ctx.metrics is None:
+            return
+        self.outcome_counted = True
+        number = self.hotline.number if self.hotline else "unknown"
+        wait = None
+        if self.queued_at is not None:
+            wait = (self.answered_at or time.monotonic()) - self.queued_at
+        self.ctx.metrics.call_ended(number, outcome.value, wait)
+
+    async def _play(self, media: list[str]) -> None:
+        if self.moh_on:
+            await self._moh(False)
+        self.playback_id = f"{self.channel_id}-p{uuid.uuid4().hex[:8]}"
+        try:
+            await self.play(self.channel_id, media, self.language, playback_id=self.playback_id)
+        except AriError as exc:
+            log.warning("call=%s playback failed: %s", self.channel_id, exc)
+            self.playback_id = None
+
+    async def _agent_language(self, leg: Leg) -> str:
+        """What the agent on `leg` hears (asked once the leg answered: off the hot path)."""
+        if leg.agent_id is None:
+            return self.language
+        try:
+            async with self.ctx.sessions() as session:
+                return self.language_of(await calls.agent_language(session, leg.agent_id))
+        except (SQLAlchemyError, OSError) as exc:  # the agent still hears the announcement
+            log.warning("call=%s agent language unknown: %s", self.channel_id, exc)
+            return self.language
+
+    async def _moh(self, on: bool) -> None:
+        try:
+            if on:
+                assert self.hotline is not None
+                await self.ari.start_moh(self.channel_id, self.hotline.moh_class)
+            else:
+                await self.ari.stop_moh(self.channel_id)
+            self.moh_on = on
+        except AriError as exc:
+            log.debug("call=%s moh %s failed: %s", self.channel_id, on, exc)
+
+    async def _stop_media(self) -> None:
+        if self.playback_id is not None:
+            await self.ari.stop_playback(self.playback_id)
+            self.playback_id = None
+        if self.moh_on:
+            await self._moh(False)
+
+    async def _hang_up_all(self) -> None:
+        """Hang up every channel of this call and destroy its bridge (404s are races).
+        What was already ended is not asked again (cleanup follows `_call_over`)."""
+        for leg in list(self.legs.values()):
+            await self._end_once(leg.channel_id, self.ari.hangup)
+        if self.bridge_id is not None:
+            await self._end_once(self.bridge_id, self.ari.destroy_bridge)
+        if not self.caller_gone:
+            await self._end_once(self.channel_id, self.ari.hangup)
+
+    async def _end_once(self, resource_id: str, request: Callable[[str], Awaitable[Any]]) -> None:
+        """A failed request is tried again by cleanup, then by reconciliation."""
+        if resource_id not in self.ended and await self._safe(request(resource_id)):
+            self.ended.add(resource_id)
+
+    async def _safe(self, awaitable: Any) -> bool:
+        """Run one cleanup step; False (logged) when it failed."""
+        try:
+            await awaitable
+            return True
+        except AriError as exc:  # Asterisk unreachable: reconciliation cleans up after it
+            log.warning("call=%s cleanup step failed: %s", self.channel_id, exc)
+        except Exception:
+            log.exception("call=%s cleanup step failed", self.channel_id)
+        return False
+
+    # -- what one phase asks of another (each is defined in the module of its phase) -------
+    async def _ring(self, offer: Offer) -> bool:
+        raise NotImplementedError  # offer.py
+
+    async def _drop_leg(self, leg: Leg, *, unanswered: bool = False) -> None:
+        raise NotImplementedError  # offer.py
+
+    async def _cancel_legs(self) -> None:
+        raise NotImplementedError  # offer.py
+
+    def _forget_leg(self, leg: Leg) -> None:
+        raise NotImplementedError  # offer.py
+
+    async def _connect(self, leg: Leg, state: InboundState, cause: str) -> None:
+        raise NotImplementedError  # bridge.py
+
+    async def _accept_callback(self) -> None:
+        raise NotImplementedError  # queue.py
+
+    async def _run_action(self, action: Action, cause: str) -> None:
+        raise NotImplementedError  # flow.py
