@@ -78,6 +78,7 @@ class HotlineApp:
             external_calls=ExternalCalls(),
             handovers=FlowTasks(),
             escalations=FlowTasks(),
+            callbacks=FlowTasks(),
         )
         self.dispatcher = Dispatcher(flow_table(), self.ctx)
         self.stream = EventStream(
