@@ -1,7 +1,7 @@
 """The agent state machine (DESIGN.md, "Agent state and presence"): how a logged-in agent's
 activity moves between idle, ringing, on a call and wrap-up, as one table.
 
-Pure: the services apply it (services/routing.py, services/agents.py, reconcile.py) and
+Pure: the services apply it (services/routing.py, agents.py, admin.py, recovery.py) and
 write the result in their own statements; the call path's hand-written SQL
 (`hotline_reserve`, the connect and finish statements) sets the same targets, which a unit
 test compares with this table. Pausing and logging in or out are not activities: they are
