@@ -148,6 +148,17 @@ def test_flows_drive_calls_and_leave_the_database_to_services() -> None:
     assert _violations(APP / "flows", forbidden, type_only_ok=True) == []
 
 
+def test_reconcile_and_device_presence_reach_the_database_through_services() -> None:
+    bad = [
+        f"{i.file}:{i.line} imports {i.module}"
+        for name in ("reconcile.py", "device_presence.py")
+        for i in imports(APP / name)
+        if _under(i.module, "sqlalchemy")
+        and not _under(i.module, "sqlalchemy.exc", "sqlalchemy.ext.asyncio")
+    ]
+    assert bad == []
+
+
 def test_web_knows_no_flow_cli_or_runtime() -> None:
     forbidden = ("ari_app.flows", *(f"ari_app.{m}" for m in RUNTIME), *OUTSIDE)
     assert _violations(APP / "web", forbidden, type_only_ok=False) == []
