@@ -34,7 +34,7 @@ from ari_app.ari.events import (
 )
 from ari_app.domain.callbacks import CallbackState
 from ari_app.domain.enums import Outcome, TargetKind
-from ari_app.flows.base import START, CallFlow, FlowContext, Stop, Table, Timer, on
+from ari_app.flows.base import START, CallFlow, FlowContext, Stop, Table, Timer, but, on
 from ari_app.flows.playlist import Playlist
 from ari_app.services import callbacks, calls, routing
 from ari_app.services.callbacks import Attempt
@@ -52,7 +52,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class C(enum.Enum):
+class AttemptState(enum.Enum):
     AGENT_RINGING = "agent_ringing"
     AGENT_PROMPT = "agent_prompt"  # "callback for <hotline>" (and press 1) to the agent
     CITIZEN_RINGING = "citizen_ringing"
@@ -63,33 +63,49 @@ class C(enum.Enum):
 
 # What dialling the citizen can lead to: ringing, or (no bridge, no originate) the attempt
 # given back or not reached.
-_DIAL = (C.CITIZEN_RINGING, C.NOT_REACHED, C.DONE)
+_DIAL = (AttemptState.CITIZEN_RINGING, AttemptState.NOT_REACHED, AttemptState.DONE)
 TABLE = Table(
-    C,
+    AttemptState,
     [
-        on(C.AGENT_RINGING, START, to=C.DONE),  # the agent could not be rung: given back
-        on(C.AGENT_RINGING, "StasisStart", to=(C.AGENT_PROMPT, *_DIAL)),
-        on(C.CITIZEN_RINGING, "StasisStart", to=(C.BRIDGED, C.NOT_REACHED, C.DONE)),
-        # A leg answering when it is no longer wanted: hung up.
-        on((C.AGENT_PROMPT, C.BRIDGED, C.NOT_REACHED), "StasisStart"),
-        on(C.AGENT_PROMPT, ("PlaybackFinished", "ChannelDtmfReceived"), to=_DIAL),
-        on(C.AGENT_PROMPT, "timer:confirm", to=C.DONE),
-        on((C.CITIZEN_RINGING, C.BRIDGED, C.NOT_REACHED), "PlaybackFinished"),
         on(
-            (C.AGENT_RINGING, C.AGENT_PROMPT, C.CITIZEN_RINGING),
-            "ChannelDestroyed",
-            to=(C.NOT_REACHED, C.DONE),
+            AttemptState.AGENT_RINGING, START, to=AttemptState.DONE
+        ),  # the agent could not be rung: given back
+        on(AttemptState.AGENT_RINGING, "StasisStart", to=(AttemptState.AGENT_PROMPT, *_DIAL)),
+        on(
+            AttemptState.CITIZEN_RINGING,
+            "StasisStart",
+            to=(AttemptState.BRIDGED, AttemptState.NOT_REACHED, AttemptState.DONE),
         ),
-        on((C.BRIDGED, C.NOT_REACHED), "ChannelDestroyed", to=C.DONE),
-        on(C.BRIDGED, "StasisEnd", to=C.DONE),
-        on(list(C), "Stop", to=C.DONE),
+        # A leg answering when it is no longer wanted: hung up.
+        on(
+            (AttemptState.AGENT_PROMPT, AttemptState.BRIDGED, AttemptState.NOT_REACHED),
+            "StasisStart",
+        ),
+        on(AttemptState.AGENT_PROMPT, ("PlaybackFinished", "ChannelDtmfReceived"), to=_DIAL),
+        on(AttemptState.AGENT_PROMPT, "timer:confirm", to=AttemptState.DONE),
+        on(
+            (AttemptState.CITIZEN_RINGING, AttemptState.BRIDGED, AttemptState.NOT_REACHED),
+            "PlaybackFinished",
+        ),
+        on(
+            (AttemptState.AGENT_RINGING, AttemptState.AGENT_PROMPT, AttemptState.CITIZEN_RINGING),
+            "ChannelDestroyed",
+            to=(AttemptState.NOT_REACHED, AttemptState.DONE),
+        ),
+        on(
+            (AttemptState.BRIDGED, AttemptState.NOT_REACHED),
+            "ChannelDestroyed",
+            to=AttemptState.DONE,
+        ),
+        on(AttemptState.BRIDGED, "StasisEnd", to=AttemptState.DONE),
+        on(but(AttemptState, AttemptState.DONE), "Stop", to=AttemptState.DONE),
     ],
 )
 
 
-class CallbackFlow(CallFlow[C]):
+class CallbackFlow(CallFlow[AttemptState]):
     name = "callback"
-    initial = C.AGENT_RINGING
+    initial = AttemptState.AGENT_RINGING
     table = TABLE
 
     def __init__(self, ctx: FlowContext, attempt: Attempt) -> None:
@@ -146,15 +162,15 @@ class CallbackFlow(CallFlow[C]):
 
     async def on_StasisStart(self, event: StasisStart) -> None:
         leg = event.channel.id
-        if leg == self.agent_leg and self.state is C.AGENT_RINGING:
+        if leg == self.agent_leg and self.state is AttemptState.AGENT_RINGING:
             await self._agent_answered()
-        elif leg == self.citizen_leg and self.state is C.CITIZEN_RINGING:
+        elif leg == self.citizen_leg and self.state is AttemptState.CITIZEN_RINGING:
             await self._citizen_answered()
         else:
             await self._hang_up(leg)
 
     async def _agent_answered(self) -> None:
-        self._transition(C.AGENT_PROMPT, "agent answered")
+        self._transition(AttemptState.AGENT_PROMPT, "agent answered")
         async with self.ctx.sessions() as session, session.begin():
             await routing.agent_connected(
                 session, agent_id=self.attempt.offer.agent_id, call_id=self.attempt.call_id
@@ -177,9 +193,9 @@ class CallbackFlow(CallFlow[C]):
     async def on_PlaybackFinished(self, event: PlaybackFinished) -> None:
         if self.prompt is None or not await self.prompt.finished(event.playback.id):
             return
-        if self.state is C.AGENT_PROMPT and not self.confirming:
+        if self.state is AttemptState.AGENT_PROMPT and not self.confirming:
             await self._dial_citizen("prompt played")
-        elif self.state is C.NOT_REACHED:
+        elif self.state is AttemptState.NOT_REACHED:
             await self._hang_up(self.agent_leg)
 
     async def on_ChannelDtmfReceived(self, event: ChannelDtmfReceived) -> None:
@@ -192,13 +208,13 @@ class CallbackFlow(CallFlow[C]):
         await self._dial_citizen("agent confirmed")
 
     async def on_timer_confirm(self, _: Timer) -> None:
-        if self.state is C.AGENT_PROMPT and self.confirming:
+        if self.state is AttemptState.AGENT_PROMPT and self.confirming:
             log.info("call=%s agent did not confirm the callback", self.channel_id)
             await self._give_back("agent did not confirm", unanswered=True)
 
     # -- then the citizen -----------------------------------------------------------------
     async def _dial_citizen(self, cause: str) -> None:
-        self._transition(C.CITIZEN_RINGING, cause)
+        self._transition(AttemptState.CITIZEN_RINGING, cause)
         hotline = self.hotline
         self.bridge_id = f"{self.channel_id}-bridge"
         try:
@@ -260,7 +276,7 @@ class CallbackFlow(CallFlow[C]):
 
         await self.persist("callback connected", store)
         self.resolved = True
-        self._transition(C.BRIDGED, "citizen answered")
+        self._transition(AttemptState.BRIDGED, "citizen answered")
 
     async def _not_reached(self, cause: str) -> None:
         """The citizen did not answer (or could not be dialled): a failed attempt, counted;
@@ -284,10 +300,10 @@ class CallbackFlow(CallFlow[C]):
         )
         self.ctx.agents_changed.notify()
         if self.agent_leg not in self.live:
-            self._transition(C.DONE, cause)
+            self._transition(AttemptState.DONE, cause)
             self.finish()
             return
-        self._transition(C.NOT_REACHED, cause)
+        self._transition(AttemptState.NOT_REACHED, cause)
         if self.ringback is not None:
             await self._quietly(self.ari.stop_playback(self.ringback))
             self.ringback = None
@@ -297,7 +313,10 @@ class CallbackFlow(CallFlow[C]):
 
     # -- ends -----------------------------------------------------------------------------
     async def on_StasisEnd(self, event: StasisEnd) -> None:
-        if self.state is C.BRIDGED and event.channel.id in (self.agent_leg, self.citizen_leg):
+        if self.state is AttemptState.BRIDGED and event.channel.id in (
+            self.agent_leg,
+            self.citizen_leg,
+        ):
             await self._call_over(f"{event.channel.id} hung up")
 
     async def on_ChannelDestroyed(self, event: ChannelDestroyed) -> None:
@@ -306,29 +325,32 @@ class CallbackFlow(CallFlow[C]):
             return
         self.live.discard(leg)
         self.ctx.registry.release(leg)
-        if self.state is C.BRIDGED:
+        if self.state is AttemptState.BRIDGED:
             await self._call_over(f"{leg} hung up")
-        elif leg == self.agent_leg and self.state in (C.AGENT_RINGING, C.AGENT_PROMPT):
+        elif leg == self.agent_leg and self.state in (
+            AttemptState.AGENT_RINGING,
+            AttemptState.AGENT_PROMPT,
+        ):
             # Not answered, or hung up on the prompt: counts towards the agent's no-answer
             # limit (a busy or rejecting phone does not).
             unanswered = event.cause not in (CAUSE_BUSY, CAUSE_REJECTED)
             await self._give_back(f"agent leg gone (cause {event.cause})", unanswered=unanswered)
-        elif leg == self.agent_leg and self.state is C.CITIZEN_RINGING:
+        elif leg == self.agent_leg and self.state is AttemptState.CITIZEN_RINGING:
             # The agent hung up while the citizen's phone rang: not the citizen's attempt,
             # but the citizen was rung: the next try waits the callback interval.
             await self._give_back(
                 "agent hung up", unanswered=True, delay_s=self.hotline.callback_interval_s
             )
-        elif leg == self.citizen_leg and self.state is C.CITIZEN_RINGING:
+        elif leg == self.citizen_leg and self.state is AttemptState.CITIZEN_RINGING:
             await self._not_reached(f"cause {event.cause}")
-        elif self.state is C.NOT_REACHED and not self.live:
-            self._transition(C.DONE, "agent released")
+        elif self.state is AttemptState.NOT_REACHED and not self.live:
+            self._transition(AttemptState.DONE, "agent released")
             self.finish()
 
     async def _call_over(self, cause: str) -> None:
-        if self.state is C.DONE:
+        if self.state is AttemptState.DONE:
             return
-        self._transition(C.DONE, cause)
+        self._transition(AttemptState.DONE, cause)
         self.finish()
         await self._hang_up_all()
         attempt, wrapup_s, now = self.attempt, self.hotline.wrapup_s, _now()
@@ -361,7 +383,7 @@ class CallbackFlow(CallFlow[C]):
             await self.persist("callback given back", store)
             self.resolved = self.agent_released = True
             self.ctx.agents_changed.notify()
-        self._transition(C.DONE, cause)
+        self._transition(AttemptState.DONE, cause)
         self.finish()
 
     async def _release_agent(self, session: AsyncSession, *, unanswered: bool) -> None:
@@ -378,7 +400,7 @@ class CallbackFlow(CallFlow[C]):
             await calls.log_event(session, call_id, "RINGNOANSWER", agent_id=agent_id)
 
     async def on_Stop(self, event: Stop) -> None:
-        if self.state is C.BRIDGED:
+        if self.state is AttemptState.BRIDGED:
             await self._call_over(f"stop: {event.reason}")
         else:
             self.finish()  # cleanup gives the attempt back
@@ -388,7 +410,7 @@ class CallbackFlow(CallFlow[C]):
         if not self.resolved:
             with contextlib.suppress(Exception):
                 await self._give_back("flow ended", unanswered=False)
-        elif not self.agent_released and self.state is not C.BRIDGED:
+        elif not self.agent_released and self.state is not AttemptState.BRIDGED:
             log.warning("call=%s agent of the callback left reserved", self.channel_id)
         self.ctx.registry.release_flow(self)
 
