@@ -63,10 +63,10 @@ async def test_offer_after_the_wait_and_press_1_keeps_the_place(
     ari, dispatcher = world
     await _hotline(sessions, paused=True, callback_after_s=1)
     dispatcher.on_event(event("StasisStart", channel=channel("caller"), args=["inbound", "500"]))
-    await ari.wait_for(lambda: ["sound:hotline/callback-offer"] in _plays(ari, "caller"), timeout=5)
-    offer = next(c for c in ari.called("play") if c.args[1] == ["sound:hotline/callback-offer"])
+    await ari.wait_for(lambda: "sound:hotline/callback-offer" in _plays(ari, "caller"), timeout=5)
+    offer = next(c for c in ari.called("play") if c.args[1] == "sound:hotline/callback-offer")
     dispatcher.on_event(event("ChannelDtmfReceived", channel=channel("caller"), digit="1"))
-    await ari.wait_for(lambda: ["sound:hotline/callback-confirmed"] in _plays(ari, "caller"))
+    await ari.wait_for(lambda: "sound:hotline/callback-confirmed" in _plays(ari, "caller"))
     call, row = await _rows(sessions)
     assert call.status is CallStatus.CALLBACK and call.outcome is None
     assert row is not None and (row.state, row.number) == ("pending", "030123")
@@ -100,9 +100,9 @@ async def _requested(sessions: Sessions, world: World) -> None:
     """A caller of 030123 asked for a callback; the agent is available again."""
     ari, dispatcher = world
     dispatcher.on_event(event("StasisStart", channel=channel("caller"), args=["inbound", "500"]))
-    await ari.wait_for(lambda: ["sound:hotline/callback-offer"] in _plays(ari, "caller"), timeout=5)
+    await ari.wait_for(lambda: "sound:hotline/callback-offer" in _plays(ari, "caller"), timeout=5)
     dispatcher.on_event(event("ChannelDtmfReceived", channel=channel("caller"), digit="1"))
-    await ari.wait_for(lambda: ["sound:hotline/callback-confirmed"] in _plays(ari, "caller"))
+    await ari.wait_for(lambda: "sound:hotline/callback-confirmed" in _plays(ari, "caller"))
     dispatcher.on_event(event("StasisEnd", channel=channel("caller")))
     await ari.wait_for(lambda: dispatcher.active_calls == 0)
     async with sessions() as session, session.begin():

@@ -132,7 +132,7 @@ async def test_an_over_long_dialled_number_is_refused_cleanly(
     await _hotline(sessions, logged_in=True)
     _start(dispatcher, "030123", number="5" * 200)
     play = await ari.wait_command("play")
-    assert play.args[1] == ["sound:ss-noservice"]  # "this number is not in service"
+    assert play.args[1] == "sound:ss-noservice"  # "this number is not in service"
     call = await _the_call(sessions)
     assert call.outcome is Outcome.REJECTED_UNKNOWN_NUMBER and call.hotline_id is None
     assert call.dialled_number == "5" * 64

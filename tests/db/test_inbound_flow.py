@@ -67,7 +67,7 @@ async def test_unknown_number_is_announced_and_recorded(sessions: Sessions, worl
     ari, dispatcher = world
     _start(dispatcher, number="999")
     play = await ari.wait_command("play")
-    assert play.args[1] == ["sound:ss-noservice"]
+    assert play.args[1] == "sound:ss-noservice"
     dispatcher.on_event(
         playback_finished(play.kwargs["playback_id"], media_uri="sound:ss-noservice")
     )
@@ -108,7 +108,7 @@ async def test_no_agents_goes_to_voicemail(sessions: Sessions, world: Any) -> No
     await _hotline(sessions, logged_in=0)
     _start(dispatcher)
     play = await ari.wait_command("play")
-    assert play.args[1] == ["sound:vm-intro"]
+    assert play.args[1] == "sound:vm-intro"
     dispatcher.on_event(playback_finished(play.kwargs["playback_id"]))
     record = await ari.wait_command("record")
     assert record.kwargs["terminate_on"] == "#" and record.kwargs["beep"] is True
@@ -171,16 +171,13 @@ async def test_adopted_waiting_caller_is_answered_only_if_the_dead_process_had_n
     assert [c.args[0] for c in ari.called("answer")] == ["not-answered"]
 
 
-async def test_a_waiting_caller_hears_position_and_estimated_wait_on_entry(
-    sessions: Sessions, world: Any
-) -> None:
-    ari, dispatcher = world
-    await _hotline(sessions)
+async def _history_and_agents_busy(sessions: Sessions) -> None:
+    """Five answered calls (290 s talk + 10 s wrap-up: an estimate), every agent on a call."""
     now = datetime.now(UTC)
     async with sessions() as session, session.begin():
         hotline = await session.scalar(select(Hotline))
         assert hotline is not None
-        for i in range(5):  # measured: 290 s talk + 10 s wrap-up
+        for i in range(5):
             session.add(
                 Call(
                     hotline_id=hotline.id,
@@ -194,15 +191,67 @@ async def test_a_waiting_caller_hears_position_and_estimated_wait_on_entry(
                 )
             )
         await session.execute(AgentState.__table__.update().values(activity=AgentActivity.ON_CALL))
+
+
+async def _heard(ari: FakeAriClient, dispatcher: Dispatcher, items: int) -> list[str]:
+    """The caller's first `items` playbacks, each finished by Asterisk in turn."""
+    heard = []
+    for count in range(1, items + 1):
+        play = await ari.wait_command("play", count)
+        heard.append(play.args[1])
+        if count < items:
+            dispatcher.on_event(playback_finished(play.kwargs["playback_id"]))
+    return heard
+
+
+async def test_a_waiting_caller_hears_position_and_estimated_wait_on_entry(
+    sessions: Sessions, world: Any
+) -> None:
+    ari, dispatcher = world
+    await _hotline(sessions)
+    await _history_and_agents_busy(sessions)
     _start(dispatcher)
-    play = await ari.wait_command("play")
-    # the only agent is busy: next in line, about 1 * 300 s / 1 agent
-    assert play.args[1] == [
+    # the only agent is busy: next in line, about 1 * 300 s / 1 agent; one playback per item
+    assert await _heard(ari, dispatcher, 4) == [
         "sound:queue-youarenext",
         "sound:queue-holdtime",
         "number:5",
         "sound:minutes",
     ]
+
+
+async def test_an_agent_answering_during_an_announcement_stops_it_and_nothing_follows(
+    sessions: Sessions, world: Any
+) -> None:
+    """Asterisk 16 ignores the stop of a media-list playback while a number speaks, and the
+    bridge request waits behind the rest of the list (the 5 s ARI timeout drops the call):
+    the announcement is played item by item, the item playing is stopped on the answer,
+    and no later item starts once the agent is being connected."""
+    ari, dispatcher = world
+    await _hotline(sessions, announce_frequency_s=1)
+    await _history_and_agents_busy(sessions)
+    _start(dispatcher)
+    *_, number = await _heard(ari, dispatcher, 3)  # "you are next", "hold time", now "5"
+    assert number == "number:5"
+    playing = ari.called("play")[-1].kwargs["playback_id"]
+    async with sessions() as session, session.begin():
+        await session.execute(AgentState.__table__.update().values(activity=AgentActivity.IDLE))
+    flow = dispatcher.owner("caller")
+    assert flow is not None
+    flow.deliver(Timer("distribute"))
+    leg = (await ari.wait_command("originate")).kwargs["channel_id"]
+    dispatcher.on_event(event("StasisStart", channel=channel(leg, "500"), args=["agentleg", "x"]))
+    await ari.wait_command("add_channel")
+    names = [c.name for c in ari.commands]
+    stop = names.index("stop_playback")
+    assert ari.commands[stop].args[0] == playing
+    assert stop < names.index("create_bridge") < names.index("add_channel")
+    # The number finishes (its stop may be refused) after the answer: nothing follows it.
+    dispatcher.on_event(playback_finished(playing))
+    dispatcher.on_event(event("StasisEnd", channel=channel("caller")))
+    await ari.wait_for(lambda: any(c.args[0] == leg for c in ari.called("hangup")))
+    assert len(ari.called("play")) == 3, "no item after the answer"
+    assert not ari.called("start_moh"), "no music either"
 
 
 async def test_no_announcement_is_queued_over_one_still_playing(

@@ -73,7 +73,8 @@ async def _agents_free(sessions: Sessions) -> None:
     """Wrap-up over for everyone, announced as a phone gone idle announces it."""
     async with sessions() as session, session.begin():
         await session.execute(update(AgentState).values(wrapup_until=func.now()))
-        await session.execute(text("SELECT pg_notify(:channel, 'test')"), {"channel": AGENTS_CHANNEL})
+        notify = text("SELECT pg_notify(:channel, 'test')")
+        await session.execute(notify, {"channel": AGENTS_CHANNEL})
 
 
 async def _waiting_channel(sessions: Sessions, caller: str) -> str:

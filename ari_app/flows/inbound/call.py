@@ -78,7 +78,12 @@ class InboundCall(CallFlow[InboundState]):
         self.bridge_id: str | None = None
         self.connected: Leg | None = None
         self.reason = Outcome.NO_AGENTS  # why an action runs: closed/no_agents/timeout
-        self.playback_id: str | None = None
+        # What the caller hears, one ARI playback per item (flows/playlist.py): an agent may
+        # answer at any moment, and Asterisk 16 ignores the stop of a media-list playback
+        # while a `number:` or `digits:` item speaks (the list plays on and the bridge
+        # request waits behind it on the channel's control queue, up to the ARI timeout).
+        # A stop ends the item playing (a number finishes itself) and nothing follows.
+        self.prompt = Playlist(ctx.ari, channel_id, ctx.settings.language)
         self.moh_on = False
         self.caller_gone = False
         self.recording: str | None = None
@@ -151,14 +156,11 @@ class InboundCall(CallFlow[InboundState]):
         self.ctx.metrics.call_ended(number, outcome.value, wait)
 
     async def _play(self, media: list[str]) -> None:
+        """Play `media` to the caller item by item (a failure is logged by the Playlist)."""
         if self.moh_on:
             await self._moh(False)
-        self.playback_id = f"{self.channel_id}-p{uuid.uuid4().hex[:8]}"
-        try:
-            await self.play(self.channel_id, media, self.language, playback_id=self.playback_id)
-        except AriError as exc:
-            log.warning("call=%s playback failed: %s", self.channel_id, exc)
-            self.playback_id = None
+        self.prompt.lang = self.language  # the hotline's, known once the call started
+        await self.prompt.play(media)
 
     async def _agent_language(self, leg: Leg) -> str:
         """What the agent on `leg` hears (asked once the leg answered: off the hot path)."""
@@ -183,9 +185,8 @@ class InboundCall(CallFlow[InboundState]):
             log.debug("call=%s moh %s failed: %s", self.channel_id, on, exc)
 
     async def _stop_media(self) -> None:
-        if self.playback_id is not None:
-            await self.ari.stop_playback(self.playback_id)
-            self.playback_id = None
+        """No request when nothing plays (an agent answering a caller who hears nothing)."""
+        await self.prompt.stop()
         if self.moh_on:
             await self._moh(False)
 

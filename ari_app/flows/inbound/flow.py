@@ -341,10 +341,12 @@ class InboundFlow(QueuePhase, OfferPhase, BridgePhase, VoicemailPhase):
         for leg in self.legs.values():
             if leg.prompt is not None and await leg.prompt.finished(event.playback.id) is not None:
                 return  # the next item of a leg's prompt started, or the prompt is over
-        if event.playback.id != self.playback_id:
+        played = await self.prompt.finished(event.playback.id)
+        if played is None:
             self.ignore("PlaybackFinished", "a playback stopped or not ours")
             return
-        self.playback_id = None
+        if not played:
+            return  # the prompt's next item started
         if self.state is InboundState.ANNOUNCING:
             self._transition(InboundState.DONE, "announcement played")
             self.finish()

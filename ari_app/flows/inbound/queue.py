@@ -77,7 +77,7 @@ class QueuePhase(InboundCall):
         if (
             self.state in (InboundState.QUEUED, InboundState.RINGING)
             and not self.moh_on
-            and self.playback_id is None
+            and not self.prompt.playing
         ):
             await self._moh(True)
 
@@ -137,10 +137,8 @@ class QueuePhase(InboundCall):
         if self.state not in (InboundState.QUEUED, InboundState.RINGING) or self.call_id is None:
             return
         assert self.hotline is not None
-        # Not over an announcement still playing: Asterisk queues a second playback behind
-        # the first on the channel's control queue, and the bridge request of an agent who
-        # answers meanwhile would wait behind both (only the newest playback can be stopped).
-        if self.playback_id is None:
+        # Not over an announcement still playing: it would be cut off for a new one.
+        if not self.prompt.playing:
             media = await self._position_media()
             if media:
                 await self._play(media)
@@ -178,7 +176,7 @@ class QueuePhase(InboundCall):
     async def on_timer_callback_offer(self, _: Timer) -> None:
         if self.caller_gone or self.state not in (InboundState.QUEUED, InboundState.RINGING):
             return
-        if self.state is InboundState.RINGING or self.playback_id is not None:
+        if self.state is InboundState.RINGING or self.prompt.playing:
             # An agent rings for the caller (the offer comes if that fails), or a position
             # announcement plays: not over it.
             self.start_timer("callback_offer", CALLBACK_OFFER_LATER_S)
