@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 from flow_fakes import FakeAriClient, channel, event, fake_dispatcher, playback_finished
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from web_support import waiting_call
 
 from ari_app.ari.models import Channel
@@ -273,3 +274,51 @@ async def test_no_announcement_is_queued_over_one_still_playing(
     await ari.wait_command("play", count=2)
     media = [c.name for c in ari.commands if c.name in ("play", "start_moh")]
     assert media[:3] == ["play", "start_moh", "play"], "no play before the first one ended"
+
+
+async def test_a_routed_call_costs_four_statements_and_seven_requests(
+    sessions: Sessions, engine: AsyncEngine
+) -> None:
+    """The call path's load-independent cost (issue 11; the benchmark measures the same as
+    DB round trips and ARI requests per call): the start's facts, the call's insert with
+    its agent's reservation, its connection and its end are one statement each; Asterisk
+    gets originate, bridge, two caller-ID variables, add, the caller's hangup and the
+    bridge's destruction. A path that grows fails here, whatever the machine's load."""
+    await _hotline(sessions)
+    ari, dispatcher = fake_dispatcher(sessions, {"inbound": InboundFlow})
+    ari.device_states["PJSIP/1001"] = "NOT_INUSE"
+    dispatcher.ctx.followed_devices = lambda: {"PJSIP/1001"}  # device presence follows it
+    sent: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    sa_event.listen(engine.sync_engine, "before_cursor_execute", note)
+    try:
+        _start(dispatcher)
+        originate = await ari.wait_command("originate")
+        leg = originate.kwargs["channel_id"]
+        dispatcher.on_event(
+            event("StasisStart", channel=channel(leg, "500"), args=["agentleg", "x"])
+        )
+        await ari.wait_command("add_channel")
+        dispatcher.on_event(event("StasisEnd", channel=channel(leg)))
+        dispatcher.on_event(event("ChannelDestroyed", channel=channel(leg), cause=16))
+        await ari.wait_command("destroy_bridge")
+        await ari.wait_for(lambda: dispatcher.active_calls == 0)
+    finally:
+        sa_event.remove(engine.sync_engine, "before_cursor_execute", note)
+        await dispatcher.shutdown(0.1)
+    assert len(sent) == 4, sent
+    requests = [c.name for c in ari.commands]
+    assert sorted(requests) == sorted(
+        [
+            "originate",
+            "create_bridge",
+            "set_variable",
+            "set_variable",
+            "add_channel",
+            "hangup",
+            "destroy_bridge",
+        ]
+    ), requests
