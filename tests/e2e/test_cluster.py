@@ -110,13 +110,11 @@ async def test_cluster_spreads_calls_and_survives_a_dead_node(
     t0 = time.monotonic()
     async with Cluster(tmp_path / "cluster", n_agents=AGENTS, database_url=database_url) as cl:
         async with sessions() as session, session.begin():
-            # No wrap-up: the agents take the next call at once (shorter test). No position
-            # announcements: with them (every 3 s, 100 calls, twice on 2026-12-04) 12 and 10
-            # callers were dropped: an agent answered while the caller's announcement (one
-            # ARI playback of a media list with the position's digits) played, the stop of
-            # that playback was ignored (as flows/playlist.py's doc says of Asterisk 16.28),
-            # the list played on and the caller's addChannel got no answer within 5 s.
-            await session.execute(update(Hotline).values(wrapup_s=0, announce_frequency_s=0))
+            # No wrap-up: the agents take the next call at once (shorter test). Position
+            # announcements every 3 s: agents answer while they play (when one was a single
+            # ARI playback of a media list, 12 and 10 of 100 callers were dropped: its stop
+            # was ignored while a number spoke; tests/e2e/test_announcements.py).
+            await session.execute(update(Hotline).values(wrapup_s=0, announce_frequency_s=3))
         phones = [
             SippPhone.for_phone(p, tmp_path, ring=0.2, hangup_after=TALK_S, audio=False)
             for p in cl.phones[:AGENTS]
