@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 
 from ari_app.ari.client import AriClient
-from ari_app.ari.errors import AriError
+from ari_app.ari.errors import AriError, AriNotFound
 from ari_app.domain.sounds import localise
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,10 @@ class Playlist:
         try:
             await self.ari.play(self.channel_id, item, lang=self.lang, playback_id=self.current)
         except AriError as exc:
-            log.warning("call=%s playback of %s failed: %s", self.channel_id, item, exc)
+            # A 404: the channel hung up during the previous item (its PlaybackFinished
+            # comes before its StasisEnd), nobody is left to hear the rest: no warning.
+            level = logging.INFO if isinstance(exc, AriNotFound) else logging.WARNING
+            log.log(level, "call=%s playback of %s failed: %s", self.channel_id, item, exc)
             self.current, self.pending = None, []
             return False
         return True
