@@ -721,6 +721,16 @@ def _db_top(top: list[dict[str, Any]]) -> str:
     )
 
 
+def first_failing(step: dict[str, Any]) -> dict[str, Any] | None:
+    """The first attempt at the first rate whose every attempt failed (the step mode's
+    stop), else the first failed attempt (a retry passed: a blip of the machine)."""
+    steps = step.get("steps", [])
+    rate = step.get("first_failure_cps")
+    return next((x for x in steps if x["rate_cps"] == rate), None) or next(
+        (x for x in steps if x["failed"]), None
+    )
+
+
 def _per_node(values: dict[str, Any]) -> str:
     return ", ".join(f"{name} {_f(v)}" for name, v in values.items())
 
@@ -810,10 +820,11 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {tried} |",
             "",
         ]
-        failed = next((x for x in step["steps"] if x["failed"]), None)
+        failed = first_failing(step)
         if failed is not None:
             out += [
-                f"First failed attempt, at {failed['rate_cps']:g} calls/s: failures "
+                f"At {failed['rate_cps']:g} calls/s (the first rate that failed on every "
+                "attempt; its first attempt): failures "
                 f"{failed['failures']}, time to "
                 f"agent p99 {_f(failed['time_to_agent_p99_ms'])} ms, CPU per call "
                 + ", ".join(f"{k} {_f(v)}" for k, v in failed["cpu_ms_per_call"].items())
@@ -872,10 +883,10 @@ def markdown(result: dict[str, Any]) -> str:
                 f"about {_f(proj['hotline_lock_cps'])} calls/s whatever the nodes (the lock is "
                 "cluster-wide; every hotline has its own)."
             )
-            failed = next((x for x in (step or {}).get("steps", []) if x["failed"]), None)
+            failed = first_failing(step or {})
             if failed is not None and failed.get("hotline_lock_ms_per_call") is not None:
                 line += (
-                    f" In the first failed attempt ({failed['rate_cps']:g} calls/s) they ran "
+                    f" At {failed['rate_cps']:g} calls/s (the first rate that failed) they ran "
                     f"{_f(failed['hotline_lock_ms_per_call'])} ms per call (what the backends "
                     "waited for: the step mode above)."
                 )
