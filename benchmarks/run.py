@@ -316,6 +316,7 @@ def _write(args: argparse.Namespace, result: dict[str, Any]) -> str:
     (args.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "result.md").write_text(table + "\n")
     if args.full_run:
+        from benchmarks import versions
         from benchmarks.cluster import kept_section  # it imports this module
 
         RESULTS_MD.write_text(
@@ -324,6 +325,7 @@ def _write(args: argparse.Namespace, result: dict[str, Any]) -> str:
             "see benchmarks/NOTES.md for what is measured and how.\n\n"
             + table
             + "\n"
+            + versions.kept_section(RESULTS_MD)  # Asterisk 22 vs 16 (benchmarks/versions.py)
             + kept_section(RESULTS_MD)  # the cluster's (`make bench BENCH_ARGS=--cluster`)
         )
     return table
