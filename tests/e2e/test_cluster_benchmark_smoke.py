@@ -36,8 +36,9 @@ def test_cluster_benchmark_smoke(tmp_path: Path) -> None:
     for name in ("node1", "node2"):
         node = fixed["nodes"][name]
         assert node["asterisk_cpu_ms_per_own_call"] is not None, node
-        assert node["ari_requests_per_own_call"], node
-    assert fixed["db_statements_per_call"], fixed
+        assert node["ari_requests_per_own_call"] is not None, node
+    # Net of an idle baseline of 2 s: with 10 calls a noisy baseline may leave 0.
+    assert fixed["db_statements_per_call"] is not None, fixed
     assert result["step"]["highest_zero_failure_cps"] == 4.0, result["step"]
     projection = result["projection"]
     assert [r["nodes"] for r in projection["rows"]][:2] == [1, 2]
