@@ -33,7 +33,7 @@ def test_the_built_wheel_holds_no_devenv_module(tmp_path: Path) -> None:
             "-q",
             "-w",
             str(tmp_path),
-            str(REPO),
+            str(src),
         ],
         check=True,
         capture_output=True,
