@@ -27,6 +27,8 @@ from ari_app.db.models import (
 from ari_app.dispatch import Dispatcher
 from ari_app.flows.base import Timer
 from ari_app.flows.inbound import InboundFlow
+from ari_app.flows.inbound import bridge as inbound_bridge
+from ari_app.flows.inbound.call import InboundState
 from ari_app.reconcile import reconcile
 from ari_app.services import admin, agents
 
@@ -57,9 +59,11 @@ def _start(dispatcher: Dispatcher, channel_id: str = "caller", number: str = "50
     dispatcher.on_event(event("StasisStart", channel=channel(channel_id), args=["inbound", number]))
 
 
-async def _call(sessions: Sessions) -> Call:
+async def _call(sessions: Sessions, channel_id: str | None = None) -> Call:
+    """The one call (or the call of `channel_id`, among a history of calls)."""
+    query = select(Call) if channel_id is None else select(Call).filter_by(channel_id=channel_id)
     async with sessions() as session:
-        call = await session.scalar(select(Call))
+        call = await session.scalar(query)
     assert call is not None
     return call
 
@@ -221,14 +225,11 @@ async def test_a_waiting_caller_hears_position_and_estimated_wait_on_entry(
     ]
 
 
-async def test_an_agent_answering_during_an_announcement_stops_it_and_nothing_follows(
-    sessions: Sessions, world: Any
-) -> None:
-    """Asterisk 16 ignores the stop of a media-list playback while a number speaks, and the
-    bridge request waits behind the rest of the list (the 5 s ARI timeout drops the call):
-    the announcement is played item by item, the item playing is stopped on the answer,
-    and no later item starts once the agent is being connected."""
-    ari, dispatcher = world
+async def _agent_answers_during_the_number(
+    sessions: Sessions, ari: FakeAriClient, dispatcher: Dispatcher
+) -> tuple[InboundFlow, str, str]:
+    """The caller hears its position, an agent answers while the number is spoken: the
+    flow, the agent's leg and the number's playback (whose stop was asked)."""
     await _hotline(sessions, announce_frequency_s=1)
     await _history_and_agents_busy(sessions)
     _start(dispatcher)
@@ -238,21 +239,79 @@ async def test_an_agent_answering_during_an_announcement_stops_it_and_nothing_fo
     async with sessions() as session, session.begin():
         await session.execute(AgentState.__table__.update().values(activity=AgentActivity.IDLE))
     flow = dispatcher.owner("caller")
-    assert flow is not None
+    assert isinstance(flow, InboundFlow)
     flow.deliver(Timer("distribute"))
     leg = (await ari.wait_command("originate")).kwargs["channel_id"]
     dispatcher.on_event(event("StasisStart", channel=channel(leg, "500"), args=["agentleg", "x"]))
+    await ari.wait_command("stop_playback")
+    await ari.wait_for(lambda: flow.state is InboundState.CONNECTING)
+    assert ari.called("stop_playback")[0].args[0] == playing
+    return flow, leg, playing
+
+
+async def test_an_agent_answering_during_an_announcement_stops_it_and_nothing_follows(
+    sessions: Sessions, world: Any
+) -> None:
+    """Asterisk 16 ignores the stop of a media-list playback while a number speaks, and the
+    bridge request waits behind the rest of the list (the 5 s ARI timeout drops the call):
+    the announcement is played item by item, the item playing is stopped on the answer, and
+    the bridge waits (in CONNECTING, not in a handler) for that item's PlaybackFinished (a
+    stopped number still says its last digits); no later item starts."""
+    ari, dispatcher = world
+    flow, leg, playing = await _agent_answers_during_the_number(sessions, ari, dispatcher)
+    assert not ari.called("create_bridge") and not ari.called("add_channel")
+    dispatcher.on_event(playback_finished(playing))
     await ari.wait_command("add_channel")
     names = [c.name for c in ari.commands]
-    stop = names.index("stop_playback")
-    assert ari.commands[stop].args[0] == playing
-    assert stop < names.index("create_bridge") < names.index("add_channel")
-    # The number finishes (its stop may be refused) after the answer: nothing follows it.
-    dispatcher.on_event(playback_finished(playing))
+    assert names.index("stop_playback") < names.index("create_bridge")
+    await ari.wait_for(lambda: flow.state is InboundState.BRIDGED)
     dispatcher.on_event(event("StasisEnd", channel=channel("caller")))
     await ari.wait_for(lambda: any(c.args[0] == leg for c in ari.called("hangup")))
     assert len(ari.called("play")) == 3, "no item after the answer"
     assert not ari.called("start_moh"), "no music either"
+    assert (await _call(sessions, "caller")).outcome is Outcome.ANSWERED
+
+
+async def test_without_the_end_of_the_stopped_prompt_the_timer_bridges(
+    sessions: Sessions, world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inbound_bridge, "BRIDGE_AFTER_STOP_S", 0.2)
+    ari, dispatcher = world
+    flow, _, _ = await _agent_answers_during_the_number(sessions, ari, dispatcher)
+    assert not ari.called("add_channel")
+    await ari.wait_command("add_channel")  # no PlaybackFinished: the timer's bridge
+    await ari.wait_for(lambda: flow.state is InboundState.BRIDGED)
+    assert (await _call(sessions, "caller")).status is CallStatus.BRIDGED
+
+
+async def test_an_agent_hanging_up_before_the_bridge_puts_the_caller_back_in_the_queue(
+    sessions: Sessions, world: Any
+) -> None:
+    ari, dispatcher = world
+    flow, leg, playing = await _agent_answers_during_the_number(sessions, ari, dispatcher)
+    dispatcher.on_event(event("ChannelDestroyed", channel=channel(leg), cause=16))
+    await ari.wait_command("start_moh")  # waiting again, with music
+    assert flow.state is InboundState.QUEUED
+    dispatcher.on_event(playback_finished(playing))  # the number ends: no bridge now
+    await ari.wait_for(lambda: flow.inbox.empty())
+    assert not ari.called("create_bridge")
+    call = await _call(sessions, "caller")
+    assert call.status is CallStatus.WAITING and call.outcome is None
+
+
+async def test_a_caller_hanging_up_before_the_bridge_releases_the_agent(
+    sessions: Sessions, world: Any
+) -> None:
+    ari, dispatcher = world
+    _, leg, _ = await _agent_answers_during_the_number(sessions, ari, dispatcher)
+    dispatcher.on_event(event("StasisEnd", channel=channel("caller")))
+    await ari.wait_for(lambda: any(c.args[0] == leg for c in ari.called("hangup")))
+    await ari.wait_for(lambda: dispatcher.owner("caller") is None)
+    assert not ari.called("create_bridge")
+    assert (await _call(sessions, "caller")).outcome is Outcome.ABANDONED
+    async with sessions() as session:
+        activities = set(await session.scalars(select(AgentState.activity)))
+    assert AgentActivity.RINGING not in activities and AgentActivity.ON_CALL not in activities
 
 
 async def test_no_announcement_is_queued_over_one_still_playing(

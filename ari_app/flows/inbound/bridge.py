@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ari_app.ari.errors import AriError
 from ari_app.domain.enums import Outcome, TargetKind
+from ari_app.flows.base import Timer
 from ari_app.flows.inbound.call import (
     InboundCall,
     InboundState,
@@ -19,6 +20,9 @@ from ari_app.flows.inbound.call import (
 from ari_app.services import routing
 
 log = logging.getLogger(__name__)
+
+# A stopped `number:` item ends after its last digit, well within this (about 1 s seen).
+BRIDGE_AFTER_STOP_S = 2.0
 
 
 class BridgePhase(InboundCall):
@@ -31,7 +35,37 @@ class BridgePhase(InboundCall):
         self.cancel_timer("announce")
         self.cancel_timer("distribute")
         self._leave_waiting()
+        playing = self.prompt.current
         await self._stop_media()
+        if playing is not None and state is InboundState.BRIDGED:
+            # Asterisk adds the caller to a bridge only once its playback has ended, and a
+            # stopped number ends after its last digit (up to about a second): the bridge
+            # waits for that PlaybackFinished in CONNECTING, not in this handler (hang-ups
+            # meanwhile are handled). No PlaybackFinished (lost): the timer bridges anyway.
+            self.connecting, self.stopped_playback = leg, playing
+            self.start_timer("bridge", BRIDGE_AFTER_STOP_S)
+            self._transition(InboundState.CONNECTING, f"{cause}, prompt stopping")
+            return
+        await self._bridge(leg, state, cause)
+
+    async def _bridge_connecting(self, cause: str) -> None:
+        """CONNECTING: the stopped prompt has ended (or the timer gave up on its end)."""
+        leg, self.connecting, self.stopped_playback = self.connecting, None, None
+        self.cancel_timer("bridge")
+        assert leg is not None
+        await self._bridge(leg, InboundState.BRIDGED, cause)
+
+    async def on_timer_bridge(self, _: Timer) -> None:
+        log.warning(
+            "call=%s no end of the stopped prompt %s after %.1f s: bridging anyway",
+            self.channel_id,
+            self.stopped_playback,
+            BRIDGE_AFTER_STOP_S,
+        )
+        await self._bridge_connecting("prompt end not seen")
+
+    async def _bridge(self, leg: Leg, state: InboundState, cause: str) -> None:
+        assert self.call_id is not None and self.hotline is not None
         self.bridge_id = f"{self.call_id}-bridge"
         # The caller sees the hotline, never the agent's device or number: name and number
         # in one request each ("name" <number>, the form CONNECTEDLINE/CALLERID(all) read).

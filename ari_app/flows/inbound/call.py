@@ -35,6 +35,9 @@ class InboundState(enum.Enum):
     ANNOUNCING = "announcing"  # an announcement, then hang up
     QUEUED = "queued"
     RINGING = "ringing"
+    # An agent answered while the caller's prompt played: its stop was asked, the bridge
+    # waits for that playback's PlaybackFinished (a number ends only after its last digit).
+    CONNECTING = "connecting"
     BRIDGED = "bridged"
     VM_GREETING = "vm_greeting"
     RECORDING = "recording"
@@ -77,6 +80,9 @@ class InboundCall(CallFlow[InboundState]):
         self.tried: set[int] = set()
         self.bridge_id: str | None = None
         self.connected: Leg | None = None
+        # CONNECTING: the leg to bridge, and the stopped playback whose end it waits for.
+        self.connecting: Leg | None = None
+        self.stopped_playback: str | None = None
         self.reason = Outcome.NO_AGENTS  # why an action runs: closed/no_agents/timeout
         # What the caller hears, one ARI playback per item (flows/playlist.py): an agent may
         # answer at any moment, and Asterisk 16 ignores the stop of a media-list playback
@@ -231,6 +237,12 @@ class InboundCall(CallFlow[InboundState]):
 
     async def _connect(self, leg: Leg, state: InboundState, cause: str) -> None:
         raise NotImplementedError  # bridge.py
+
+    async def _bridge_connecting(self, cause: str) -> None:
+        raise NotImplementedError  # bridge.py
+
+    async def _back_to_queue(self, cause: str) -> None:
+        raise NotImplementedError  # queue.py
 
     async def _accept_callback(self) -> None:
         raise NotImplementedError  # queue.py

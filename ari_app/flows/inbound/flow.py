@@ -73,12 +73,17 @@ def _table() -> Table[InboundState]:
             on(waiting, "timer:max_wait", to=action),
             # A leg answered: an agent's (bridged, or asked to press 1 first), a forward's;
             # a leg answering in any other state is hung up.
-            on(s.RINGING, "StasisStart", to=s.BRIDGED),
+            on(s.RINGING, "StasisStart", to=(s.BRIDGED, s.CONNECTING)),
             on(s.FORWARDING, "StasisStart", to=s.FORWARDED),
             on([x for x in live if x not in (s.NEW, s.RINGING, s.FORWARDING)], "StasisStart"),
             on(s.RINGING, "timer:confirm"),
             # The agent's 1, or the caller's 1 after the callback offer.
-            on(s.RINGING, "ChannelDtmfReceived", to=(s.BRIDGED, s.ANNOUNCING)),
+            on(s.RINGING, "ChannelDtmfReceived", to=(s.BRIDGED, s.CONNECTING, s.ANNOUNCING)),
+            # The caller's prompt was stopped for the bridge: bridged once it has ended (a
+            # number ends after its last digit), or by the timer; the agent hung up
+            # meanwhile: the caller waits again.
+            on(s.CONNECTING, ("PlaybackFinished", "timer:bridge"), to=s.BRIDGED),
+            on(s.CONNECTING, "ChannelDestroyed", to=s.QUEUED),
             on(s.QUEUED, "ChannelDtmfReceived", to=s.ANNOUNCING),
             on(s.ANNOUNCING, "PlaybackFinished", to=s.DONE),
             on(s.VM_GREETING, "PlaybackFinished", to=s.RECORDING),
@@ -264,6 +269,8 @@ class InboundFlow(QueuePhase, OfferPhase, BridgePhase, VoicemailPhase):
             assert self.hotline is not None
             self.retry_at = time.monotonic() + self.hotline.retry_delay_s
             self.start_timer("distribute", self.hotline.retry_delay_s)
+        elif self.state is InboundState.CONNECTING and leg is self.connecting:
+            await self._back_to_queue(f"agent hung up before the bridge (cause {event.cause})")
         elif self.state is InboundState.FORWARDING and leg.agent_id is None:
             await self._close(self.reason)
             await self._announce_and_hang_up("sound:all-circuits-busy-now", "forward failed")
@@ -272,7 +279,7 @@ class InboundFlow(QueuePhase, OfferPhase, BridgePhase, VoicemailPhase):
         if self.caller_gone:
             return
         self.caller_gone = True
-        if self.state in (InboundState.QUEUED, InboundState.RINGING):
+        if self.state in (InboundState.QUEUED, InboundState.RINGING, InboundState.CONNECTING):
             await self._cancel_legs()
             await self._close(Outcome.ABANDONED)
             self._transition(InboundState.DONE, "caller hung up")
@@ -294,7 +301,10 @@ class InboundFlow(QueuePhase, OfferPhase, BridgePhase, VoicemailPhase):
         a caller still waiting goes to the dialplan fallback rather than being dropped."""
         if self.state in (InboundState.BRIDGED, InboundState.FORWARDED):
             await self._call_over(f"stop: {event.reason}")
-        elif self.state in (InboundState.QUEUED, InboundState.RINGING) and not self.caller_gone:
+        elif (
+            self.state in (InboundState.QUEUED, InboundState.RINGING, InboundState.CONNECTING)
+            and not self.caller_gone
+        ):
             await self._cancel_legs()
             await self._stop_media()
             await self._close(Outcome.TIMEOUT)
@@ -338,6 +348,12 @@ class InboundFlow(QueuePhase, OfferPhase, BridgePhase, VoicemailPhase):
             await self._announce_and_hang_up(f"sound:{action.sound}", cause)
 
     async def on_PlaybackFinished(self, event: PlaybackFinished) -> None:
+        if self.state is InboundState.CONNECTING:
+            if event.playback.id == self.stopped_playback:
+                await self._bridge_connecting("prompt stopped")
+            else:
+                self.ignore("PlaybackFinished", "not the stopped prompt the bridge waits for")
+            return
         for leg in self.legs.values():
             if leg.prompt is not None and await leg.prompt.finished(event.playback.id) is not None:
                 return  # the next item of a leg's prompt started, or the prompt is over

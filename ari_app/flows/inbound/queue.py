@@ -48,13 +48,7 @@ class QueuePhase(InboundCall):
         """`first`: agents already reserved for the call with its insert (a new call)."""
         self._transition(InboundState.QUEUED, cause)
         self.queued_at = time.monotonic() - waited_s
-        self.ctx.waiting.add(hotline.id, self.queue_seq, self._wake)
-        self.start_timer("max_wait", max(1.0, hotline.max_wait_s - waited_s))
-        if hotline.announce_frequency_s > 0:
-            self.start_timer("announce", hotline.announce_frequency_s)
-        if hotline.callback_after_s > 0 and offerable(self.caller_number):
-            # Only to the number the call came from: withheld numbers get no offer.
-            self.start_timer("callback_offer", max(0.1, hotline.callback_after_s - waited_s))
+        self._wait(hotline, waited_s)
         # Agents ring first; answering the caller takes Asterisk a while (about 200 ms) and
         # must not delay them. The agent's answer is handled after this (one inbox).
         await self._distribute(first)
@@ -72,6 +66,33 @@ class QueuePhase(InboundCall):
             self.start_timer("hold_music", RING_BEFORE_MUSIC_S)
         else:
             await self._moh(True)
+
+    def _wait(self, hotline: Hotline, waited_s: float) -> None:
+        """In the waiting queue, with the timers of the wait (`waited_s` already waited)."""
+        self.ctx.waiting.add(hotline.id, self.queue_seq, self._wake)
+        self.start_timer("max_wait", max(1.0, hotline.max_wait_s - waited_s))
+        if hotline.announce_frequency_s > 0:
+            self.start_timer("announce", hotline.announce_frequency_s)
+        if (
+            hotline.callback_after_s > 0
+            and offerable(self.caller_number)
+            and not self.callback_offered
+        ):
+            # Only to the number the call came from: withheld numbers get no offer.
+            self.start_timer("callback_offer", max(0.1, hotline.callback_after_s - waited_s))
+
+    async def _back_to_queue(self, cause: str) -> None:
+        """The agent hung up in CONNECTING, before the bridge: the caller waits again in
+        its place, as after a ring nobody answered (the next ring after the retry delay)."""
+        assert self.hotline is not None
+        self.connecting, self.stopped_playback = None, None
+        self.cancel_timer("bridge")
+        self._transition(InboundState.QUEUED, cause)
+        now = time.monotonic()
+        self._wait(self.hotline, now - (self.queued_at or now))
+        self.retry_at = now + self.hotline.retry_delay_s
+        self.start_timer("distribute", self.hotline.retry_delay_s)
+        await self._moh(True)
 
     async def on_timer_hold_music(self, _: Timer) -> None:
         if (
