@@ -269,6 +269,7 @@ async def test_an_agent_answering_during_an_announcement_stops_it_and_nothing_fo
     await ari.wait_for(lambda: any(c.args[0] == leg for c in ari.called("hangup")))
     assert len(ari.called("play")) == 3, "no item after the answer"
     assert not ari.called("start_moh"), "no music either"
+    await ari.wait_for(lambda: dispatcher.owner("caller") is None)  # the call end stored
     assert (await _call(sessions, "caller")).outcome is Outcome.ANSWERED
 
 
