@@ -27,13 +27,11 @@ from ari_app.ari.models import (
     Bridge,
     Channel,
     DeviceState,
-    Endpoint,
     LiveRecording,
     MalformedError,
     Playback,
     StoredRecording,
     as_mapping,
-    opt_str,
     req_str,
 )
 from ari_app.ari.stream import (
@@ -341,36 +339,6 @@ class AriClient:
             Channel.from_json, "POST", "channels", params=params, json_body=body
         )
 
-    async def create_channel(
-        self,
-        endpoint: str,
-        *,
-        app: str | None = None,
-        app_args: str | Sequence[str] | None = None,
-        channel_id: str | None = None,
-        other_channel_id: str | None = None,
-        originator: str | None = None,
-        formats: str | Sequence[str] | None = None,
-        variables: Mapping[str, str] | None = None,
-    ) -> Channel:
-        """`POST /channels/create`: a channel that is not dialled until `dial()`."""
-        params = _params(
-            endpoint=endpoint,
-            app=app or self._app,
-            appArgs=app_args,
-            channelId=channel_id,
-            otherChannelId=other_channel_id,
-            originator=originator,
-            formats=formats,
-        )
-        body = {"variables": dict(variables)} if variables else None
-        return await self._get_model(
-            Channel.from_json, "POST", "channels/create", params=params, json_body=body
-        )
-
-    async def get_channel(self, channel_id: str) -> Channel:
-        return await self._get_model(Channel.from_json, "GET", f"channels/{_seg(channel_id)}")
-
     async def list_channels(self) -> list[Channel]:
         return await self._get_list(Channel.from_json, "channels")
 
@@ -430,51 +398,9 @@ class AriClient:
             LiveRecording.from_json, "POST", f"channels/{_seg(channel_id)}/record", params=params
         )
 
-    async def dial(
-        self,
-        channel_id: str,
-        *,
-        caller: str | None = None,
-        timeout: int | None = None,
-    ) -> None:
-        """Dial a channel made by `create_channel()`; `caller` gets its ringing/answer info."""
-        await self._request(
-            "POST",
-            f"channels/{_seg(channel_id)}/dial",
-            params=_params(caller=caller, timeout=timeout),
-            expect="none",
-        )
-
     async def ring(self, channel_id: str) -> None:
         """Indicate ringing to the channel (the caller hears ringback)."""
         await self._request("POST", f"channels/{_seg(channel_id)}/ring", expect="none")
-
-    async def ring_stop(self, channel_id: str) -> None:
-        await self._request("DELETE", f"channels/{_seg(channel_id)}/ring", expect="none")
-
-    async def send_dtmf(
-        self,
-        channel_id: str,
-        dtmf: str,
-        *,
-        before: int | None = None,
-        between: int | None = None,
-        duration: int | None = None,
-        after: int | None = None,
-    ) -> None:
-        params = _params(dtmf=dtmf, before=before, between=between, duration=duration, after=after)
-        await self._request(
-            "POST", f"channels/{_seg(channel_id)}/dtmf", params=params, expect="none"
-        )
-
-    async def get_variable(self, channel_id: str, variable: str) -> str:
-        """Value of a channel variable or function (e.g. `CALLERID(num)`)."""
-        path = f"channels/{_seg(channel_id)}/variable"
-        data = await self._request("GET", path, params=_params(variable=variable))
-        try:
-            return opt_str(as_mapping(data, "variable"), "value")
-        except MalformedError as exc:
-            raise _unexpected("GET", path, exc) from exc
 
     async def set_variable(self, channel_id: str, variable: str, value: str) -> None:
         await self._request(
@@ -510,15 +436,6 @@ class AriClient:
             "POST", f"channels/{_seg(channel_id)}/continue", params=params, expect="none"
         )
 
-    async def redirect(self, channel_id: str, endpoint: str) -> None:
-        """Redirect (e.g. SIP 302) the channel to another endpoint."""
-        await self._request(
-            "POST",
-            f"channels/{_seg(channel_id)}/redirect",
-            params=_params(endpoint=endpoint),
-            expect="none",
-        )
-
     # --- bridges -------------------------------------------------------------------------
 
     async def create_bridge(
@@ -531,9 +448,6 @@ class AriClient:
         """`POST /bridges`; `type` e.g. "mixing", "holding" or ["mixing", "dtmf_events"]."""
         params = _params(type=type, bridgeId=bridge_id, name=name)
         return await self._get_model(Bridge.from_json, "POST", "bridges", params=params)
-
-    async def get_bridge(self, bridge_id: str) -> Bridge:
-        return await self._get_model(Bridge.from_json, "GET", f"bridges/{_seg(bridge_id)}")
 
     async def list_bridges(self) -> list[Bridge]:
         return await self._get_list(Bridge.from_json, "bridges")
@@ -553,72 +467,12 @@ class AriClient:
             "POST", f"bridges/{_seg(bridge_id)}/addChannel", params=params, expect="none"
         )
 
-    async def remove_channel(self, bridge_id: str, channel: str | Sequence[str]) -> None:
-        await self._request(
-            "POST",
-            f"bridges/{_seg(bridge_id)}/removeChannel",
-            params=_params(channel=channel),
-            expect="none",
-        )
-
-    async def start_bridge_moh(self, bridge_id: str, moh_class: str | None = None) -> None:
-        await self._request(
-            "POST",
-            f"bridges/{_seg(bridge_id)}/moh",
-            params=_params(mohClass=moh_class),
-            expect="none",
-        )
-
-    async def stop_bridge_moh(self, bridge_id: str) -> None:
-        await self._request("DELETE", f"bridges/{_seg(bridge_id)}/moh", expect="none")
-
-    async def play_on_bridge(
-        self,
-        bridge_id: str,
-        media: str | Sequence[str],
-        *,
-        lang: str | None = None,
-        playback_id: str | None = None,
-    ) -> Playback:
-        params = _params(media=media, lang=lang, playbackId=playback_id)
-        return await self._get_model(
-            Playback.from_json, "POST", f"bridges/{_seg(bridge_id)}/play", params=params
-        )
-
-    async def record_bridge(
-        self,
-        bridge_id: str,
-        name: str,
-        *,
-        format: str = "wav",
-        max_duration_seconds: int | None = None,
-        max_silence_seconds: int | None = None,
-        if_exists: str | None = None,
-        beep: bool | None = None,
-        terminate_on: str | None = None,
-    ) -> LiveRecording:
-        params = _params(
-            name=name,
-            format=format,
-            maxDurationSeconds=max_duration_seconds,
-            maxSilenceSeconds=max_silence_seconds,
-            ifExists=if_exists,
-            beep=beep,
-            terminateOn=terminate_on,
-        )
-        return await self._get_model(
-            LiveRecording.from_json, "POST", f"bridges/{_seg(bridge_id)}/record", params=params
-        )
-
     async def destroy_bridge(self, bridge_id: str, *, missing_ok: bool = True) -> bool:
         """`DELETE /bridges/{id}`; False if the bridge was already gone (and missing_ok)."""
         call = self._request("DELETE", f"bridges/{_seg(bridge_id)}", expect="none")
         return await self._ignore_missing(call, missing_ok)
 
     # --- playbacks -----------------------------------------------------------------------
-
-    async def get_playback(self, playback_id: str) -> Playback:
-        return await self._get_model(Playback.from_json, "GET", f"playbacks/{_seg(playback_id)}")
 
     async def stop_playback(self, playback_id: str, *, missing_ok: bool = True) -> bool:
         """Stop a playback; False if it had already finished (and missing_ok)."""
@@ -647,30 +501,9 @@ class AriClient:
         )
         return data
 
-    async def copy_stored_recording(self, name: str, destination: str) -> StoredRecording:
-        return await self._get_model(
-            StoredRecording.from_json,
-            "POST",
-            f"recordings/stored/{_seg(name)}/copy",
-            params=_params(destinationRecordingName=destination),
-        )
-
     async def delete_stored_recording(self, name: str, *, missing_ok: bool = False) -> bool:
         call = self._request("DELETE", f"recordings/stored/{_seg(name)}", expect="none")
         return await self._ignore_missing(call, missing_ok)
-
-    async def get_live_recording(self, name: str) -> LiveRecording:
-        return await self._get_model(
-            LiveRecording.from_json, "GET", f"recordings/live/{_seg(name)}"
-        )
-
-    async def stop_live_recording(self, name: str) -> None:
-        """Stop and keep the recording (it becomes a stored recording)."""
-        await self._request("POST", f"recordings/live/{_seg(name)}/stop", expect="none")
-
-    async def cancel_live_recording(self, name: str) -> None:
-        """Stop and discard the recording."""
-        await self._request("DELETE", f"recordings/live/{_seg(name)}", expect="none")
 
     # --- applications --------------------------------------------------------------------
 
@@ -678,9 +511,6 @@ class AriClient:
         return await self._get_model(
             Application.from_json, "GET", f"applications/{_seg(name or self._app)}"
         )
-
-    async def list_applications(self) -> list[Application]:
-        return await self._get_list(Application.from_json, "applications")
 
     async def subscribe(
         self, event_source: str | Sequence[str], *, app: str | None = None
@@ -715,22 +545,10 @@ class AriClient:
             params=_params(eventSource=event_source),
         )
 
-    # --- device states, endpoints, asterisk -----------------------------------------------
-
-    async def list_device_states(self) -> list[DeviceState]:
-        return await self._get_list(DeviceState.from_json, "deviceStates")
+    # --- device states, sounds, asterisk --------------------------------------------------
 
     async def get_device_state(self, name: str) -> DeviceState:
         return await self._get_model(DeviceState.from_json, "GET", f"deviceStates/{_seg(name)}")
-
-    async def list_endpoints(self, technology: str | None = None) -> list[Endpoint]:
-        path = "endpoints" if technology is None else f"endpoints/{_seg(technology)}"
-        return await self._get_list(Endpoint.from_json, path)
-
-    async def get_endpoint(self, technology: str, resource: str) -> Endpoint:
-        return await self._get_model(
-            Endpoint.from_json, "GET", f"endpoints/{_seg(technology)}/{_seg(resource)}"
-        )
 
     async def list_sounds(self, lang: str) -> set[str]:
         """Names of the sounds Asterisk has in language `lang` (`GET /sounds?lang=`)."""

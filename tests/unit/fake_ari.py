@@ -147,9 +147,7 @@ class FakeAri:
     live_recordings: dict[str, dict[str, Any]] = field(default_factory=dict)
     stored_recordings: dict[str, dict[str, Any]] = field(default_factory=dict)
     recording_files: dict[str, bytes] = field(default_factory=dict)
-    variables: dict[tuple[str, str], str] = field(default_factory=dict)
     device_states: dict[str, str] = field(default_factory=dict)
-    endpoints: list[dict[str, Any]] = field(default_factory=list)
     subscriptions: set[str] = field(default_factory=set)
     requests: list[RecordedRequest] = field(default_factory=list)
 
@@ -395,11 +393,7 @@ class FakeAri:
             case ("GET", ["channels"]):
                 return list(self.channels.values())
             case ("POST", ["channels"]):
-                return self._new_channel(q, body, require_app=False)
-            case ("POST", ["channels", "create"]):
-                return self._new_channel(q, body, require_app=True)
-            case ("GET", ["channels", cid]):
-                return self._channel(cid)
+                return self._new_channel(q, body)
             case ("DELETE", ["channels", cid]):
                 self._channel(cid)
                 del self.channels[cid]
@@ -413,34 +407,15 @@ class FakeAri:
             case ("POST", ["channels", cid, "record"]):
                 self._channel(cid)
                 return self._new_recording(f"channel:{cid}", q)
-            case ("POST", ["channels", cid, "dial"]):
-                if self._channel(cid)["state"] != "Down":
-                    raise _AriHTTPError(409, "Channel is not in the 'Down' state")
-                self.channels[cid]["state"] = "Ringing"
-                return None
             case ("POST" | "DELETE", ["channels", cid, "ring" | "moh" | "silence" | "hold"]):
                 self._channel(cid)
                 return None
-            case ("POST", ["channels", cid, "dtmf"]):
-                self._channel(cid)
-                _need(q, "dtmf")
-                return None
-            case ("GET", ["channels", cid, "variable"]):
-                self._channel(cid)
-                value = self.variables.get((cid, _need(q, "variable")))
-                if value is None:
-                    raise _AriHTTPError(404, "Provided variable was not found")
-                return {"value": value}
             case ("POST", ["channels", cid, "variable"]):
                 self._channel(cid)
-                self.variables[(cid, _need(q, "variable"))] = q.get("value", "")
+                _need(q, "variable")
                 return None
             case ("POST", ["channels", cid, "continue"]):
                 self._channel(cid)
-                return None
-            case ("POST", ["channels", cid, "redirect"]):
-                self._channel(cid)
-                _need(q, "endpoint")
                 return None
             case ("GET", ["bridges"]):
                 return list(self.bridges.values())
@@ -451,8 +426,6 @@ class FakeAri:
                 bridge = bridge_json(bid, bridge_type=kind, name=q.get("name", ""))
                 self.bridges[bid] = bridge
                 return bridge
-            case ("GET", ["bridges", bid]):
-                return self._bridge(bid)
             case ("DELETE", ["bridges", bid]):
                 self._bridge(bid)
                 del self.bridges[bid]
@@ -465,24 +438,6 @@ class FakeAri:
                     if cid not in bridge["channels"]:
                         bridge["channels"].append(cid)
                 return None
-            case ("POST", ["bridges", bid, "removeChannel"]):
-                bridge = self._bridge(bid)
-                for cid in _need(q, "channel").split(","):
-                    if cid not in bridge["channels"]:
-                        raise _AriHTTPError(422, "Channel not in this bridge")
-                    bridge["channels"].remove(cid)
-                return None
-            case ("POST" | "DELETE", ["bridges", bid, "moh"]):
-                self._bridge(bid)
-                return None
-            case ("POST", ["bridges", bid, "play"]):
-                self._bridge(bid)
-                return self._new_playback(f"bridge:{bid}", q)
-            case ("POST", ["bridges", bid, "record"]):
-                self._bridge(bid)
-                return self._new_recording(f"bridge:{bid}", q)
-            case ("GET", ["playbacks", pid]):
-                return self._get(self.playbacks, pid, "Playback not found")
             case ("DELETE", ["playbacks", pid]):
                 self._get(self.playbacks, pid, "Playback not found")
                 del self.playbacks[pid]
@@ -496,33 +451,11 @@ class FakeAri:
                 return web.Response(
                     body=self.recording_files.get(name, b""), content_type="audio/wav"
                 )
-            case ("POST", ["recordings", "stored", name, "copy"]):
-                source = self._get(self.stored_recordings, name, "Recording not found")
-                dest = _need(q, "destinationRecordingName")
-                if dest in self.stored_recordings:
-                    raise _AriHTTPError(409, "A recording with the same name already exists")
-                self.stored_recordings[dest] = {**source, "name": dest}
-                self.recording_files[dest] = self.recording_files.get(name, b"")
-                return self.stored_recordings[dest]
             case ("DELETE", ["recordings", "stored", name]):
                 self._get(self.stored_recordings, name, "Recording not found")
                 del self.stored_recordings[name]
                 self.recording_files.pop(name, None)
                 return None
-            case ("GET", ["recordings", "live", name]):
-                return self._get(self.live_recordings, name, "Recording not found")
-            case ("POST", ["recordings", "live", name, "stop"]):
-                rec = self._get(self.live_recordings, name, "Recording not found")
-                del self.live_recordings[name]
-                self.stored_recordings[name] = {"name": name, "format": rec["format"]}
-                self.recording_files.setdefault(name, b"RIFF-fake-audio")
-                return None
-            case ("DELETE", ["recordings", "live", name]):
-                self._get(self.live_recordings, name, "Recording not found")
-                del self.live_recordings[name]
-                return None
-            case ("GET", ["applications"]):
-                return [self._application()]
             case ("GET", ["applications", name]):
                 self._check_app(name)
                 return self._application()
@@ -539,20 +472,9 @@ class FakeAri:
                     else:
                         self.subscriptions.discard(source)
                 return self._application()
-            case ("GET", ["deviceStates"]):
-                return [{"name": n, "state": s} for n, s in self.device_states.items()]
             case ("GET", ["deviceStates", name]):
                 state = self._get(self.device_states, name, "Device state not found")
                 return {"name": name, "state": state}
-            case ("GET", ["endpoints"]):
-                return self.endpoints
-            case ("GET", ["endpoints", tech]):
-                return [e for e in self.endpoints if e["technology"] == tech]
-            case ("GET", ["endpoints", tech, resource]):
-                for e in self.endpoints:
-                    if e["technology"] == tech and e["resource"] == resource:
-                        return e
-                raise _AriHTTPError(404, "Endpoint not found")
         raise _AriHTTPError(404, "Resource not found")
 
     def _get(self, table: Mapping[str, Any], key: str, message: str) -> Any:
@@ -587,11 +509,9 @@ class FakeAri:
             "events_disallowed": [],
         }
 
-    def _new_channel(self, q: dict[str, str], body: Any, *, require_app: bool) -> Any:
+    def _new_channel(self, q: dict[str, str], body: Any) -> Any:
         endpoint = _need(q, "endpoint")
-        if require_app:
-            _need(q, "app")
-        elif "app" not in q and "extension" not in q and "context" not in q:
+        if "app" not in q and "extension" not in q and "context" not in q:
             raise _AriHTTPError(400, "Application or extension must be specified")
         if body is not None and not isinstance(body, dict):
             raise _AriHTTPError(400, "Body must be an object")
@@ -611,8 +531,6 @@ class FakeAri:
             caller_name=name,
         )
         self.channels[cid] = channel
-        for var, value in ((body or {}).get("variables") or {}).items():
-            self.variables[(cid, var)] = str(value)
         return channel
 
     def _new_playback(self, target: str, q: dict[str, str]) -> Any:

@@ -176,7 +176,7 @@ async def test_no_secret_when_asterisk_is_unreachable_or_refuses(
     async with FakeAri(password="the-right-one") as fake:
         async with AriClient(fake.base_url, "hotline", SECRET, "hotline", timeout=1) as client:
             with pytest.raises(AriError) as unauthorised:
-                await client.get_channel("x")
+                await client.list_channels()
             errors.append(unauthorised.value)
             stream = client.events(lambda e: None, backoff_initial=0.01, backoff_max=0.02)
             stream.start()
