@@ -43,7 +43,7 @@ help:
 	@echo "make test    lint (ruff, mypy) and the whole test suite"
 	@echo "make test-all  what CI runs: make test ASTERISK=22, then make test-pbx (16)"
 	@echo "make test-pbx  the e2e tests that exercise the PBX most (calls, agents, reliability)"
-	@echo "make setup   install system packages and the venv ($(VENV)); run by the two above"
+	@echo "make setup   install system packages and the venv ($(VENV)); run by the ones above"
 	@echo "             ASTERISK=22 (any target): build/use Asterisk 22 next to the system's"
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make clean   remove $(RUN_DIR)/ and the venv's install stamp"
