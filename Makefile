@@ -1,15 +1,15 @@
 # Hotline developer tasks. Run as root on a fresh Debian/Ubuntu machine: `make setup` installs
 # whatever is missing (system packages, the virtualenv); every target is idempotent.
 #   make run    the whole system with a demo hotline (private Postgres + Asterisk)
-#   make test   lint + the whole test suite (unit, db, e2e)
-#   make test-all  what CI runs: `make test` on Asterisk 22, the PBX tests on the system's 16
+#   make test   what CI runs: lint + the whole suite on Asterisk 22, the PBX tests on the system's 16
+#   make suite  lint + the whole test suite on one Asterisk (ASTERISK=22 or the system's)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_DIR ?= .run
-# Extra pytest arguments, e.g. `make test PYTEST_ARGS='-k panel -x'`.
+# Extra pytest arguments, e.g. `make suite PYTEST_ARGS='-k panel -x'`.
 PYTEST_ARGS ?=
 # A specific interpreter for the venv (default: python3 on PATH, >= 3.11).
 PYTHON ?=
@@ -18,7 +18,7 @@ export PYTHON
 # Which Asterisk the tests, `make run` and `make bench` use: empty = the distribution's (on
 # Debian 12: 16 from Debian 11); 22 = Debian unstable's Asterisk 22 LTS, backported and built
 # once per machine by scripts/build-asterisk22.sh into $(AST22_CACHE) and run from there
-# (HOTLINE_ASTERISK), so the system's Asterisk stays installed: `make test ASTERISK=22`.
+# (HOTLINE_ASTERISK), so the system's Asterisk stays installed: `make suite ASTERISK=22`.
 ASTERISK ?=
 AST22_CACHE ?= /var/cache/hotline/asterisk-22
 export HOTLINE_AST22_CACHE := $(AST22_CACHE)
@@ -35,13 +35,13 @@ LINT = echo "== ruff check"; $(BIN)/ruff check . || status=1; \
 	echo "== ruff format --check"; $(BIN)/ruff format --check . || status=1; \
 	echo "== mypy"; $(BIN)/mypy || status=1
 
-.PHONY: help setup system-deps venv prompts asterisk22 lint test test-pbx test-all run clean
+.PHONY: help setup system-deps venv prompts asterisk22 lint suite test-pbx test run clean
 
 help:
 	@echo "make run     start Postgres, Asterisk and hotline with a demo hotline (Ctrl-C stops)"
 	@echo "make run-cluster  Kamailio + two Asterisk nodes with an app each, one Postgres"
-	@echo "make test    lint (ruff, mypy) and the whole test suite"
-	@echo "make test-all  what CI runs: make test ASTERISK=22, then make test-pbx (16)"
+	@echo "make test    what CI runs: make suite ASTERISK=22, then make test-pbx (16)"
+	@echo "make suite   lint (ruff, mypy) and the whole test suite on one Asterisk"
 	@echo "make test-pbx  the e2e tests that exercise the PBX most (calls, agents, reliability)"
 	@echo "make setup   install system packages and the venv ($(VENV)); run by the ones above"
 	@echo "             ASTERISK=22 (any target): build/use Asterisk 22 next to the system's"
@@ -73,7 +73,7 @@ lint: setup
 	@status=0; $(LINT); exit $$status
 
 # Lint first so pytest's summary is the last thing printed; both always run.
-test: setup
+suite: setup
 	@status=0; $(LINT); \
 	echo "== pytest"; $(BIN)/pytest -ra $(PYTEST_ARGS) || status=1; \
 	exit $$status
@@ -86,13 +86,13 @@ PBX_TESTS = $(addprefix tests/e2e/,test_pbx_harness.py test_hotline_calls.py \
 test-pbx: setup
 	$(BIN)/pytest -ra $(PBX_TESTS) $(PYTEST_ARGS)
 
-# What CI runs (.ci/run): lint and the whole suite on Asterisk 22 (built once per machine:
+# The README's test command and what CI runs (.ci/run): lint and the whole suite on Asterisk 22 (built once per machine:
 # about 8 to 40 min on 2 cores when its cache is empty), then the PBX tests on the
 # distribution's Asterisk (16 on Debian 12), whatever ASTERISK or HOTLINE_ASTERISK say.
 # Both always run; any failure fails the target.
-test-all:
+test:
 	@status=0; \
-	$(MAKE) --no-print-directory test ASTERISK=22 || status=1; \
+	$(MAKE) --no-print-directory suite ASTERISK=22 || status=1; \
 	echo "== the PBX tests on the distribution's Asterisk"; \
 	env -u HOTLINE_ASTERISK -u HOTLINE_EXPECT_ASTERISK \
 		$(MAKE) --no-print-directory test-pbx ASTERISK= || status=1; \
