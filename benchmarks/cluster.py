@@ -284,7 +284,7 @@ FROM pg_stat_activity WHERE datname = $1 AND state = 'active'
 """
 
 
-class ActivitySampler:
+class ActivitySampler(probes.Background):
     """While running: what the measured database's active backends are doing, sampled
     every `interval` s from pg_stat_activity (running on a CPU, or waiting: for a lock
     such as Lock:advisory, for I/O, ...); `mean()` is the average number of backends per
@@ -295,17 +295,6 @@ class ActivitySampler:
         self.interval = interval
         self.counts: Counter[str] = Counter()
         self.samples = 0
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> ActivitySampler:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         conn = await asyncpg.connect(self.admin_dsn)

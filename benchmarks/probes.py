@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import aiohttp
 import asyncpg  # type: ignore[import-untyped]
@@ -139,7 +140,27 @@ def children(pid: int) -> list[int]:
     return sorted(found)
 
 
-class Sampler:
+class Background:
+    """A probe that samples in a task of its own while its `async with` block runs;
+    subclasses implement `_run()` (a loop until cancelled)."""
+
+    _task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Sampler(Background):
     """While running: polls the RSS of the app's processes (the largest one: RSS per
     worker) and their event-loop lag gauges every SAMPLE_S and keeps the maxima. Scraping
     /metrics costs the app a DB read; the idle baseline that is subtracted from every
@@ -152,17 +173,6 @@ class Sampler:
         self.max_lag_s = 0.0
         self.scrapes = 0
         self.scrape_errors = 0
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Sampler:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=5)
