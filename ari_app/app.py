@@ -9,6 +9,8 @@ import logging
 import os
 import signal
 import socket
+import time
+from collections.abc import Awaitable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -271,22 +273,61 @@ class HotlineApp:
         try:
             await self._stopping.wait()
             log.info("stopping: %d call(s) in progress", self.dispatcher.active_calls)
-            await self.dispatcher.shutdown(grace_s)
+            await stop_step("calls", self.dispatcher.shutdown(grace_s), grace_s + 10)
             # Flows with their own tasks: stopped, and awaited (or cancelled and awaited).
-            await self.ctx.handovers.stop(5.0)
-            await self.ctx.escalations.stop(5.0)
-            await self.dialler.stop()
+            await stop_step("handovers", self.ctx.handovers.stop(5.0), 10)
+            await stop_step("escalations", self.ctx.escalations.stop(5.0), 10)
+            await stop_step("callbacks", self.dialler.stop(), 10)
         finally:
-            await self.stream.close()
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await self.panel.stop()
-            await self.ari.close()
-            await self.engine.dispose()
+            await stop_step("ARI events", self.stream.close(), 10)
+            await stop_tasks(tasks, 5)
+            await stop_step("panel", self.panel.stop(), 5)
+            await stop_step("ARI client", self.ari.close(), 5)
+            await stop_step("database pool", self.engine.dispose(), 5)
             log.info("stopped")
+
+
+# Every step of the shutdown is bounded and named: `serve` must end after SIGTERM even when
+# one part hangs (a supervisor would SIGKILL it, and the next start adopts its calls
+# anyway), and the log must say which part it was.
+async def stop_step(name: str, step: Awaitable[None], timeout: float) -> None:
+    task = asyncio.ensure_future(step)
+    started = time.monotonic()
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        log.warning(
+            "stopping: %s still busy after %.1f s, left behind at %s", name, timeout, where(task)
+        )
+        task.cancel()
+    elif not task.cancelled() and task.exception() is not None:
+        log.error("stopping: %s failed: %r", name, task.exception())
+    elif time.monotonic() - started > 1.0:
+        log.info("stopping: %s took %.1f s", name, time.monotonic() - started)
+
+
+async def stop_tasks(tasks: Collection[asyncio.Task[Any]], timeout: float) -> None:
+    """Cancel the app's background tasks; those that do not end in `timeout` are named
+    with where they wait, and left behind."""
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        log.warning("stopping: task %s ignores cancellation at %s", task.get_name(), where(task))
+
+
+def where(task: asyncio.Task[Any]) -> str:
+    """The chain of awaits a task is suspended in (get_stack shows only the outermost)."""
+    steps = []
+    awaited: Any = task.get_coro()
+    while awaited is not None:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is not None:
+            code = frame.f_code
+            steps.append(f"{os.path.basename(code.co_filename)}:{frame.f_lineno} {code.co_name}")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return " > ".join(steps) or "?"
 
 
 def handled_event_types() -> set[str]:

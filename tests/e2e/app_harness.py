@@ -85,7 +85,8 @@ class ServeProcess:
         except TimeoutError:
             proc.kill()
             await proc.wait()
-            raise AssertionError(f"hotline serve did not stop in {timeout}s") from None
+            tail = "\n".join(self.log().splitlines()[-40:])
+            raise AssertionError(f"hotline serve did not stop in {timeout}s:\n{tail}") from None
 
 
 class AriObserver:
