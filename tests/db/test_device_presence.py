@@ -14,6 +14,7 @@ from flow_fakes import FakeAriClient, event
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from ari_app import device_presence
 from ari_app.db.models import AgentState, TargetKind
 from ari_app.db.session import make_statement_sessionmaker
 from ari_app.device_presence import RESYNC_S, DevicePresence
@@ -105,6 +106,37 @@ async def test_device_state_events_update_presence(sessions: Sessions) -> None:
         with tracker.external_calls.call("01701"):
             await _until(tracker, sessions, {1: True, 2: False})
         await _until(tracker, sessions, {1: False, 2: False})
+
+
+async def test_changes_after_a_write_wait_and_go_out_together(
+    sessions: Sessions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two writes per routed call were two of its transactions: after a write the tracker
+    waits COALESCE_S and stores everything that changed meanwhile in one statement."""
+    monkeypatch.setattr(device_presence, "COALESCE_S", 1.0)
+    await _agents(sessions)
+    loop = asyncio.get_running_loop()
+    async with _running(sessions, Ari()) as tracker:
+        before = tracker.writes
+        started = loop.time()
+        tracker.on_event(_device_event("PJSIP/1001", "INUSE"))
+        await _until(tracker, sessions, {1: True, 2: False})
+        assert tracker.writes == before + 1
+        first = loop.time()
+        assert first - started < 0.9  # after a quiet spell: at once
+        # Four changes of both phones, spread over 0.3 s, all within the pause.
+        for device, state in (
+            ("PJSIP/1002", "INUSE"),
+            ("PJSIP/1001", "NOT_INUSE"),
+            ("PJSIP/1001", "INUSE"),
+            ("PJSIP/1001", "NOT_INUSE"),
+        ):
+            tracker.on_event(_device_event(device, state))
+            await asyncio.sleep(0.1)
+        assert tracker.writes == before + 1  # nothing written during the pause
+        await _until(tracker, sessions, {1: False, 2: True})
+        assert tracker.writes == before + 2  # one statement for all four
+        assert loop.time() - first >= 1.0
 
 
 async def test_hot_desk_device_counts_not_the_bound_one(sessions: Sessions) -> None:
