@@ -152,17 +152,14 @@ async def hotline_stats(
     )
     service = {hid: (int(o), int(t)) for hid, o, t in sl_rows}
 
-    open_callbacks = dict(
-        (
-            await session.execute(
-                select(Callback.hotline_id, func.count())
-                .where(Callback.state.in_([s.value for s in OPEN_STATES]))
-                .group_by(Callback.hotline_id)
-            )
+    open_callbacks: dict[int, int] = {
+        hotline_id: count
+        for hotline_id, count in await session.execute(
+            select(Callback.hotline_id, func.count())
+            .where(Callback.state.in_([s.value for s in OPEN_STATES]))
+            .group_by(Callback.hotline_id)
         )
-        .tuples()
-        .all()
-    )
+    }
     rostered = set(await session.scalars(select(RosterSlot.hotline_id).distinct()))
     result = []
     hotlines = await session.execute(
