@@ -116,12 +116,15 @@ class DateType(DomainType):
 
 
 class DayType(DomainType):
-    """A report day: `2026-11-01`, `today`, `yesterday`, `7d` (7 days ago), `monday`."""
+    """A report day: `2026-11-01`, `today`, `yesterday`, `7d` (7 days ago), `monday`.
+    Checked here, kept as text: relative days count from the hotline's local today, which
+    only the database knows (cli/report.py), not from this machine's date."""
 
     name = "day"
 
-    def parse(self, text: str) -> date:
-        return values.report_day(text, date.today())
+    def parse(self, text: str) -> str:
+        values.report_day(text, date.today())  # refuses what is no day, before anything runs
+        return text
 
 
 class PhoneType(DomainType):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ari_app.domain import values
 from ari_app.services import reports
 
 from . import chart, output
@@ -78,7 +79,7 @@ def _agent_table(rows: list[dict[str, Any]]) -> None:
     "start",
     type=DAY,
     help="First day: YYYY-MM-DD, today, yesterday, 7d (7 days ago) or a weekday such as"
-    " monday (the latest one). Default: today.",
+    " monday (the latest one), counted from the hotline's local today. Default: today.",
 )
 @click.option("--to", "end", type=DAY, help="Last day, inclusive, same forms (default: today).")
 @click.option("--hotline", help="Only this hotline.")
@@ -114,8 +115,8 @@ def _agent_table(rows: list[dict[str, Any]]) -> None:
     help="Figures per agent instead of per hotline (off by default on purpose).",
 )
 def report(
-    start: date | None,
-    end: date | None,
+    start: str | None,
+    end: str | None,
     hotline: str | None,
     fmt: str,
     as_json: bool,
@@ -139,9 +140,6 @@ def report(
       hotline report --by hour --chart today.svg
       hotline report --from 2026-10-01 --by week --hotline 500 --chart autumn.png
     """
-    today = date.today()
-    first = start or today
-    last = end or today
     fmt = "json" if as_json else fmt
     if chart_file is not None and per_agent:
         raise click.UsageError("--chart draws hotline figures; leave out --per-agent")
@@ -149,8 +147,14 @@ def report(
         raise click.UsageError("--per-agent figures are per day; leave out --by")
     target = chart.check_path(chart_file) if chart_file is not None else None
     drawn: list[reports.DayReport] = []
+    first = last = date.min  # the days asked for, from the hotline's local today
 
     async def unit(session: AsyncSession) -> list[dict[str, Any]]:
+        nonlocal first, last
+        # "today" is the hotline's day (Berlin's 00:30 is still yesterday in UTC).
+        today = (await reports.local_now(session, datetime.now(UTC), hotline)).date()
+        first = values.report_day(start, today) if start else today
+        last = values.report_day(end, today) if end else today
         if per_agent:
             return [
                 r.as_dict()

@@ -7,6 +7,7 @@ import io
 import json
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from cli_support import Cli
@@ -228,6 +229,28 @@ async def test_cli_report_defaults(cli: Cli, sessions: Sessions) -> None:
     assert await reported("--from", "Mon") == await reported("--from", "monday")
     empty = await cli.ok("report", "--from", "yesterday", "--to", "yesterday")
     assert empty.stdout == "" and "no calls" in empty.stderr
+
+
+async def test_cli_report_today_is_the_hotlines_day_not_the_machines(
+    cli: Cli, sessions: Sessions
+) -> None:
+    """A Berlin hotline's report at 00:30 is of the new day, while the machine (UTC) still
+    has yesterday's date. Shown with a zone whose date differs from UTC's right now."""
+    now = datetime.now(UTC)
+    # UTC-12 is a day behind before 12:00 UTC, UTC+14 a day ahead from 10:00 UTC.
+    zone = "Etc/GMT+12" if now.hour < 11 else "Pacific/Kiritimati"
+    local_today = now.astimezone(ZoneInfo(zone)).date()
+    assert local_today != now.date()
+    async with sessions() as session, session.begin():
+        line = await admin.create_hotline(session, "520", "Standesamt", timezone=zone)
+        await _call(session, line.id, now - timedelta(minutes=1), Outcome.ANSWERED, queued=True)
+
+    rows = await cli.json("report", "--hotline", "520")
+    assert [(r["day"], r["calls"]) for r in rows] == [(local_today.isoformat(), 1)]
+    yesterday = await cli.json("report", "--hotline", "520", "--from", "yesterday", "--to", "1d")
+    assert yesterday == []
+    week = await cli.json("report", "--hotline", "520", "--from", "7d")
+    assert [r["day"] for r in week] == [local_today.isoformat()]
 
 
 async def test_hotline_report_by_hour_and_week(sessions: Sessions) -> None:
