@@ -308,16 +308,17 @@ async def stop_step(name: str, step: Awaitable[None], timeout: float) -> None:
         log.info("stopping: %s took %.1f s", name, time.monotonic() - started)
 
 
-async def stop_tasks(tasks: Collection[asyncio.Task[Any]], timeout: float) -> None:
+async def stop_tasks(tasks: Collection[asyncio.Task[Any]], timeout: float) -> int:
     """Cancel the app's background tasks; those that do not end in `timeout` are named
-    with where they wait, and left behind."""
+    with where they wait, and left behind. Returns how many were left behind."""
     for task in tasks:
         task.cancel()
     if not tasks:
-        return
+        return 0
     _, pending = await asyncio.wait(tasks, timeout=timeout)
     for task in pending:
         log.warning("stopping: task %s ignores cancellation at %s", task.get_name(), where(task))
+    return len(pending)
 
 
 def where(task: asyncio.Task[Any]) -> str:
@@ -367,3 +368,11 @@ async def serve(settings: Settings, *, grace_s: float = 30.0, workers: int = 1) 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, app.request_stop)
     await app.run(grace_s=grace_s)
+    # Tasks some part started and did not end: the event loop's own shutdown would wait for
+    # them without end, so they are cancelled here with a bound, and when one will not end
+    # the process ends anyway (everything of a call is in Postgres; the next start adopts).
+    others = asyncio.all_tasks() - {asyncio.current_task()}
+    if others and await stop_tasks(others, 3):
+        log.error("stopping: task(s) left behind, exiting without waiting for them")
+        logging.shutdown()
+        os._exit(1)

@@ -51,7 +51,7 @@ async def test_a_task_ignoring_cancellation_is_named_and_does_not_block_the_stop
     await asyncio.sleep(0)
     try:
         async with asyncio.timeout(2):
-            await stop_tasks([stubborn, polite], 0.1)
+            assert await stop_tasks([stubborn, polite], 0.1) == 1
         assert polite.cancelled()
         assert "task roster ignores cancellation at test_shutdown.py" in caplog.text
         assert "sweep" not in caplog.text
