@@ -67,9 +67,8 @@ _DIAL = (AttemptState.CITIZEN_RINGING, AttemptState.NOT_REACHED, AttemptState.DO
 TABLE = Table(
     AttemptState,
     [
-        on(
-            AttemptState.AGENT_RINGING, START, to=AttemptState.DONE
-        ),  # the agent could not be rung: given back
+        # The agent could not be rung: the attempt is given back.
+        on(AttemptState.AGENT_RINGING, START, to=AttemptState.DONE),
         on(AttemptState.AGENT_RINGING, "StasisStart", to=(AttemptState.AGENT_PROMPT, *_DIAL)),
         on(
             AttemptState.CITIZEN_RINGING,
