@@ -302,8 +302,8 @@ async def stop_step(name: str, step: Awaitable[None], timeout: float) -> None:
         task.cancel()
     elif not task.cancelled() and task.exception() is not None:
         log.error("stopping: %s failed: %r", name, task.exception())
-    elif time.monotonic() - started > 1.0:
-        log.info("stopping: %s took %.1f s", name, time.monotonic() - started)
+    elif (took := time.monotonic() - started) > 1.0:
+        log.info("stopping: %s took %.1f s", name, took)
 
 
 async def stop_tasks(tasks: Collection[asyncio.Task[Any]], timeout: float) -> int:
