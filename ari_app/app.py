@@ -19,7 +19,12 @@ from ari_app.ari.errors import AriError
 from ari_app.ari.events import KNOWN_EVENT_TYPES, ApplicationReplaced, DeviceStateChanged
 from ari_app.ari.stream import EventStream
 from ari_app.config import Settings
-from ari_app.db.session import make_engine, make_sessionmaker, make_statement_sessionmaker
+from ari_app.db.session import (
+    make_engine,
+    make_sessionmaker,
+    make_statement_engine,
+    make_statement_sessionmaker,
+)
 from ari_app.device_presence import DevicePresence, ExternalCalls, default_tracker
 from ari_app.dispatch import Dispatcher
 from ari_app.flows import escalation
@@ -76,6 +81,7 @@ class HotlineApp:
             settings=settings,
             sessions=self.sessions,
             statement_sessions=make_statement_sessionmaker(self.engine),
+            statement_engine=make_statement_engine(self.engine),
             registry=ChannelRegistry(),
             external_calls=ExternalCalls(),
             handovers=FlowTasks(),

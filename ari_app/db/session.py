@@ -3,16 +3,21 @@ unit of work, never shared between tasks (DESIGN.md, convention 6)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql.elements import TextClause
 
 from ari_app.config import normalise_database_url
 
@@ -42,9 +47,41 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def make_statement_engine(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool, but each statement commits on its own: no BEGIN and COMMIT round
+    trips. Only for units of work that are one statement."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def make_statement_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions on the same pool whose statements each commit on their own: no BEGIN and
-    COMMIT round trips. Only for units of work that are one statement."""
-    return async_sessionmaker(
-        engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
-    )
+    """Sessions on make_statement_engine's connections."""
+    return async_sessionmaker(make_statement_engine(engine), expire_on_commit=False)
+
+
+# Where a unit of work runs: the caller's session (in its transaction), or a connection
+# (the call path's single statements, FlowContext.statement).
+Db = AsyncSession | AsyncConnection
+
+
+@dataclass(frozen=True)
+class DriverStatement:
+    """A text() statement compiled once, at import, for asyncpg and sent with
+    `exec_driver_sql`: no compilation, cache lookup or ORM layer per execution, but
+    SQLAlchemy's pool, errors and invalidation of broken connections stay (a third of the
+    client CPU of a session's execute, benchmarks/NOTES.md). Result rows are the driver's
+    values: meant for text() statements, whose columns have no types to process."""
+
+    sql: str
+    names: tuple[str, ...]  # the parameters in the order of $1, $2, ...
+
+    @classmethod
+    def compile(cls, statement: TextClause) -> DriverStatement:
+        compiled = statement.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
+        return cls(compiled.string, tuple(compiled.positiontup or ()))
+
+    async def rows(self, db: Db, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+        connection = db if isinstance(db, AsyncConnection) else await db.connection()
+        result = await connection.exec_driver_sql(
+            self.sql, tuple(params[name] for name in self.names)
+        )
+        return result.all() if result.returns_rows else ()

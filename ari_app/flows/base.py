@@ -9,7 +9,15 @@ import contextlib
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
@@ -22,10 +30,16 @@ from ari_app.domain.sounds import localise
 from ari_app.signals import Broadcast, WaitQueue
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+    from sqlalchemy.ext.asyncio import (
+        AsyncConnection,
+        AsyncEngine,
+        AsyncSession,
+        async_sessionmaker,
+    )
 
     from ari_app.ari.client import AriClient
     from ari_app.config import Settings
+    from ari_app.db.session import Db
     from ari_app.web.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -163,6 +177,8 @@ class FlowContext:
     # units of work that are one statement (the call path's, see services/routing.py).
     # None: `sessions` serves those too.
     statement_sessions: async_sessionmaker[AsyncSession] | None = None
+    # Their engine, for the call path's statements on a bare connection (FlowContext.statement).
+    statement_engine: AsyncEngine | None = None
 
     # Devices whose state device presence follows (ari_app/device_presence.py): their
     # `device_busy` is already in the reservation's condition, so no ARI request asks
@@ -181,6 +197,18 @@ class FlowContext:
 
     def one_statement(self) -> async_sessionmaker[AsyncSession]:
         return self.statement_sessions or self.sessions
+
+    @contextlib.asynccontextmanager
+    async def statement(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection for one statement that commits on its own, without a session
+        (the call path's, services/routing.py: the ORM session costs more client CPU than
+        the statement). Without a statement engine: a session's connection, committed."""
+        if self.statement_engine is not None:
+            async with self.statement_engine.connect() as connection:
+                yield connection
+            return
+        async with self.sessions() as session, session.begin():
+            yield await session.connection()
 
     @property
     def node(self) -> str:
@@ -457,22 +485,31 @@ class CallFlow(Generic[S]):
             why,
         )
 
-    async def persist(
-        self,
-        what: str,
-        work: Callable[[AsyncSession], Awaitable[T]],
-        *,
-        one_statement: bool = False,
-    ) -> T:
+    async def persist(self, what: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """One unit of work that must not be lost (a call's end, an agent's release): retried
-        with backoff while the database is down, for up to PERSIST_FOR_S. `one_statement`:
-        `work` sends a single statement, which commits on its own."""
+        with backoff while the database is down, for up to PERSIST_FOR_S."""
+
+        async def attempt() -> T:
+            async with self.ctx.sessions() as session, session.begin():
+                return await work(session)
+
+        return await self._retried(what, attempt)
+
+    async def persist_statement(self, what: str, work: Callable[[Db], Awaitable[T]]) -> T:
+        """As persist, for `work` that sends a single statement, which commits on its own
+        (FlowContext.statement)."""
+
+        async def attempt() -> T:
+            async with self.ctx.statement() as connection:
+                return await work(connection)
+
+        return await self._retried(what, attempt)
+
+    async def _retried(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
         delay, deadline = 0.5, time.monotonic() + PERSIST_FOR_S
-        sessions = self.ctx.one_statement() if one_statement else self.ctx.sessions
         while True:
             try:
-                async with sessions() as session, session.begin():
-                    return await work(session)
+                return await attempt()
             except DB_ERRORS as exc:
                 if time.monotonic() >= deadline:
                     raise

@@ -32,6 +32,7 @@ from ari_app.ari.events import (
     StasisEnd,
     StasisStart,
 )
+from ari_app.db.session import Db
 from ari_app.domain.callbacks import CallbackState
 from ari_app.domain.enums import Outcome, TargetKind
 from ari_app.flows.base import START, CallFlow, FlowContext, Stop, Table, Timer, but, on
@@ -354,9 +355,9 @@ class CallbackFlow(CallFlow[AttemptState]):
         await self._hang_up_all()
         attempt, wrapup_s, now = self.attempt, self.hotline.wrapup_s, _now()
 
-        async def store(session: AsyncSession) -> None:
+        async def store(db: Db) -> None:
             await routing.finish_call(
-                session,
+                db,
                 call_id=attempt.call_id,
                 agent_id=attempt.offer.agent_id,
                 wrapup_s=wrapup_s,
@@ -364,7 +365,7 @@ class CallbackFlow(CallFlow[AttemptState]):
                 now=now,
             )
 
-        await self.persist("callback end", store, one_statement=True)
+        await self.persist_statement("callback end", store)
         self.agent_released = True
         self.ctx.agents_changed.notify()
 

@@ -10,8 +10,8 @@ unserved callers wait ahead of it than there are free agents.
 The call path is lean: a routed call's start is two statements (`start_facts`, then
 `enqueue`, which inserts the call and reserves its agent), its connection one
 (`connect_call`), its end one (`finish_call`). Each is a single statement, so the flows
-send them outside BEGIN/COMMIT (FlowContext.one_statement); the statements are built once
-at import.
+send them outside BEGIN/COMMIT on a bare connection (FlowContext.statement); they are built
+once at import, the text() ones compiled for the driver (db/session.py DriverStatement).
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, exists, func, or_, select, text, update
+from sqlalchemy import Select, and_, bindparam, exists, func, inspect, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from ari_app.db.models import AgentLogin, AgentState, Call, Holiday, Hotline, Membership
+from ari_app.db.session import Db, DriverStatement
 from ari_app.domain import agent_state
 from ari_app.domain.agent_state import AgentEvent
 from ari_app.domain.enums import AgentActivity, CallStatus, Outcome, TargetKind
@@ -123,9 +124,12 @@ def _facts_columns(hotline_id: Any) -> list[Any]:
     ]
 
 
-# Built once: the call path's statements cost no construction per call.
+# Built once: the call path's statements cost no construction per call. The hotline's
+# columns, not the ORM entity: a Core connection runs it without the ORM layer.
+_HOTLINE_COLUMNS = tuple((prop.key, prop.columns[0]) for prop in inspect(Hotline).column_attrs)
 _START_FACTS: Select[Any] = select(
-    Hotline, *(column.scalar_subquery() for column in _facts_columns(Hotline.id))
+    *(column for _, column in _HOTLINE_COLUMNS),
+    *(column.scalar_subquery() for column in _facts_columns(Hotline.id)),
 ).where(Hotline.number == bindparam("number"))
 _QUEUE_FACTS: Select[Any] = select(
     *(column.scalar_subquery() for column in _facts_columns(bindparam("hotline_id")))
@@ -158,20 +162,23 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-async def start_facts(
-    session: AsyncSession, number: str, now: datetime
-) -> tuple[Hotline, QueueFacts] | None:
+async def start_facts(db: Db, number: str, now: datetime) -> tuple[Hotline, QueueFacts] | None:
     """The hotline dialled and its facts (holidays, logged-in agents, waiting callers,
-    free agents) in one round trip; None for an unknown number."""
+    free agents) in one round trip; None for an unknown number. The hotline is a detached
+    copy of its row: read it, never add it to a session."""
     params = {"number": number, "now": now, "before_seq": LAST_SEQ}
-    row = (await session.execute(_START_FACTS, params)).first()
-    if row is None:
+    row = tuple((await db.execute(_START_FACTS, params)).first() or ())
+    if not row:
         return None
-    return row[0], _facts(tuple(row)[1:])
+    split = len(_HOTLINE_COLUMNS)
+    hotline = Hotline(
+        **{key: value for (key, _), value in zip(_HOTLINE_COLUMNS, row[:split], strict=True)}
+    )
+    return hotline, _facts(row[split:])
 
 
 async def queue_facts(
-    session: AsyncSession,
+    db: Db,
     hotline_id: int,
     now: datetime | None = None,
     before_seq: int = LAST_SEQ,
@@ -183,7 +190,7 @@ async def queue_facts(
         "now": now or datetime.now().astimezone(),
         "before_seq": before_seq,
     }
-    row = (await session.execute(_QUEUE_FACTS, params)).one()
+    row = (await db.execute(_QUEUE_FACTS, params)).one()
     return _facts(tuple(row))
 
 
@@ -214,19 +221,23 @@ def _offers(chosen: list[int], rows: Any) -> list[Offer]:
     ]
 
 
-_ENQUEUE = text(
-    "SELECT o_seq, o_entered, o_agent, o_target, o_kind FROM hotline_enqueue("
-    ":call_id, :channel_id, :dialled, :caller, :hotline_id, :node, :waiting,"
-    " CAST(:agents AS integer[]), :now, :round_robin)"
-).bindparams(bindparam("now", type_=_TIMESTAMP))
-_RESERVE = text(
-    "SELECT o_agent, o_target, o_kind FROM hotline_reserve("
-    ":call_id, :hotline_id, :queue_seq, CAST(:agents AS integer[]), :node, :now, :round_robin)"
-).bindparams(bindparam("now", type_=_TIMESTAMP))
+_ENQUEUE = DriverStatement.compile(
+    text(
+        "SELECT o_seq, o_entered, o_agent, o_target, o_kind FROM hotline_enqueue("
+        ":call_id, :channel_id, :dialled, :caller, :hotline_id, :node, :waiting,"
+        " CAST(:agents AS integer[]), :now, :round_robin)"
+    ).bindparams(bindparam("now", type_=_TIMESTAMP))
+)
+_RESERVE = DriverStatement.compile(
+    text(
+        "SELECT o_agent, o_target, o_kind FROM hotline_reserve("
+        ":call_id, :hotline_id, :queue_seq, CAST(:agents AS integer[]), :node, :now, :round_robin)"
+    ).bindparams(bindparam("now", type_=_TIMESTAMP))
+)
 
 
 async def enqueue(
-    session: AsyncSession,
+    db: Db,
     *,
     call_id: uuid.UUID,
     channel_id: str,
@@ -242,42 +253,42 @@ async def enqueue(
     its ENTERQUEUE event) and
     reserve `agents` for it (see `choose`) in one statement. Returns its queue_seq, its
     entered_at and the offers for the agents it got (taken meanwhile: none)."""
-    rows = (
-        await session.execute(
-            _ENQUEUE,
-            {
-                "call_id": call_id,
-                "channel_id": channel_id,
-                "dialled": dialled,
-                "caller": caller_number,
-                "hotline_id": hotline.id if hotline is not None else None,
-                "node": node,
-                "waiting": waiting,
-                "agents": agents,
-                "now": now,
-                "round_robin": hotline is not None
-                and Strategy(hotline.strategy) is Strategy.ROUND_ROBIN,
-            },
-        )
-    ).all()
+    rows = await _ENQUEUE.rows(
+        db,
+        {
+            "call_id": call_id,
+            "channel_id": channel_id,
+            "dialled": dialled,
+            "caller": caller_number,
+            "hotline_id": hotline.id if hotline is not None else None,
+            "node": node,
+            "waiting": waiting,
+            "agents": agents,
+            "now": now,
+            "round_robin": hotline is not None
+            and Strategy(hotline.strategy) is Strategy.ROUND_ROBIN,
+        },
+    )
     queue_seq, entered_at = rows[0][0], rows[0][1]
     return queue_seq, entered_at, _offers(agents, [tuple(row)[2:] for row in rows])
 
 
-_CONNECT = text(
-    "WITH agent AS ("
-    " UPDATE agent_states SET activity = 'on_call', unanswered_streak = 0, updated_at = now()"
-    " WHERE agent_id = CAST(:agent_id AS integer) AND reserved_call_id = :call_id"
-    "), call AS ("
-    " UPDATE calls SET status = 'bridged', answered_at = :now,"
-    " agent_id = CAST(:agent_id AS integer), bridge_id = :bridge_id WHERE id = :call_id"
-    ") INSERT INTO call_events (call_id, event, agent_id, data)"
-    " VALUES (:call_id, 'CONNECT', CAST(:agent_id AS integer), CAST(:data AS jsonb))"
-).bindparams(bindparam("now", type_=_TIMESTAMP))
+_CONNECT = DriverStatement.compile(
+    text(
+        "WITH agent AS ("
+        " UPDATE agent_states SET activity = 'on_call', unanswered_streak = 0, updated_at = now()"
+        " WHERE agent_id = CAST(:agent_id AS integer) AND reserved_call_id = :call_id"
+        "), call AS ("
+        " UPDATE calls SET status = 'bridged', answered_at = :now,"
+        " agent_id = CAST(:agent_id AS integer), bridge_id = :bridge_id WHERE id = :call_id"
+        ") INSERT INTO call_events (call_id, event, agent_id, data)"
+        " VALUES (:call_id, 'CONNECT', CAST(:agent_id AS integer), CAST(:data AS jsonb))"
+    ).bindparams(bindparam("now", type_=_TIMESTAMP))
+)
 
 
 async def connect_call(
-    session: AsyncSession,
+    db: Db,
     *,
     call_id: uuid.UUID,
     agent_id: int | None,
@@ -287,8 +298,8 @@ async def connect_call(
 ) -> None:
     """The call is bridged with its agent (or forward target, `agent_id` None): the agent
     on the call, the call record bridged, its CONNECT event; one statement."""
-    await session.execute(
-        _CONNECT,
+    await _CONNECT.rows(
+        db,
         {
             "call_id": call_id,
             "agent_id": agent_id,
@@ -299,29 +310,31 @@ async def connect_call(
     )
 
 
-_FINISH = text(
-    "WITH agent AS ("
-    " UPDATE agent_states SET"
-    " activity = CAST(CASE WHEN :wrapup_s > 0 THEN 'wrapup' ELSE 'idle' END AS agent_activity),"
-    " wrapup_until = :now + make_interval(secs => :wrapup_s), last_call_end = :now,"
-    " calls_taken = calls_taken + 1, reserved_call_id = NULL, reserved_by_node = NULL,"
-    " updated_at = now()"
-    " WHERE agent_id = CAST(:agent_id AS integer) AND reserved_call_id = :call_id"
-    "), closed AS ("
-    " UPDATE calls SET status = 'ended', ended_at = :now,"
-    " outcome = CAST(:outcome AS call_outcome),"
-    " agent_id = COALESCE(CAST(:agent_id AS integer), agent_id)"
-    " WHERE id = :call_id AND outcome IS NULL RETURNING id"
-    ") INSERT INTO call_events (call_id, event, agent_id, data)"
-    " SELECT id, :event, CAST(:agent_id AS integer), CAST('{}' AS jsonb) FROM closed"
-).bindparams(
-    bindparam("now", type_=_TIMESTAMP),
-    bindparam("wrapup_s", type_=Call.queue_seq.type),
+_FINISH = DriverStatement.compile(
+    text(
+        "WITH agent AS ("
+        " UPDATE agent_states SET"
+        " activity = CAST(CASE WHEN :wrapup_s > 0 THEN 'wrapup' ELSE 'idle' END AS agent_activity),"
+        " wrapup_until = :now + make_interval(secs => :wrapup_s), last_call_end = :now,"
+        " calls_taken = calls_taken + 1, reserved_call_id = NULL, reserved_by_node = NULL,"
+        " updated_at = now()"
+        " WHERE agent_id = CAST(:agent_id AS integer) AND reserved_call_id = :call_id"
+        "), closed AS ("
+        " UPDATE calls SET status = 'ended', ended_at = :now,"
+        " outcome = CAST(:outcome AS call_outcome),"
+        " agent_id = COALESCE(CAST(:agent_id AS integer), agent_id)"
+        " WHERE id = :call_id AND outcome IS NULL RETURNING id"
+        ") INSERT INTO call_events (call_id, event, agent_id, data)"
+        " SELECT id, :event, CAST(:agent_id AS integer), CAST('{}' AS jsonb) FROM closed"
+    ).bindparams(
+        bindparam("now", type_=_TIMESTAMP),
+        bindparam("wrapup_s", type_=Call.queue_seq.type),
+    )
 )
 
 
 async def finish_call(
-    session: AsyncSession,
+    db: Db,
     *,
     call_id: uuid.UUID,
     agent_id: int | None,
@@ -332,8 +345,8 @@ async def finish_call(
     """A connected call ended: its agent into wrap-up (or idle) as `agent_finished` does,
     the call's one outcome as `calls.close_call` sets it (a call that has one keeps it,
     its event is logged once); one statement."""
-    await session.execute(
-        _FINISH,
+    await _FINISH.rows(
+        db,
         {
             "call_id": call_id,
             "agent_id": agent_id,
@@ -367,7 +380,7 @@ async def position_of(session: AsyncSession, call_id: uuid.UUID | None) -> int:
 
 
 async def reserve_agents(
-    session: AsyncSession,
+    db: Db,
     *,
     call_id: uuid.UUID,
     hotline: Hotline,
@@ -387,7 +400,7 @@ async def reserve_agents(
     """
     lost: set[int] = set()
     round_robin = Strategy(hotline.strategy) is Strategy.ROUND_ROBIN
-    facts = await queue_facts(session, hotline.id, now, before_seq=queue_seq)
+    facts = await queue_facts(db, hotline.id, now, before_seq=queue_seq)
     while True:
         free = QueueFacts(
             facts.holidays,
@@ -401,26 +414,24 @@ async def reserve_agents(
         chosen = choose(hotline, free, tried, ahead=facts.unserved)[:most]
         if not chosen:
             return []
-        rows = (
-            await session.execute(
-                _RESERVE,
-                {
-                    "call_id": call_id,
-                    "hotline_id": hotline.id,
-                    "queue_seq": queue_seq,
-                    "agents": chosen,
-                    "node": node,
-                    "now": now,
-                    "round_robin": round_robin,
-                },
-            )
-        ).all()
+        rows = await _RESERVE.rows(
+            db,
+            {
+                "call_id": call_id,
+                "hotline_id": hotline.id,
+                "queue_seq": queue_seq,
+                "agents": chosen,
+                "node": node,
+                "now": now,
+                "round_robin": round_robin,
+            },
+        )
         if rows:  # a row without an agent: callers ahead get the free agents first
             return _offers(chosen, [tuple(row) for row in rows])
         # Taken by another caller meanwhile: the next choice, on fresh facts (the callers
         # ahead may have been served meanwhile too).
         lost.update(chosen)
-        facts = await queue_facts(session, hotline.id, now, before_seq=queue_seq)
+        facts = await queue_facts(db, hotline.id, now, before_seq=queue_seq)
 
 
 async def release_agent(

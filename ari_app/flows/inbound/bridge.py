@@ -6,9 +6,8 @@ from __future__ import annotations
 import logging
 import time
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from ari_app.ari.errors import AriError
+from ari_app.db.session import Db
 from ari_app.domain.enums import Outcome, TargetKind
 from ari_app.flows.base import Timer
 from ari_app.flows.inbound.call import (
@@ -83,9 +82,9 @@ class BridgePhase(InboundCall):
         self.connected = leg
         now = _now()
         self.answered_at = time.monotonic()
-        async with self.ctx.one_statement()() as session, session.begin():
+        async with self.ctx.statement() as connection:
             await routing.connect_call(
-                session,
+                connection,
                 call_id=self.call_id,
                 agent_id=leg.agent_id,
                 bridge_id=self.bridge_id,
@@ -109,9 +108,9 @@ class BridgePhase(InboundCall):
         # must never keep a phone line open.
         await self._hang_up_all()
 
-        async def store(session: AsyncSession) -> None:
+        async def store(db: Db) -> None:
             await routing.finish_call(
-                session,
+                db,
                 call_id=call_id,
                 agent_id=leg.agent_id if leg is not None else None,
                 wrapup_s=wrapup_s,
@@ -119,7 +118,7 @@ class BridgePhase(InboundCall):
                 now=now,
             )
 
-        await self.persist("call end", store, one_statement=True)
+        await self.persist_statement("call end", store)
         self._count(outcome)
 
     async def _forward(self, number: str, cause: str) -> None:

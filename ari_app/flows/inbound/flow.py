@@ -122,8 +122,8 @@ class InboundFlow(QueuePhase, OfferPhase, BridgePhase, VoicemailPhase):
         try:
             # Two statements, each committing on its own: the hotline with its facts, then
             # the call's insert with its agents' reservation (services/routing.py).
-            async with self.ctx.one_statement()() as session, session.begin():
-                found = await routing.start_facts(session, dialled, now) if dialled else None
+            async with self.ctx.statement() as connection:
+                found = await routing.start_facts(connection, dialled, now) if dialled else None
                 hotline, facts = found if found is not None else (None, None)
                 decision = self._decide(hotline, facts)
                 queued = hotline is not None and facts is not None and decision is None
@@ -133,7 +133,7 @@ class InboundFlow(QueuePhase, OfferPhase, BridgePhase, VoicemailPhase):
                     else []
                 )
                 queue_seq, _, offers = await routing.enqueue(
-                    session,
+                    connection,
                     call_id=call_id,
                     channel_id=self.channel_id,
                     dialled=numbers.dialled_record(self.dialled),

@@ -130,9 +130,9 @@ class QueuePhase(InboundCall):
             else:
                 # Single statements (the facts, then `hotline_reserve`, which re-checks
                 # under the hotline's lock): no BEGIN and COMMIT round trips per attempt.
-                async with self.ctx.one_statement()() as session, session.begin():
+                async with self.ctx.statement() as connection:
                     offers = await routing.reserve_agents(
-                        session,
+                        connection,
                         call_id=self.call_id,
                         hotline=hotline,
                         queue_seq=self.queue_seq,
