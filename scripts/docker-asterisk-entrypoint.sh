@@ -27,8 +27,11 @@ render() { # render TEMPLATE > stdout
 }
 
 : "${PBX_ARI_PASSWORD:?PBX_ARI_PASSWORD is not set (the ARI password hotline serve uses)}"
-# ari.conf stores only a crypt(3) hash (password_format = crypt), never the password.
-PBX_ARI_PASSWORD_CRYPT=$(printf '%s' "$PBX_ARI_PASSWORD" | openssl passwd -6 -stdin)
+# ari.conf stores only a crypt(3) hash (password_format = crypt), never the password;
+# 1000 rounds, as devenv/asterisk.py explains: Asterisk checks it on every ARI request.
+ari_salt=$(openssl rand -hex 8)
+PBX_ARI_PASSWORD_CRYPT=$(printf '%s' "$PBX_ARI_PASSWORD" |
+  openssl passwd -6 -salt "rounds=1000\$$ari_salt" -stdin)
 export PBX_ARI_PASSWORD_CRYPT
 
 phones="" extensions=""
