@@ -7,9 +7,12 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from ari_app.db.models import AgentState, CallStatus, Hotline, Strategy
+from ari_app.db.models import AgentState, Call, CallStatus, Hotline, Strategy
+from ari_app.db.session import make_statement_engine
+from ari_app.domain.enums import Outcome, TargetKind
 from ari_app.services import admin, agents, calls, routing
 
 pytestmark = pytest.mark.db
@@ -102,3 +105,68 @@ async def test_linear_tries_untried_before_tried(sessions: Sessions) -> None:
     async with sessions() as session, session.begin():
         await routing.release_agent(session, agent_id=1, call_id=call[0], unanswered=True, limit=5)
     assert await _reserve(sessions, hotline, call, tried={1}) == [2]
+
+
+async def test_the_call_path_on_a_bare_connection(sessions: Sessions, engine: AsyncEngine) -> None:
+    """The flows' way (FlowContext.statement): start facts, enqueue with its reservation,
+    connect and finish on AUTOCOMMIT connections, each statement its own transaction; the
+    same functions in a session's transaction leave nothing behind when it rolls back."""
+    hotline = await _setup(sessions, 2, Strategy.LINEAR)
+    statements = make_statement_engine(engine)
+    now = datetime.now(UTC)
+
+    async def call(db: AsyncConnection | AsyncSession, channel: str) -> tuple[uuid.UUID, int]:
+        found = await routing.start_facts(db, "500", now)
+        assert found is not None
+        line, facts = found
+        # a detached copy of the row, typed as the ORM reads it
+        assert (line.id, line.name, line.strategy) == (hotline.id, "Bürgerbüro", Strategy.LINEAR)
+        assert facts.logged_in == 2 and len(facts.candidates) == 2
+        chosen = routing.choose(line, facts, (), ahead=facts.unserved)
+        call_id = uuid.uuid4()
+        _, _, offers = await routing.enqueue(
+            db,
+            call_id=call_id,
+            channel_id=channel,
+            dialled="500",
+            caller_number="030",
+            hotline=line,
+            node="n1",
+            waiting=True,
+            agents=chosen,
+            now=now,
+        )
+        assert [offer.agent_id for offer in offers] == chosen and len(chosen) == 1
+        return call_id, chosen[0]
+
+    async with sessions() as session:  # rolled back: nothing stays
+        await call(session, "rolled-back")
+        await session.rollback()
+    async with statements.connect() as connection:
+        call_id, agent_id = await call(connection, "kept")
+    async with statements.connect() as connection:
+        await routing.connect_call(
+            connection,
+            call_id=call_id,
+            agent_id=agent_id,
+            bridge_id="b1",
+            target_kind=TargetKind.DEVICE,
+            now=now,
+        )
+    async with statements.connect() as connection:
+        await routing.finish_call(
+            connection,
+            call_id=call_id,
+            agent_id=agent_id,
+            wrapup_s=0,
+            outcome=Outcome.ANSWERED,
+            now=now,
+        )
+    async with sessions() as session:
+        stored = await session.get(Call, call_id)
+        assert stored is not None and stored.outcome is Outcome.ANSWERED
+        assert stored.agent_id == agent_id and stored.bridge_id == "b1"
+        channels = (await session.scalars(select(Call.channel_id))).all()
+        assert channels == ["kept"]
+        state = await session.get(AgentState, agent_id)
+        assert state is not None and state.reserved_call_id is None and state.calls_taken == 1

@@ -66,13 +66,14 @@ class BridgePhase(InboundCall):
     async def _bridge(self, leg: Leg, state: InboundState, cause: str) -> None:
         assert self.call_id is not None and self.hotline is not None
         self.bridge_id = f"{self.call_id}-bridge"
-        # The caller sees the hotline, never the agent's device or number: name and number
-        # in one request each ("name" <number>, the form CONNECTEDLINE/CALLERID(all) read).
-        shown = '"{}" <{}>'.format(self.hotline.name.replace('"', ""), self.hotline.number)
+        # The caller sees the hotline, never the agent's device or number: the leg's caller
+        # ID was set in its originate (_leg_variables); the caller's own connected line
+        # says the same, without an update sent to its phone.
         try:
             await self.ari.create_bridge("mixing", bridge_id=self.bridge_id, name="hotline")
-            await self.ari.set_variable(self.channel_id, "CONNECTEDLINE(all,i)", shown)
-            await self.ari.set_variable(leg.channel_id, "CALLERID(all)", shown)
+            await self.ari.set_variable(
+                self.channel_id, "CONNECTEDLINE(all,i)", self._hotline_id_shown()
+            )
             await self.ari.add_channel(self.bridge_id, [self.channel_id, leg.channel_id])
         except AriError as exc:
             log.warning("call=%s bridging failed: %s", self.channel_id, exc)
@@ -136,7 +137,7 @@ class BridgePhase(InboundCall):
                 caller_id=self.caller_number or None,
                 timeout=60,
                 channel_id=leg.channel_id,
-                variables=self.ctx.settings.leg_variables(),
+                variables=self._leg_variables(),
             )
         except AriError as exc:
             log.warning("call=%s forward failed: %s", self.channel_id, exc)

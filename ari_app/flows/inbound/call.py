@@ -222,6 +222,20 @@ class InboundCall(CallFlow[InboundState]):
             log.exception("call=%s cleanup step failed", self.channel_id)
         return False
 
+    def _hotline_id_shown(self) -> str:
+        """What the caller sees of whoever answers: the hotline, never the agent's device or
+        number ("name" <number>, the form CALLERID(all) and CONNECTEDLINE(all) read)."""
+        assert self.hotline is not None
+        return '"{}" <{}>'.format(self.hotline.name.replace('"', ""), self.hotline.number)
+
+    def _leg_variables(self) -> dict[str, str]:
+        """The variables of a leg this call originates: the ones of every leg, and the leg's
+        own caller ID set to the hotline. Bridging two channels sends each the other's
+        caller ID as its connected line: the caller sees the hotline. Set in the originate
+        (after its caller_id, which stays the leg's connected line: what the agent's phone
+        shows), not by a request after the answer."""
+        return self.ctx.settings.leg_variables() | {"CALLERID(all)": self._hotline_id_shown()}
+
     # -- what one phase asks of another (each is defined in the module of its phase) -------
     async def _ring(self, offer: Offer) -> bool:
         raise NotImplementedError  # offer.py

@@ -67,7 +67,7 @@ class OfferPhase(InboundCall):
                 caller_id=f'"{hotline.name}" <{shown or hotline.number}>',
                 timeout=hotline.ring_timeout_s,
                 channel_id=leg.channel_id,
-                variables=self.ctx.settings.leg_variables(),
+                variables=self._leg_variables(),
             )
         except AriError as exc:
             log.warning(
