@@ -105,7 +105,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-fixed", action="store_true", help="skip the fixed-rate phase")
     p.add_argument("--no-step", action="store_true", help="skip step mode")
     p.add_argument("--no-conc", action="store_true", help="skip the concurrency phase")
-    p.add_argument("--idle", type=float, default=5.0, help="idle baseline seconds (5)")
+    p.add_argument("--idle", type=float, default=10.0, help="idle baseline seconds (10)")
     p.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per side (3)")
     p.add_argument("--app-log-level", default="INFO", help="HOTLINE_LOG_LEVEL of serve (INFO)")
     p.add_argument(
