@@ -174,10 +174,10 @@ class FlowContext:
     waiting: WaitQueue = field(default_factory=WaitQueue)
     metrics: Metrics | None = None
     # Sessions whose statements each commit on their own (no BEGIN/COMMIT round trips), for
-    # units of work that are one statement (the call path's, see services/routing.py).
-    # None: `sessions` serves those too.
+    # units of work that are one statement. None: `sessions` serves those too.
     statement_sessions: async_sessionmaker[AsyncSession] | None = None
-    # Their engine, for the call path's statements on a bare connection (FlowContext.statement).
+    # The same for a bare connection, without a session: the call path's statements
+    # (FlowContext.statement, services/routing.py).
     statement_engine: AsyncEngine | None = None
 
     # Devices whose state device presence follows (ari_app/device_presence.py): their
