@@ -332,7 +332,9 @@ class PrivateAsterisk:
         self.trunk_far_port = trunk_far_port or free_port(trunk_far_address, "udp")
         self.sip_address: tuple[str, int] = (SIP_ADDRESS, sip_port or free_port(SIP_ADDRESS, "udp"))
         self.http_port = http_port or free_port(SIP_ADDRESS, "tcp")
-        self.rtp_ports = rtp_ports or free_port_range(200)
+        # The phones' ports are drawn from the same span and bound only when a test starts
+        # their sipp: the RTP range keeps clear of them.
+        self.rtp_ports = rtp_ports or free_port_range(200, avoid=[p.port for p in self.phones])
         self.service_number = service_number
         self.dialplan_path = Path(dialplan_path)
         self.ari_user = ARI_USER

@@ -162,7 +162,7 @@ class Cluster:
         self.database_url = database_url or ""
         self.phones = tuple(phones) if phones is not None else default_phones(max(6, n_agents))
         self.pbxs: list[PrivateAsterisk] = []
-        rtp_start, _ = free_port_range(200 * nodes)
+        rtp_start, _ = free_port_range(200 * nodes, avoid=[p.port for p in self.phones])
         self.kamailio_address = "127.0.0.60"
         for i in range(nodes):
             self.pbxs.append(

@@ -61,15 +61,25 @@ def free_port_on_all(
 
 
 def free_port_range(
-    size: int, host: str = "0.0.0.0", kind: Kind = "udp", *, attempts: int = 100
+    size: int,
+    host: str = "0.0.0.0",
+    kind: Kind = "udp",
+    *,
+    avoid: Iterable[int] = (),
+    attempts: int = 100,
 ) -> tuple[int, int]:
-    """A (start, end) range of `size` ports whose first and last ports are free right now.
+    """A (start, end) range of `size` ports whose first and last ports are free right now
+    and that holds none of `avoid` (ports chosen for others that are not bound yet: a
+    phone's sipp could not bind a port Asterisk's RTP took first).
 
     Used for Asterisk's RTP range; Asterisk itself skips ports that turn out to be busy.
     """
+    avoided = set(avoid)
     for _ in range(attempts):
         start = random.randint(_RANDOM_LOW, _RANDOM_HIGH - size) & ~1  # RTP starts on even ports
         end = start + size - 1
+        if any(start <= port <= end for port in avoided):
+            continue
         if port_is_free(host, start, kind) and port_is_free(host, end, kind):
             return start, end
     raise RuntimeError(f"no free {kind} port range of {size} found on {host}")

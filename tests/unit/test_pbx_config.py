@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from devenv.asterisk import ARI_CRYPT_ROUNDS, TEMPLATE_DIR, PrivateAsterisk
+from devenv.ports import free_port_range
 
 
 def _rendered(tmp_path: Path) -> PrivateAsterisk:
@@ -50,3 +51,12 @@ def test_endpoints_are_identified_by_address_only(tmp_path: Path) -> None:
     assert set(re.findall(r"^identify_by\s*=\s*(.*?)\s*$", pjsip, re.M)) == {"ip"}
     assert not re.search(r"^trust_id_inbound\s*=\s*yes", pjsip, re.M)
     assert "redirect_method = user" in pjsip
+
+
+def test_the_rtp_range_keeps_clear_of_the_phones_ports() -> None:
+    """Phones' ports and the RTP range are drawn from the same span; a phone's sipp binds
+    only when its test starts, so an RTP range over it would make that start fail."""
+    phone = 20000
+    for _ in range(200):
+        start, end = free_port_range(200, avoid=[phone])
+        assert not start <= phone <= end
