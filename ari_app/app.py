@@ -23,7 +23,6 @@ from ari_app.db.session import (
     make_engine,
     make_sessionmaker,
     make_statement_engine,
-    make_statement_sessionmaker,
 )
 from ari_app.device_presence import DevicePresence, ExternalCalls, default_tracker
 from ari_app.dispatch import Dispatcher
@@ -80,7 +79,6 @@ class HotlineApp:
             ari=self.ari,
             settings=settings,
             sessions=self.sessions,
-            statement_sessions=make_statement_sessionmaker(self.engine),
             statement_engine=make_statement_engine(self.engine),
             registry=ChannelRegistry(),
             external_calls=ExternalCalls(),

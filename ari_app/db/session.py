@@ -53,11 +53,6 @@ def make_statement_engine(engine: AsyncEngine) -> AsyncEngine:
     return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
-def make_statement_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions on make_statement_engine's connections."""
-    return async_sessionmaker(make_statement_engine(engine), expire_on_commit=False)
-
-
 # Where a unit of work runs: the caller's session (in its transaction), or a connection
 # (the call path's single statements, FlowContext.statement).
 Db = AsyncSession | AsyncConnection

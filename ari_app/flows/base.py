@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ari_app.ari.errors import AriError
 from ari_app.ari.events import Event
+from ari_app.db.session import make_sessionmaker
 from ari_app.device_presence import ExternalCalls
 from ari_app.domain.sounds import localise
 from ari_app.signals import Broadcast, WaitQueue
@@ -173,12 +174,12 @@ class FlowContext:
     # long as each gets an agent (signals.WaitQueue), not all at once.
     waiting: WaitQueue = field(default_factory=WaitQueue)
     metrics: Metrics | None = None
-    # Sessions whose statements each commit on their own (no BEGIN/COMMIT round trips), for
-    # units of work that are one statement. None: `sessions` serves those too.
-    statement_sessions: async_sessionmaker[AsyncSession] | None = None
-    # The same for a bare connection, without a session: the call path's statements
-    # (FlowContext.statement, services/routing.py).
+    # The pool's connections where each statement commits on its own (no BEGIN/COMMIT
+    # round trips), for units of work that are one statement: bare connections for the
+    # call path (statement(), services/routing.py), sessions for the rest
+    # (one_statement()). None: `sessions` serves those too.
     statement_engine: AsyncEngine | None = None
+    _statement_sessions: async_sessionmaker[AsyncSession] = field(init=False, repr=False)
 
     # Devices whose state device presence follows (ari_app/device_presence.py): their
     # `device_busy` is already in the reservation's condition, so no ARI request asks
@@ -194,9 +195,15 @@ class FlowContext:
 
     def __post_init__(self) -> None:
         self.agents_changed.subscribe(self.waiting.notify)
+        self._statement_sessions = (
+            self.sessions
+            if self.statement_engine is None
+            else make_sessionmaker(self.statement_engine)
+        )
 
     def one_statement(self) -> async_sessionmaker[AsyncSession]:
-        return self.statement_sessions or self.sessions
+        """Sessions for a unit of work that is one statement (see statement_engine)."""
+        return self._statement_sessions
 
     @contextlib.asynccontextmanager
     async def statement(self) -> AsyncIterator[AsyncConnection]:

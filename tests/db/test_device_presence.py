@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ari_app import device_presence
 from ari_app.db.models import AgentState, TargetKind
-from ari_app.db.session import make_statement_sessionmaker
+from ari_app.db.session import make_sessionmaker, make_statement_engine
 from ari_app.device_presence import RESYNC_S, DevicePresence
 from ari_app.services import admin, agents, presence
 
@@ -237,7 +237,7 @@ async def test_a_batch_of_device_changes_is_one_statement(
     tracker = DevicePresence(
         Ari(),  # type: ignore[arg-type]
         sessions,
-        statement_sessions=make_statement_sessionmaker(engine),
+        statement_sessions=make_sessionmaker(make_statement_engine(engine)),
     )
     await tracker.on_connect()
     with _statements(engine) as sent:
