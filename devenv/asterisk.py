@@ -612,6 +612,26 @@ class PrivateAsterisk:
         """RTP packet counters of every live PJSIP channel (``pjsip show channelstats``)."""
         return parse_channelstats(await self.rx("pjsip show channelstats"))
 
+    def http_report(self) -> str:
+        """ARI's HTTP server as the system and Asterisk see it, for a client it turned away
+        ("Server disconnected": Asterisk closes a connection unanswered when its HTTP
+        sessions are all taken or a thread cannot start): its threads, the TCP
+        connections on its HTTP port by state, and its log's complaints about HTTP."""
+        pid = self.pid
+        threads = "?"
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{pid}/status").read_text() if pid else ""
+            threads = next(
+                (ln.split()[1] for ln in status.splitlines() if ln.startswith("Threads:")), "?"
+            )
+        states = tcp_states(self.http_port)
+        complaints = [ln for ln in self.log_text().splitlines() if _HTTP_TROUBLE.search(ln)]
+        return (
+            f"Asterisk pid {pid}: {threads} threads; TCP on HTTP port {self.http_port}:"
+            f" {states or 'none'}; log: {complaints[-5:] or 'no HTTP complaints'}"
+            f" ({len(complaints)} in all)"
+        )
+
     def log_offset(self) -> int:
         """Current size of the full log: pass it to :meth:`log_text` to read only what follows."""
         try:
@@ -640,6 +660,25 @@ class PrivateAsterisk:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"{regex.pattern!r} not in {self.log_path} after {timeout}s")
             await asyncio.sleep(0.1)
+
+
+# Asterisk's words when its HTTP server turns a connection away unanswered (main/http.c,
+# main/tcptls.c) or an ARI WebSocket ends badly.
+_HTTP_TROUBLE = re.compile(r"HTTP session count exceeded|TCP/TLS|helper thread|WebSocket")
+# /proc/net/tcp's state codes (include/net/tcp_states.h) that matter here.
+_TCP_STATES = {"01": "ESTABLISHED", "06": "TIME_WAIT", "08": "CLOSE_WAIT", "0A": "LISTEN"}
+
+
+def tcp_states(port: int) -> dict[str, int]:
+    """How many IPv4 TCP sockets with local port ``port`` are in each state."""
+    counts: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                state = _TCP_STATES.get(fields[3], fields[3])
+                counts[state] = counts.get(state, 0) + 1
+    return counts
 
 
 async def _wait_exit(process: asyncio.subprocess.Process, timeout: float) -> bool:

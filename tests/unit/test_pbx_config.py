@@ -4,10 +4,11 @@ requires of the files themselves. The e2e tests show the same on a running Aster
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 from pathlib import Path
 
-from devenv.asterisk import ARI_CRYPT_ROUNDS, TEMPLATE_DIR, PrivateAsterisk
+from devenv.asterisk import ARI_CRYPT_ROUNDS, TEMPLATE_DIR, PrivateAsterisk, tcp_states
 from devenv.ports import free_port_range
 
 
@@ -60,3 +61,21 @@ def test_the_rtp_range_keeps_clear_of_the_phones_ports() -> None:
     for _ in range(200):
         start, end = free_port_range(200, avoid=[phone])
         assert not start <= phone <= end
+
+
+def test_tcp_states_count_a_ports_sockets() -> None:
+    """What the e2e leak check reports when ARI turns a client away (http_report)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        assert tcp_states(port) == {"LISTEN": 1}
+        with socket.create_connection(("127.0.0.1", port)):
+            accepted, _ = server.accept()
+            with accepted:
+                assert tcp_states(port) == {"LISTEN": 1, "ESTABLISHED": 1}
+
+
+def test_the_test_pbx_holds_more_http_sessions_than_asterisks_default() -> None:
+    """Each ARI WebSocket holds an HTTP session; the shared test Asterisk sees hundreds."""
+    conf = (TEMPLATE_DIR / "http.conf").read_text()
+    limit = re.search(r"^sessionlimit = (\d+)$", conf, re.M)
+    assert limit is not None and int(limit[1]) > 100
