@@ -666,7 +666,14 @@ class PrivateAsterisk:
 # main/tcptls.c) or an ARI WebSocket ends badly.
 _HTTP_TROUBLE = re.compile(r"HTTP session count exceeded|TCP/TLS|helper thread|WebSocket")
 # /proc/net/tcp's state codes (include/net/tcp_states.h) that matter here.
-_TCP_STATES = {"01": "ESTABLISHED", "06": "TIME_WAIT", "08": "CLOSE_WAIT", "0A": "LISTEN"}
+_TCP_STATES = {
+    "01": "ESTABLISHED",
+    "04": "FIN_WAIT1",
+    "05": "FIN_WAIT2",
+    "06": "TIME_WAIT",
+    "08": "CLOSE_WAIT",
+    "0A": "LISTEN",
+}
 
 
 def tcp_states(port: int) -> dict[str, int]:
