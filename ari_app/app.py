@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 SWEEP_S = 1.0
 PURGE_EVERY_S = 24 * 3600
 STAFFING_S = 2.0  # below-minimum checks (ops logout from the CLI, other nodes)
+ARI_CONNECTIONS_PER_NODE = 64  # of Asterisk's 100 HTTP sessions (ari/client.py)
 
 
 def flow_table() -> dict[str, FlowFactory]:
@@ -70,8 +71,15 @@ class HotlineApp:
             max_overflow=max(5, 10 // workers),
         )
         self.sessions = make_sessionmaker(self.engine)
+        # The node's workers together open at most ARI_CONNECTIONS_PER_NODE connections to
+        # Asterisk (DEFAULT_MAX_CONNECTIONS says why), the rest of its 100 HTTP sessions stay
+        # for other ARI users and admins.
         self.ari = AriClient(
-            settings.ari_url, settings.ari_user, settings.ari_password, settings.ari_app
+            settings.ari_url,
+            settings.ari_user,
+            settings.ari_password,
+            settings.ari_app,
+            max_connections=max(4, ARI_CONNECTIONS_PER_NODE // workers),
         )
         # The app's runtime state, one of each, shared by whoever needs it (no module
         # globals): channel owners, external calls, handover and escalation tasks.

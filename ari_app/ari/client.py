@@ -48,6 +48,12 @@ log = logging.getLogger(__name__)
 __all__ = ["DEFAULT_TIMEOUT", "AriClient", "normalise_base_url"]
 
 DEFAULT_TIMEOUT = 5.0
+# Asterisk serves at most 100 HTTP sessions at once by default (http.conf `sessionlimit`)
+# and closes the connections beyond unanswered ("Server disconnected"), whoever opened
+# them: a client that opened connections freely under a burst would fail its own requests
+# and everyone else's. Requests beyond this many connections wait for a free one (within
+# their timeout). The event WebSocket holds one of them.
+DEFAULT_MAX_CONNECTIONS = 32
 
 ParamValue = str | int | float | bool | Sequence[str] | None
 _T = TypeVar("_T")
@@ -129,18 +135,22 @@ class AriClient:
         app: str,
         *,
         timeout: float = DEFAULT_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         if not app:
             raise ValueError("ARI application name must not be empty")
         if timeout <= 0:
             raise ValueError("ARI timeout must be positive")
+        if max_connections < 2:
+            raise ValueError("ARI needs at least 2 connections (the event WebSocket holds one)")
         self._base = normalise_base_url(base_url)
         # Built by hand: aiohttp.BasicAuth is deprecated in recent aiohttp releases.
         token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
         self._headers = {"Authorization": f"Basic {token}"}
         self._app = app
         self._timeout = timeout
+        self._max_connections = max_connections
         self._session = session
         self._own_session = session is None
         self._closed = False
@@ -205,7 +215,8 @@ class AriClient:
             # No session-wide timeout: REST calls pass their own, the event
             # WebSocket must live for days.
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._timeout)
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._timeout),
             )
         return self._session
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -478,3 +479,38 @@ async def test_no_secret_in_logs(fake: FakeAri, caplog: pytest.LogCaptureFixture
     for record in caplog.records:
         assert PASSWORD not in record.getMessage()
     assert all(r.query.get("api_key") is None for r in fake.requests)
+
+
+async def test_requests_beyond_the_connection_cap_wait_for_a_free_connection(
+    fake: FakeAri,
+) -> None:
+    """Asterisk closes HTTP connections beyond its session limit unanswered: a burst of
+    requests opens at most `max_connections` of them, the rest wait and then succeed."""
+    release, three, more = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    in_flight = 0
+
+    async def hold(_: object) -> None:
+        nonlocal in_flight
+        in_flight += 1
+        if in_flight == 3:
+            three.set()
+        elif in_flight > 3:
+            more.set()
+        await release.wait()
+        in_flight -= 1
+
+    fake.on_request = hold
+    async with fake.client(timeout=5.0, max_connections=3) as ari:
+        burst = [asyncio.create_task(ari.asterisk_info()) for _ in range(12)]
+        await asyncio.wait_for(three.wait(), 2.0)
+        # Without the cap the other nine reach the server at once (a new connection each).
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(more.wait(), 0.5)
+        release.set()
+        infos = await asyncio.gather(*burst)
+    assert len(infos) == 12
+
+
+def test_too_few_connections_are_refused() -> None:
+    with pytest.raises(ValueError, match="at least 2"):
+        AriClient("http://127.0.0.1:8088", "u", "p", "app", max_connections=1)
