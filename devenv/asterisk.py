@@ -662,9 +662,12 @@ class PrivateAsterisk:
             await asyncio.sleep(0.1)
 
 
-# Asterisk's words when its HTTP server turns a connection away unanswered (main/http.c,
-# main/tcptls.c) or an ARI WebSocket ends badly.
-_HTTP_TROUBLE = re.compile(r"HTTP session count exceeded|TCP/TLS|helper thread|WebSocket")
+# Asterisk's words when its HTTP sessions are all taken (main/http.c): it then closes
+# new connections unanswered.
+HTTP_SESSIONS_EXHAUSTED = "HTTP session count exceeded"
+# Those and its other words when its HTTP server turns a connection away (main/tcptls.c)
+# or an ARI WebSocket ends badly.
+_HTTP_TROUBLE = re.compile(rf"{re.escape(HTTP_SESSIONS_EXHAUSTED)}|TCP/TLS|helper thread|WebSocket")
 # /proc/net/tcp's state codes (include/net/tcp_states.h) that matter here.
 _TCP_STATES = {
     "01": "ESTABLISHED",

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from devenv.asterisk import PrivateAsterisk
+from devenv.asterisk import HTTP_SESSIONS_EXHAUSTED, PrivateAsterisk
 
 from .app_harness import AriObserver, ServeProcess
 
@@ -94,7 +94,7 @@ async def pbx(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Private
         yield instance
     finally:
         # Turned-away ARI clients fail the tests that meet them; the warning names the cause.
-        if "HTTP session count exceeded" in instance.log_text():
+        if HTTP_SESSIONS_EXHAUSTED in instance.log_text():
             report = instance.http_report()
             warnings.warn(f"the shared Asterisk ran out of HTTP sessions: {report}", stacklevel=1)
         await _stop(instance)
