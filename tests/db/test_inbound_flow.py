@@ -93,8 +93,10 @@ async def test_agent_answers_and_call_is_bridged_then_wrapup(
     dispatcher.on_event(event("StasisStart", channel=channel(leg, "500"), args=["agentleg", "x"]))
     add = await ari.wait_command("add_channel")
     assert set(add.args[1]) == {"caller", leg}
-    connected = {c.args[1]: c.args[2] for c in ari.called("set_variable") if c.args[0] == "caller"}
-    assert connected["CONNECTEDLINE(all,i)"].endswith(" <500>")  # the hotline, name and number
+    # Bridging shows the caller the leg's caller ID: the hotline, name and number, set in
+    # the originate (no request to the caller's channel).
+    assert originate.kwargs["variables"]["CALLERID(all)"].endswith(" <500>")
+    assert not [c for c in ari.called("set_variable") if c.args[0] == "caller"]
     dispatcher.on_event(event("StasisEnd", channel=channel("caller")))
     await ari.wait_for(lambda: any(c.args[0] == leg for c in ari.called("hangup")))
     await ari.wait_command("destroy_bridge")
@@ -336,14 +338,14 @@ async def test_no_announcement_is_queued_over_one_still_playing(
     assert media[:3] == ["play", "start_moh", "play"], "no play before the first one ended"
 
 
-async def test_a_routed_call_costs_four_statements_and_six_requests(
+async def test_a_routed_call_costs_four_statements_and_five_requests(
     sessions: Sessions, engine: AsyncEngine
 ) -> None:
     """The call path's load-independent cost (issue 11; the benchmark measures the same as
     DB round trips and ARI requests per call): the start's facts, the call's insert with
     its agent's reservation, its connection and its end are one statement each; Asterisk
-    gets originate (with the leg's caller ID: the hotline), bridge, the caller's connected
-    line, add, the caller's hangup and the bridge's destruction. A path that grows fails
+    gets originate (with the leg's caller ID: the hotline, which bridging shows the
+    caller), bridge, add, the caller's hangup and the bridge's destruction. A path that grows fails
     here, whatever the machine's load."""
     await _hotline(sessions)
     ari, dispatcher = fake_dispatcher(sessions, {"inbound": InboundFlow})
@@ -377,7 +379,6 @@ async def test_a_routed_call_costs_four_statements_and_six_requests(
         [
             "originate",
             "create_bridge",
-            "set_variable",
             "add_channel",
             "hangup",
             "destroy_bridge",

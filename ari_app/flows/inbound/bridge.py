@@ -66,14 +66,11 @@ class BridgePhase(InboundCall):
     async def _bridge(self, leg: Leg, state: InboundState, cause: str) -> None:
         assert self.call_id is not None and self.hotline is not None
         self.bridge_id = f"{self.call_id}-bridge"
-        # The caller sees the hotline, never the agent's device or number: the leg's caller
-        # ID was set in its originate (_leg_variables); the caller's own connected line
-        # says the same, without an update sent to its phone.
+        # The caller sees the hotline, never the agent's device or number: bridging sends the
+        # caller the leg's caller ID as its connected line, and that was set to the hotline
+        # in the leg's originate (_leg_variables).
         try:
             await self.ari.create_bridge("mixing", bridge_id=self.bridge_id, name="hotline")
-            await self.ari.set_variable(
-                self.channel_id, "CONNECTEDLINE(all,i)", self._hotline_id_shown()
-            )
             await self.ari.add_channel(self.bridge_id, [self.channel_id, leg.channel_id])
         except AriError as exc:
             log.warning("call=%s bridging failed: %s", self.channel_id, exc)
