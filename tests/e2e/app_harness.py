@@ -96,9 +96,39 @@ class ServeProcess:
         return code
 
 
+# What a test's observing ARI app subscribes to: every channel, bridge and endpoint, but no
+# device state. An app subscribed to all device states (`subscribeAll=true` includes them)
+# can wedge Asterisk's ARI for good when its WebSocket closes while a device's change is
+# being sent to it: the teardown waits for the device-state subscription's end holding the
+# session's lock, which that delivery waits for (Asterisk 22; asterisk/asterisk#2170;
+# `python -m devenv.ari_wedge` shows it). The shared test Asterisk then refused every
+# later test's requests (its HTTP sessions ran out behind the stuck ones).
+OBSERVED_SOURCES = ("channel:", "bridge:", "endpoint:")
+
+
+async def observe(
+    session: aiohttp.ClientSession, pbx: PrivateAsterisk, app: str
+) -> aiohttp.ClientWebSocketResponse:
+    """The event WebSocket of a test's ARI app `app` that hears every channel, bridge and
+    endpoint (OBSERVED_SOURCES); `session` carries ARI's credentials. Close it when done."""
+    ws_url = pbx.ari_url.replace("http://", "ws://", 1)
+    ws = await session.ws_connect(f"{ws_url}/ari/events?app={app}")
+    try:
+        async with session.post(
+            f"{pbx.ari_url}/ari/applications/{app}/subscription",
+            params={"eventSource": ",".join(OBSERVED_SOURCES)},
+        ) as response:
+            response.raise_for_status()
+    except BaseException:
+        await ws.close()
+        raise
+    return ws
+
+
 class AriObserver:
-    """A test-only ARI app subscribed to everything: it sees the events of the calls the
-    app under test handles (playbacks, bridges, DTMF) without touching them."""
+    """A test-only ARI app subscribed to every channel, bridge and endpoint (`observe`): it
+    sees the events of the calls the app under test handles (playbacks, bridges, DTMF)
+    without touching them."""
 
     def __init__(self, pbx: PrivateAsterisk, app: str = "observer") -> None:
         self.pbx = pbx
@@ -110,8 +140,11 @@ class AriObserver:
 
     async def __aenter__(self) -> AriObserver:
         self._session = aiohttp.ClientSession(headers=self.pbx.ari_headers())
-        ws_url = self.pbx.ari_url.replace("http://", "ws://", 1)
-        ws = await self._session.ws_connect(f"{ws_url}/ari/events?app={self.app}&subscribeAll=true")
+        try:
+            ws = await observe(self._session, self.pbx, self.app)
+        except BaseException:
+            await self._session.close()
+            raise
         self._task = asyncio.create_task(self._read(ws))
         return self
 

@@ -64,11 +64,6 @@ class AriHttp:
     async def delete(self, path: str, **params: str) -> Any:
         return await self.request("DELETE", path, **params)
 
-    def events_url(self, app: str, *, subscribe_all: bool = False) -> str:
-        ws = self.pbx.ari_url.replace("http://", "ws://", 1)
-        url = f"{ws}/ari/events?app={app}&api_key={self.pbx.ari_user}:{self.pbx.ari_password}"
-        return url + ("&subscribeAll=true" if subscribe_all else "")
-
 
 def ari_session(pbx: PrivateAsterisk) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(headers=pbx.ari_headers())

@@ -17,6 +17,7 @@ import pytest
 from devenv import sipp
 from devenv.asterisk import PrivateAsterisk, RtpStats
 
+from .app_harness import observe
 from .conftest import AriHttp
 
 pytestmark = pytest.mark.e2e
@@ -145,13 +146,31 @@ async def test_rejecting_phone_gives_caller_busy(pbx: PrivateAsterisk, sipp_dir:
     assert not result.answered
 
 
+async def test_the_observer_hears_everything_but_device_states(
+    pbx: PrivateAsterisk, ari: AriHttp
+) -> None:
+    """A test's observing app follows every channel, bridge and endpoint, as subscribeAll
+    would, but no device state: closing an app that follows all device states can wedge
+    Asterisk 22's ARI (app_harness.OBSERVED_SOURCES says how)."""
+    ws = await observe(ari.session, pbx, "watch")
+    try:
+        app = await ari.get("/applications/watch")
+    finally:
+        await ws.close()
+    assert app["channel_ids"] == ["__AST_CHANNEL_ALL_TOPIC"]
+    assert app["bridge_ids"] == ["__AST_BRIDGE_ALL_TOPIC"]
+    assert app["endpoint_ids"] == ["__AST_ENDPOINT_ALL_TOPIC"]
+    assert app["device_names"] == []
+
+
 async def test_dtmf_from_pcap_reaches_ari(
     pbx: PrivateAsterisk, ari: AriHttp, sipp_dir: Path
 ) -> None:
     """RFC 2833 digits from sipp arrive as ChannelDtmfReceived (caller in the fallback)."""
     caller = pbx.phone("1005")
     digits: list[str] = []
-    async with ari.session.ws_connect(ari.events_url("harness", subscribe_all=True)) as ws:
+    ws = await observe(ari.session, pbx, "harness")
+    try:
         call = await sipp.start_call(
             "4930199",
             local_addr=caller.address,
@@ -173,6 +192,8 @@ async def test_dtmf_from_pcap_reaches_ari(
                     assert event["channel"]["name"].startswith("PJSIP/1005-")
                     digits.append(event["digit"])
             result = await call.wait()
+    finally:
+        await ws.close()
     assert digits == ["1", "2", "#"]
     assert result.ok, result.describe()
     assert result.got_bye()
