@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import uvloop
+
 from ari_app.ari.client import AriClient
 from ari_app.ari.errors import AriError
 from ari_app.ari.events import KNOWN_EVENT_TYPES, ApplicationReplaced, DeviceStateChanged
@@ -358,6 +360,13 @@ def handled_event_types() -> set[str]:
             if name.startswith("on_") and name[3:] in KNOWN_EVENT_TYPES
         )
     return wanted
+
+
+def run_serve(settings: Settings, *, grace_s: float = 30.0, workers: int = 1) -> None:
+    """One process of `hotline serve`, on uvloop: its transports do in C what asyncio's do
+    in Python, and every statement and ARI request of a call is a socket write and read
+    (the largest share of the app's CPU per call in the profile, benchmarks/NOTES.md)."""
+    uvloop.run(serve(settings, grace_s=grace_s, workers=workers))
 
 
 async def serve(settings: Settings, *, grace_s: float = 30.0, workers: int = 1) -> None:

@@ -124,10 +124,10 @@ def _mark_dead(settings: Settings, pid: int) -> None:
 
 
 def _worker(settings: Settings, count: int, grace_s: float) -> int:
-    from ari_app.app import serve
+    from ari_app.app import run_serve
 
     try:
-        asyncio.run(serve(settings, grace_s=grace_s, workers=count))
+        run_serve(settings, grace_s=grace_s, workers=count)
     except Exception:
         log.exception("worker %s failed", settings.node)
         return 1

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 
 import click
 
-from ari_app.app import serve as run_app
+from ari_app.app import run_serve
 from ari_app.config import configure_logging, load_settings
 from ari_app.workers import run_workers
 
@@ -35,6 +34,6 @@ def serve(grace: float, workers: int | None) -> None:
     configure_logging(settings.log_level)
     count = workers or os.cpu_count() or 1
     if count == 1:
-        asyncio.run(run_app(settings, grace_s=grace))
+        run_serve(settings, grace_s=grace)
         return
     sys.exit(run_workers(settings, count, grace))
