@@ -3,13 +3,15 @@ unit of work, never shared between tasks (DESIGN.md, convention 6)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import event
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy import Select, event
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -60,23 +62,71 @@ Db = AsyncSession | AsyncConnection
 
 @dataclass(frozen=True)
 class DriverStatement:
-    """A text() statement compiled once, at import, for asyncpg and sent with
-    `exec_driver_sql`: no compilation, cache lookup or ORM layer per execution, but
-    SQLAlchemy's pool, errors and invalidation of broken connections stay (a third of the
-    client CPU of a session's execute, benchmarks/NOTES.md). Result rows are the driver's
-    values: meant for text() statements, whose columns have no types to process."""
+    """A statement compiled once, at import, for asyncpg: no compilation, cache lookup or
+    ORM layer per execution. On a connection (the call path's, FlowContext.statement)
+    asyncpg sends it itself (`_fetch`), in a session `exec_driver_sql`; SQLAlchemy's pool,
+    errors and invalidation of broken connections stay either way (about half the client
+    CPU of a session's execute, benchmarks/NOTES.md). Result values of a Core select are
+    converted as SQLAlchemy would (its columns' result processors: e.g. an enum column's
+    text to the Python enum); a text() statement's columns have no types: driver values."""
 
     sql: str
     names: tuple[str, ...]  # the parameters in the order of $1, $2, ...
+    # Values the statement binds itself (a Core select's literals), ready for the driver.
+    literals: Mapping[str, Any] = field(default_factory=dict)
+    processors: tuple[Callable[[Any], Any] | None, ...] = ()  # per result column
 
     @classmethod
-    def compile(cls, statement: TextClause) -> DriverStatement:
-        compiled = statement.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
-        return cls(compiled.string, tuple(compiled.positiontup or ()))
+    def compile(cls, statement: TextClause | Select[Any]) -> DriverStatement:
+        dialect = asyncpg_dialect()  # type: ignore[no-untyped-call]
+        compiled = statement.compile(dialect=dialect)
+        literals = {
+            name: value.value if isinstance(value, enum.Enum) else value
+            for name, value in compiled.params.items()
+            if value is not None
+        }
+        processors: tuple[Callable[[Any], Any] | None, ...] = ()
+        if isinstance(statement, Select):
+            processors = tuple(
+                column.type.dialect_impl(dialect).result_processor(dialect, None)
+                for column in statement.selected_columns
+            )
+        return cls(compiled.string, tuple(compiled.positiontup or ()), literals, processors)
 
     async def rows(self, db: Db, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        connection = db if isinstance(db, AsyncConnection) else await db.connection()
-        result = await connection.exec_driver_sql(
-            self.sql, tuple(params[name] for name in self.names)
+        args = tuple(params[name] if name in params else self.literals[name] for name in self.names)
+        if isinstance(db, AsyncConnection):
+            rows: Sequence[Sequence[Any]] = await _fetch(db, self.sql, args)
+        else:
+            result = await (await db.connection()).exec_driver_sql(self.sql, args)
+            rows = result.all() if result.returns_rows else ()
+        if not any(self.processors):
+            return rows
+        return [
+            tuple(
+                value if convert is None else convert(value)
+                for convert, value in zip(self.processors, row, strict=True)
+            )
+            for row in rows
+        ]
+
+
+async def _fetch(connection: AsyncConnection, sql: str, args: tuple[Any, ...]) -> list[Any]:
+    """The statement sent by asyncpg itself on the pooled connection: a third less client
+    CPU than exec_driver_sql (SQLAlchemy's cursor adapter, its result; benchmarks/NOTES.md).
+    What SQLAlchemy would do on an error is done here: the error is a DBAPIError (callers
+    catch SQLAlchemy's errors), and a connection that broke is invalidated, so that the
+    pool opens a new one instead of handing it out again. The connection is the caller's
+    alone (a transaction the caller began on it, if any, includes the statement)."""
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None, "a checked-out connection has its driver's"
+    try:
+        rows: list[Any] = await driver.fetch(sql, *args)
+        return rows
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        broken = isinstance(exc, OSError | asyncpg.ConnectionDoesNotExistError) or (
+            driver.is_closed()
         )
-        return result.all() if result.returns_rows else ()
+        if broken:
+            await connection.invalidate(exc)
+        raise DBAPIError(sql, args, exc, connection_invalidated=broken) from exc

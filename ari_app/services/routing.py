@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, exists, func, inspect, or_, select, text, update
+from sqlalchemy import and_, bindparam, exists, func, inspect, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -124,15 +124,17 @@ def _facts_columns(hotline_id: Any) -> list[Any]:
     ]
 
 
-# Built once: the call path's statements cost no construction per call. The hotline's
-# columns, not the ORM entity: a Core connection runs it without the ORM layer.
+# Built and compiled once: the call path's statements cost no construction or compilation
+# per call. The hotline's columns, not the ORM entity: no ORM layer per call.
 _HOTLINE_COLUMNS = tuple((prop.key, prop.columns[0]) for prop in inspect(Hotline).column_attrs)
-_START_FACTS: Select[Any] = select(
-    *(column for _, column in _HOTLINE_COLUMNS),
-    *(column.scalar_subquery() for column in _facts_columns(Hotline.id)),
-).where(Hotline.number == bindparam("number"))
-_QUEUE_FACTS: Select[Any] = select(
-    *(column.scalar_subquery() for column in _facts_columns(bindparam("hotline_id")))
+_START_FACTS = DriverStatement.compile(
+    select(
+        *(column for _, column in _HOTLINE_COLUMNS),
+        *(column.scalar_subquery() for column in _facts_columns(Hotline.id)),
+    ).where(Hotline.number == bindparam("number"))
+)
+_QUEUE_FACTS = DriverStatement.compile(
+    select(*(column.scalar_subquery() for column in _facts_columns(bindparam("hotline_id"))))
 )
 
 
@@ -166,10 +168,10 @@ async def start_facts(db: Db, number: str, now: datetime) -> tuple[Hotline, Queu
     """The hotline dialled and its facts (holidays, logged-in agents, waiting callers,
     free agents) in one round trip; None for an unknown number. The hotline is a detached
     copy of its row: read it, never add it to a session."""
-    params = {"number": number, "now": now, "before_seq": LAST_SEQ}
-    row = tuple((await db.execute(_START_FACTS, params)).first() or ())
-    if not row:
+    rows = await _START_FACTS.rows(db, {"number": number, "now": now, "before_seq": LAST_SEQ})
+    if not rows:
         return None
+    row = tuple(rows[0])
     split = len(_HOTLINE_COLUMNS)
     hotline = Hotline(
         **{key: value for (key, _), value in zip(_HOTLINE_COLUMNS, row[:split], strict=True)}
@@ -190,7 +192,7 @@ async def queue_facts(
         "now": now or datetime.now().astimezone(),
         "before_seq": before_seq,
     }
-    row = (await db.execute(_QUEUE_FACTS, params)).one()
+    (row,) = await _QUEUE_FACTS.rows(db, params)
     return _facts(tuple(row))
 
 

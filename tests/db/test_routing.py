@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -112,6 +113,15 @@ async def test_the_call_path_on_a_bare_connection(sessions: Sessions, engine: As
     connect and finish on AUTOCOMMIT connections, each statement its own transaction; the
     same functions in a session's transaction leave nothing behind when it rolls back."""
     hotline = await _setup(sessions, 2, Strategy.LINEAR)
+    async with sessions() as session, session.begin():
+        line = await session.get(Hotline, hotline.id)
+        assert line is not None
+        await admin.update_hotline(session, line, escalation_numbers=["0151"])
+    async with sessions() as session:
+        loaded = await session.get(Hotline, hotline.id)
+        assert loaded is not None
+        columns = [prop.key for prop in sa_inspect(Hotline).column_attrs]
+        stored = {key: getattr(loaded, key) for key in columns}
     statements = make_statement_engine(engine)
     now = datetime.now(UTC)
 
@@ -119,8 +129,9 @@ async def test_the_call_path_on_a_bare_connection(sessions: Sessions, engine: As
         found = await routing.start_facts(db, "500", now)
         assert found is not None
         line, facts = found
-        # a detached copy of the row, typed as the ORM reads it
-        assert (line.id, line.name, line.strategy) == (hotline.id, "Bürgerbüro", Strategy.LINEAR)
+        # a detached copy of the row, typed as the ORM reads it (an enum, a JSON list)
+        assert {key: getattr(line, key) for key in columns} == stored
+        assert line.strategy is Strategy.LINEAR and line.escalation_numbers == ["0151"]
         assert facts.logged_in == 2 and len(facts.candidates) == 2
         chosen = routing.choose(line, facts, (), ahead=facts.unserved)
         call_id = uuid.uuid4()
