@@ -118,7 +118,15 @@ async def _fetch(connection: AsyncConnection, sql: str, args: tuple[Any, ...]) -
     catch SQLAlchemy's errors), and a connection that broke is invalidated, so that the
     pool opens a new one instead of handing it out again. The connection is the caller's
     alone (a transaction the caller began on it, if any, includes the statement)."""
-    driver = (await connection.get_raw_connection()).driver_connection
+    # The checked-out connection's driver, without get_raw_connection's greenlet (only a
+    # connection invalidated meanwhile needs that: it reconnects).
+    sync = connection.sync_connection
+    pooled = (
+        sync.connection
+        if sync is not None and not sync.invalidated
+        else await connection.get_raw_connection()
+    )
+    driver = pooled.driver_connection
     assert driver is not None, "a checked-out connection has its driver's"
     try:
         rows: list[Any] = await driver.fetch(sql, *args)
