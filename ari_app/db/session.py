@@ -3,14 +3,16 @@ unit of work, never shared between tasks (DESIGN.md, convention 6)."""
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import Select, event
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -61,14 +63,13 @@ Db = AsyncSession | AsyncConnection
 
 @dataclass(frozen=True)
 class DriverStatement:
-    """A statement compiled once, at import, for asyncpg and sent with `exec_driver_sql`:
-    no compilation, cache lookup or ORM layer per execution, but SQLAlchemy's pool, errors
-    and its care of broken and cancelled connections stay (a third of the client CPU of a
-    session's execute, benchmarks/NOTES.md; asyncpg's own `fetch` on the connection saves a
-    third more, but then that care is ours: tried, and a connection left busy failed a
-    call). Values of a Core select's columns are converted as SQLAlchemy would (their
-    result processors: an enum column's text to the Python enum); a text() statement's
-    columns have no types: the driver's values."""
+    """A statement compiled once, at import, for asyncpg: no compilation, cache lookup or
+    ORM layer per execution. On a connection (the call path's, FlowContext.statement)
+    asyncpg sends it itself (`_fetch`), in a session `exec_driver_sql`; SQLAlchemy's pool
+    and errors stay either way (less than half the client CPU of a session's execute,
+    benchmarks/NOTES.md). Values of a Core select's columns are converted as SQLAlchemy
+    would (their result processors: an enum column's text to the Python enum); a text()
+    statement's columns have no types: the driver's values."""
 
     sql: str
     names: tuple[str, ...]  # the parameters in the order of $1, $2, ...
@@ -95,9 +96,11 @@ class DriverStatement:
 
     async def rows(self, db: Db, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         args = tuple(params[name] if name in params else self.literals[name] for name in self.names)
-        connection = db if isinstance(db, AsyncConnection) else await db.connection()
-        result = await connection.exec_driver_sql(self.sql, args)
-        rows: Sequence[Sequence[Any]] = result.all() if result.returns_rows else ()
+        if isinstance(db, AsyncConnection):
+            rows: Sequence[Sequence[Any]] = await _fetch(db, self.sql, args)
+        else:
+            result = await (await db.connection()).exec_driver_sql(self.sql, args)
+            rows = result.all() if result.returns_rows else ()
         if not any(self.processors):
             return rows
         return [
@@ -107,3 +110,49 @@ class DriverStatement:
             )
             for row in rows
         ]
+
+
+# The server is gone or going: the connection will not serve another statement.
+_SERVER_GONE = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+)
+
+
+async def _fetch(connection: AsyncConnection, sql: str, args: tuple[Any, ...]) -> list[Any]:
+    """The statement sent by asyncpg itself on the pooled connection: a third less client
+    CPU than exec_driver_sql (SQLAlchemy's cursor adapter and result; benchmarks/NOTES.md).
+    What SQLAlchemy's adapter would do is done here: every error of the driver becomes a
+    DBAPIError (the flows catch SQLAlchemy's errors and keep the caller), and a connection
+    that may be broken or busy (the server closing it; a statement cancelled half-way) is
+    invalidated, so that the pool never hands it out again. The connection is the
+    caller's alone (a transaction the caller began on it, if any, includes the statement)."""
+    # The checked-out connection's driver, without get_raw_connection's greenlet (only a
+    # connection invalidated meanwhile needs that: it reconnects).
+    sync = connection.sync_connection
+    pooled = (
+        sync.connection
+        if sync is not None and not sync.invalidated
+        else await connection.get_raw_connection()
+    )
+    driver = pooled.driver_connection
+    assert driver is not None, "a checked-out connection has its driver's"
+    try:
+        rows: list[Any] = await driver.fetch(sql, *args)
+        return rows
+    except asyncio.CancelledError:
+        await connection.invalidate()  # asyncpg may still be busy with the statement
+        raise
+    except Exception as exc:
+        # E.g. InternalClientError ("another operation is in progress") on a connection
+        # whose server sent its FATAL but has not closed the socket yet: seen in
+        # tests/e2e/test_database_outage.py, where it dropped a caller while unmapped.
+        broken = (
+            not isinstance(exc, asyncpg.PostgresError)
+            or isinstance(exc, _SERVER_GONE)
+            or driver.is_closed()
+        )
+        if broken:
+            await connection.invalidate(exc)
+        raise DBAPIError(sql, args, exc, connection_invalidated=broken) from exc

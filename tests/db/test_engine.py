@@ -86,3 +86,26 @@ async def test_a_driver_statement_on_a_broken_connection_invalidates_it(
     finally:
         await admin.dispose()
         await engine.dispose()
+
+
+async def test_a_driver_statement_cancelled_half_way_leaves_no_busy_connection(
+    database_url: str,
+) -> None:
+    """A statement cancelled while the server runs it (a flow stopped): its connection may
+    still be busy in the driver, so it is invalidated; the pool's next connection serves
+    the next unit of work at once."""
+    engine = make_engine(database_url, pool_size=1, max_overflow=0)
+    sleep = DriverStatement.compile(text("SELECT pg_sleep(CAST(:s AS float))"))
+    try:
+        async with make_statement_engine(engine).connect() as connection:
+            task = asyncio.create_task(sleep.rows(connection, {"s": 5}))
+            await asyncio.sleep(0.2)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert connection.invalidated
+        async with asyncio.timeout(2):
+            async with make_statement_engine(engine).connect() as connection:
+                assert [tuple(row) for row in await sleep.rows(connection, {"s": 0})] == [(None,)]
+    finally:
+        await engine.dispose()

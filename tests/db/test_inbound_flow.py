@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from web_support import waiting_call
 
 from ari_app.ari.models import Channel
+from ari_app.db import session as db_session
 from ari_app.db.models import (
     AgentActivity,
     AgentState,
@@ -339,7 +340,7 @@ async def test_no_announcement_is_queued_over_one_still_playing(
 
 
 async def test_a_routed_call_costs_four_statements_and_five_requests(
-    sessions: Sessions, engine: AsyncEngine
+    sessions: Sessions, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The call path's load-independent cost (issue 11; the benchmark measures the same as
     DB round trips and ARI requests per call): the start's facts, the call's insert with
@@ -356,6 +357,14 @@ async def test_a_routed_call_costs_four_statements_and_five_requests(
     def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         sent.append(statement)
 
+    # The call path's statements go out by asyncpg itself, past SQLAlchemy's events.
+    fetch = db_session._fetch
+
+    async def counted(connection: Any, statement: str, args: Any) -> Any:
+        sent.append(statement)
+        return await fetch(connection, statement, args)
+
+    monkeypatch.setattr(db_session, "_fetch", counted)
     sa_event.listen(engine.sync_engine, "before_cursor_execute", note)
     try:
         _start(dispatcher)
