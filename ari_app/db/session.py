@@ -127,7 +127,7 @@ async def _fetch(connection: AsyncConnection, sql: str, args: tuple[Any, ...]) -
     DBAPIError (the flows catch SQLAlchemy's errors and keep the caller), and a connection
     that may be broken or busy (the server closing it; a statement cancelled half-way) is
     invalidated, so that the pool never hands it out again. The connection is the
-    caller's alone (a transaction the caller began on it, if any, includes the statement)."""
+    caller's alone; meant for AUTOCOMMIT ones (FlowContext.statement)."""
     # The checked-out connection's driver, without get_raw_connection's greenlet (only a
     # connection invalidated meanwhile needs that: it reconnects).
     sync = connection.sync_connection
