@@ -46,9 +46,9 @@ async def test_a_connection_the_server_closed_is_replaced(database_url: str) -> 
 async def test_a_driver_statements_error_is_sqlalchemys_and_the_connection_stays(
     database_url: str,
 ) -> None:
-    """The call path's statements (DriverStatement, sent past SQLAlchemy's compiler): a
-    statement's error reaches the flows as SQLAlchemy's, which they catch, and the
-    connection, which is fine, serves the next statement."""
+    """The call path's statements go out by asyncpg itself (DriverStatement on a
+    connection): a statement's error reaches the flows as SQLAlchemy's, which they catch,
+    and the connection, which is fine, serves the next statement."""
     engine = make_engine(database_url, pool_size=1, max_overflow=0)
     divide = DriverStatement.compile(text("SELECT 6 / CAST(:n AS integer)"))
     try:
@@ -66,7 +66,7 @@ async def test_a_driver_statement_on_a_broken_connection_invalidates_it(
     database_url: str,
 ) -> None:
     """A connection that broke under a driver statement (the server closed it) is
-    invalidated: the pool opens a new one for the next unit of work."""
+    invalidated as SQLAlchemy would: the pool opens a new one for the next unit of work."""
     engine = make_engine(database_url, pool_size=1, max_overflow=0)
     backend = DriverStatement.compile(text("SELECT pg_backend_pid()"))
     admin = make_engine(database_url, poolclass=NullPool)
