@@ -34,6 +34,7 @@ from ari_app.flows.callback import CallbackDialler
 from ari_app.flows.feature import FeatureFlow
 from ari_app.flows.greeting import GreetingFlow
 from ari_app.flows.inbound import InboundFlow
+from ari_app.flows.inbound.queue import POLL_S as WAITING_POLL_S
 from ari_app.flows.service import ServiceFlow
 from ari_app.mailer import Mailer
 from ari_app.reconcile import LostAsterisk, reconcile
@@ -171,7 +172,11 @@ class HotlineApp:
             await asyncio.sleep(nodes.HEARTBEAT_S)
 
     async def sweep(self) -> None:
-        """Ends wrap-ups that are over and wakes the callers waiting for an agent."""
+        """Ends wrap-ups that are over and wakes the callers waiting for an agent: at once
+        when agents became free here, and every POLL_S anyway (the waiting queue's poll:
+        the first caller of each hotline that will try, who passes on what it does not
+        take; flows/inbound/queue.py)."""
+        polled = time.monotonic()
         while True:
             await asyncio.sleep(SWEEP_S)
             try:
@@ -181,6 +186,9 @@ class HotlineApp:
                     self.ctx.agents_changed.notify()
             except Exception as exc:
                 log.warning("wrap-up sweep failed: %s", exc)
+            if time.monotonic() - polled >= WAITING_POLL_S:
+                polled = time.monotonic()
+                self.ctx.waiting.notify()
 
     # --- device presence and staffing minimum (issue 4) ---------------------------------
     def _wire_presence_and_staffing(self) -> None:

@@ -45,7 +45,7 @@ from ari_app.flows.base import CallFlow, FlowContext, Timer
 from ari_app.flows.feature import FeatureFlow
 from ari_app.flows.inbound import InboundFlow
 from ari_app.flows.service import ServiceFlow
-from ari_app.services import admin, agents
+from ari_app.services import admin, agents, routing
 
 pytestmark = pytest.mark.db
 
@@ -437,6 +437,9 @@ class World:
             self.ari.down = step[1] == "down"
         elif kind == "stray":
             self.stray(step[1], step[2])
+        elif kind == "poll":
+            # The process's poll of its waiting callers (HotlineApp.sweep, POLL_S).
+            self.ctx.waiting.notify()
         else:  # pragma: no cover - the strategy makes no other kind
             raise AssertionError(kind)
         await self.settle()
@@ -688,6 +691,7 @@ steps = st.one_of(
         st.integers(0, 30),
     ),
     st.tuples(st.just("timer"), index),
+    st.tuples(st.just("poll")),
     st.tuples(st.just("stale_timer"), index),
     st.tuples(st.just("link"), st.sampled_from(["down", "up"])),
     st.tuples(st.just("vanish"), index),
@@ -745,17 +749,26 @@ async def run_scenario(engine: AsyncEngine, setup: Setup, scenario: Any) -> None
 
 @pytest.mark.parametrize("why", ["device busy", "link down"])
 async def test_an_agent_that_cannot_be_rung_is_retried_on_the_poll_not_in_a_loop(
-    engine: AsyncEngine, lab: None, why: str
+    engine: AsyncEngine, lab: None, why: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An agent whose phone is busy with another call, or an originate that fails at once
     (Asterisk restarting), must not wake the caller's distribution again right away: that
-    spun reserve/originate/release as fast as the database allowed."""
+    spun reserve/originate/release as fast as the database allowed. The caller waits for
+    the process's poll of the waiting queue (no timer of its own), tries once, rests."""
     LAB.__init__()  # type: ignore[misc]
     await reset(engine)
     sessions = async_sessionmaker(engine, expire_on_commit=False, class_=CountingSession)
     setup = Setup("linear", 1, False, False, "voicemail", "voicemail", 0, 5, ("*21", "*21"), "")
     await seed(sessions, setup)
     world = World(sessions, setup)
+    reservations: list[object] = []
+    reserve = routing.reserve_agents
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        reservations.append(kwargs.get("call_id"))
+        return await reserve(*args, **kwargs)
+
+    monkeypatch.setattr(routing, "reserve_agents", counted)
     if why == "device busy":
         world.ari.device_states["PJSIP/1001"] = "INUSE"
     try:
@@ -764,9 +777,19 @@ async def test_an_agent_that_cannot_be_rung_is_retried_on_the_poll_not_in_a_loop
             world.ari.down = True
             await world.step(("leg_gone", 0, 16, False))  # no answer: the next try fails
         opened = LAB.sessions_opened
+        attempts = len(reservations)
         await world.step(("stray", "other", 0))
-        assert LAB.sessions_opened == opened, "the flow is at rest until its poll timer"
-        assert [t.name for t in LAB.armed() if t.name == "distribute"] == ["distribute"]
+        assert LAB.sessions_opened == opened, "the flow is at rest"
+        assert len(reservations) == attempts
+        distribute = [t for t in LAB.armed() if t.name == "distribute"]
+        if why == "link down":  # the retry delay after the ring nobody answered
+            assert len(distribute) == 1
+        else:  # no timer of its own: the process's poll of the waiting queue wakes it
+            assert not distribute
+            await world.step(("poll",))
+            assert len(reservations) == attempts + 1, "one attempt per poll"
+            await world.step(("stray", "other", 0))
+            assert len(reservations) == attempts + 1, "and at rest again"
         await world.teardown()
         await world.check_end()
     finally:

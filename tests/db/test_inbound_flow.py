@@ -3,6 +3,7 @@ Asterisk and rows written, event by event."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,7 +32,7 @@ from ari_app.flows.inbound import InboundFlow
 from ari_app.flows.inbound import bridge as inbound_bridge
 from ari_app.flows.inbound.call import InboundState
 from ari_app.reconcile import reconcile
-from ari_app.services import admin, agents
+from ari_app.services import admin, agents, routing
 
 pytestmark = pytest.mark.db
 Sessions = async_sessionmaker[AsyncSession]
@@ -393,3 +394,44 @@ async def test_a_routed_call_costs_four_statements_and_five_requests(
             "destroy_bridge",
         ]
     ), requests
+
+
+async def test_waiting_callers_cost_one_attempt_a_poll_not_one_each(
+    sessions: Sessions, world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every agent busy, five callers wait: a caller that nobody was free for at its start
+    makes no second attempt, and the process's poll of the waiting queue (HotlineApp.sweep)
+    wakes the first of them only; who gets nothing ends the chain. With a poll of its own
+    per caller, a queue of n callers cost n attempts (two statements each) every poll:
+    what overloaded the database once callers backed up."""
+    ari, dispatcher = world
+    await _hotline(sessions, logged_in=2, announce_frequency_s=0)
+    await _history_and_agents_busy(sessions)
+    attempts: list[str] = []
+    done: list[str] = []
+    reserve = routing.reserve_agents
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(str(kwargs["call_id"]))
+        try:
+            return await reserve(*args, **kwargs)
+        finally:
+            done.append(str(kwargs["call_id"]))
+
+    monkeypatch.setattr(routing, "reserve_agents", counted)
+    callers = [f"caller{i}" for i in range(5)]
+    for caller in callers:
+        _start(dispatcher, caller)
+    await ari.wait_for(lambda: len(ari.called("start_moh")) == len(callers))
+    assert all(
+        isinstance(flow := dispatcher.owner(c), InboundFlow) and flow.state is InboundState.QUEUED
+        for c in callers
+    )
+    assert attempts == [], "nobody was free: no second attempt at the start"
+    dispatcher.ctx.waiting.notify()
+    await ari.wait_for(lambda: len(done) == 1)
+    for _ in range(20):  # the chain would go on in these turns of the loop
+        await asyncio.sleep(0)
+    flows = [dispatcher.owner(c) for c in callers]
+    first = min((f for f in flows if isinstance(f, InboundFlow)), key=lambda f: f.queue_seq)
+    assert attempts == [str(first.call_id)], "the first caller in the queue only"

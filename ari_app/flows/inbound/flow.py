@@ -166,7 +166,11 @@ class InboundFlow(QueuePhase, OfferPhase, BridgePhase, VoicemailPhase):
                 await self.ari.answer(self.channel_id)
             await self._run_action(decision, "StasisStart")
             return
-        await self._enter_queue(hotline, "StasisStart", waited_s=0.0, answer=answer, first=offers)
+        # Nobody was free for it (or every free agent is due to a caller ahead): it waits
+        # for a wake-up, no second attempt now. Agents chosen but taken meanwhile by
+        # another caller: the next choice at once (None).
+        first = offers if offers or not chosen else None
+        await self._enter_queue(hotline, "StasisStart", waited_s=0.0, answer=answer, first=first)
 
     async def _set_language(self, hotline: Hotline | None, current: str) -> None:
         """The caller hears the hotline's language: the channel's language is set (the

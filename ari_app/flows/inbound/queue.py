@@ -28,7 +28,11 @@ from ari_app.services.waits import estimate as estimated_wait
 
 log = logging.getLogger(__name__)
 
-POLL_S = 2.0  # covers agents freed by other nodes
+# Waiting callers try again at least this often (HotlineApp.sweep wakes them through the
+# WaitQueue, one chain per hotline, not one poll per caller): covers agents freed that no
+# notification reached this process for (a wrap-up another node ended, an unpause by the
+# CLI). Also the retry after the database was unavailable.
+POLL_S = 2.0
 RING_BEFORE_MUSIC_S = 1.0  # an agent rung at once: music on hold only after this
 CALLBACK_OFFER = ["sound:callback-offer"]  # "to be called back, press 1; you keep your place"
 CALLBACK_CONFIRMED = ["sound:callback-confirmed"]  # "we call you back in your turn; goodbye"
@@ -45,7 +49,8 @@ class QueuePhase(InboundCall):
         answer: bool = False,
         first: list[Offer] | None = None,
     ) -> None:
-        """`first`: agents already reserved for the call with its insert (a new call)."""
+        """`first`: agents already reserved for the call with its insert (a new call; none:
+        it waits for a wake-up); None: a reservation is tried now."""
         self._transition(InboundState.QUEUED, cause)
         self.queued_at = time.monotonic() - waited_s
         self._wait(hotline, waited_s)
@@ -119,13 +124,14 @@ class QueuePhase(InboundCall):
         await self._distribute(None)
 
     async def _distribute(self, first: list[Offer] | None) -> None:
-        """Reserve and ring agents for the waiting caller (`first`: already reserved). The
-        reservation records the first ring and the RING events (services/routing.py)."""
+        """Reserve and ring agents for the waiting caller (`first`: already reserved, None:
+        reserve now). The reservation records the first ring and the RING events
+        (services/routing.py)."""
         assert self.call_id is not None and self.hotline is not None
         hotline = self.hotline
         while True:
             tried = len(self.tried)
-            if first:
+            if first is not None:
                 offers, first = first, None
             else:
                 # Single statements (the facts, then `hotline_reserve`, which re-checks
@@ -151,8 +157,9 @@ class QueuePhase(InboundCall):
             self.ctx.waiting.pass_on(hotline.id, self.queue_seq)
         if rung:
             self._transition(InboundState.RINGING, "agents reserved")
-        else:
-            self.start_timer("distribute", POLL_S)
+        # Else the caller waits for the next wake-up: an agent freed here or announced by
+        # Postgres, the caller ahead passing one on, or the process's poll (POLL_S). No
+        # timer of its own: with many callers waiting, one poll a hotline, not one each.
 
     async def on_timer_announce(self, _: Timer) -> None:
         if self.state not in (InboundState.QUEUED, InboundState.RINGING) or self.call_id is None:
