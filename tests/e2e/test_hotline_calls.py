@@ -12,10 +12,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 from sqlalchemy import select, update
+from web_support import set_paused
 
-from ari_app.db.models import Agent, AgentState, CallStatus, Outcome, Voicemail
+from ari_app.db.models import AgentState, CallStatus, Outcome, Voicemail
 from ari_app.flows.inbound.queue import POLL_S
-from ari_app.services import agents
 from devenv import sipp
 from devenv.asterisk import PrivateAsterisk
 from devenv.sipp import SippPhone
@@ -394,16 +394,7 @@ async def test_an_agent_freed_by_another_process_is_found_by_the_poll(
     (HotlineApp.sweep, every POLL_S; no caller has a poll timer of its own) finds the
     agent, who is rung within the poll's period."""
     seeded = await seed_hotline(sessions, devices=("1001",))
-
-    async def pause(paused: bool) -> None:
-        async with sessions() as session, session.begin():
-            agent = await session.get(Agent, seeded[0].id)
-            assert agent is not None
-            await agents.set_paused(
-                session, agent, paused, path="cli", actor="ops", enforce_staffing=False
-            )
-
-    await pause(True)
+    await set_paused(sessions, seeded[0].number, True)
     async with SippPhone.for_phone(pbx.phone("1001"), sipp_dir, ring=0.2, hangup_after=1) as phone:
         async with await trunk_call(pbx, sipp_dir, bye_timeout=30) as call:
 
@@ -411,7 +402,7 @@ async def test_an_agent_freed_by_another_process_is_found_by_the_poll(
                 return any(c.status is CallStatus.WAITING for c in await calls_in_db(sessions))
 
             await wait_until(waiting, 10, "the caller waiting")
-            await pause(False)
+            await set_paused(sessions, seeded[0].number, False)
             await phone.wait_for_invite(timeout=POLL_S + 5)
             result = await call.wait()
     assert result.final_status == 200 and result.got_bye(), result.describe()
