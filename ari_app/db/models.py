@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
@@ -102,6 +103,10 @@ class Hotline(Base):
     callback_interval_s: Mapped[int] = mapped_column(Integer, default=300, server_default="300")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+    # Bumped by triggers on every change of the row or its holidays (migration
+    # i11_start_in_one): a process's cached copy (routing.HotlineConfigs) is stale once
+    # it differs. Never set it here.
+    config_version: Mapped[int] = mapped_column(BigInteger, server_default="1")
 
     holidays: Mapped[list[Holiday]] = relationship(
         back_populates="hotline", cascade="all, delete-orphan", lazy="raise", passive_deletes=True

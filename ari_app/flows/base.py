@@ -28,6 +28,7 @@ from ari_app.ari.events import Event
 from ari_app.db.session import make_sessionmaker
 from ari_app.device_presence import ExternalCalls
 from ari_app.domain.sounds import localise
+from ari_app.services.routing import HotlineConfigs
 from ari_app.signals import Broadcast, WaitQueue
 
 if TYPE_CHECKING:
@@ -179,6 +180,9 @@ class FlowContext:
     # call path (statement(), services/routing.py), sessions for the rest
     # (one_statement()). None: `sessions` serves those too.
     statement_engine: AsyncEngine | None = None
+    # The hotlines' configuration as this process last read it (a call's start checks its
+    # version in the same statement: services/routing.py).
+    hotline_configs: HotlineConfigs = field(default_factory=HotlineConfigs)
     _statement_sessions: async_sessionmaker[AsyncSession] = field(init=False, repr=False)
 
     # Devices whose state device presence follows (ari_app/device_presence.py): their

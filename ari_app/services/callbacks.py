@@ -31,7 +31,6 @@ from ari_app.domain.callbacks import (
 )
 from ari_app.domain.enums import CallStatus, Outcome, TargetKind
 from ari_app.domain.errors import Conflict, NotFound, Refused
-from ari_app.domain.hours import OpeningHours
 from ari_app.services import admin, audit, calls, routing
 from ari_app.services.routing import Offer
 
@@ -270,9 +269,8 @@ async def take_due(session: AsyncSession, *, node: str, now: datetime) -> list[A
         if hotline.id in seen:
             continue  # the first due callback of each hotline only
         seen.add(hotline.id)
-        facts = await routing.queue_facts(session, hotline.id, now, before_seq=row.queue_seq)
-        hours = OpeningHours.parse(hotline.opening_hours or "")
-        if not hours.is_open(now, hotline.timezone, facts.holidays) or not facts.candidates:
+        facts = await routing.queue_facts(session, hotline.id, now)
+        if not routing.is_open(hotline, facts.holidays, now) or not facts.free:
             continue  # a callback never starts after closing; pending ones stay listed
         assert row.call_id is not None
         attempt = row.attempts + 1  # read before the claim updates the row

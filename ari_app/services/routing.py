@@ -7,24 +7,35 @@ kept by serialising the decision per hotline (an advisory lock on the hotline, h
 while the SQL function `hotline_reserve` runs) and letting a call reserve only while fewer
 unserved callers wait ahead of it than there are free agents.
 
-The call path is lean: a routed call's start is two statements (`start_facts`, then
-`enqueue`, which inserts the call and reserves its agent), its connection one
-(`connect_call`), its end one (`finish_call`). Each is a single statement, so the flows
-send them outside BEGIN/COMMIT on a bare connection (FlowContext.statement); they are built
-once at import, the text() ones compiled for the driver (db/session.py DriverStatement).
+Who is next is the hotline's strategy, decided in SQL under that lock (`hotline_pick`,
+migration i11_start_in_one), the one definition for every caller and callback:
+- ring_all: every free agent at once;
+- longest_idle: the agent whose last call ended longest ago (never called first);
+- round_robin: the next by membership position after the agent offered last;
+- linear: always the first by position;
+- fewest_calls: the fewest calls taken (ties: longest idle);
+- random: any free agent.
+Ties go by position, then agent id. Agents who rejected or missed this call (`tried`)
+come after every other free agent (ring_all rings them only when everybody was tried).
+
+The call path is lean: a routed call's start is one statement (`start_call`:
+`hotline_start` inserts the call, decides, reserves; two when the hotline's cached
+configuration is stale), its connection one (`connect_call`), its end one
+(`finish_call`). Each is a single statement, so the flows send them outside BEGIN/COMMIT
+on a bare connection (FlowContext.statement); they are built once at import, compiled for
+the driver (db/session.py DriverStatement).
 """
 
 from __future__ import annotations
 
 import json
-import random
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, inspect, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, inspect, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -33,11 +44,9 @@ from ari_app.db.session import Db, DriverStatement
 from ari_app.domain import agent_state
 from ari_app.domain.agent_state import AgentEvent
 from ari_app.domain.enums import AgentActivity, CallStatus, Outcome, TargetKind
-from ari_app.domain.strategies import Candidate, Strategy, order_candidates
+from ari_app.domain.hours import OpeningHours
 from ari_app.services import audit
 from ari_app.services.hotline_stats import waiting_in
-
-_rng = random.Random()
 
 
 @dataclass(frozen=True)
@@ -64,33 +73,22 @@ def _free_agent_clause(now: datetime | ColumnElement[Any]) -> ColumnElement[bool
 
 @dataclass(frozen=True)
 class QueueFacts:
-    """What the decision at a call's start, and a reservation, need about its hotline."""
+    """What the decision at a call's start (when the hotline's configuration is not
+    cached) and a callback's start need about its hotline."""
 
     holidays: frozenset[date]
     logged_in: int  # agents logged in to the hotline
     waiting: int  # callers waiting in its queue
-    unserved: int = 0  # of them, callers no agent is reserved for (ahead of `before_seq`)
-    candidates: tuple[Candidate, ...] = ()  # agents free for its calls now
-    last_offered: tuple[int | None, int | None] = (None, None)  # round robin: agent, position
+    free: int = 0  # agents free for its calls now
 
 
 _TIMESTAMP = AgentState.wrapup_until.type
-LAST_SEQ = 2**31 - 1  # behind every queue place: a new caller's view of the queue
 
 
 def _facts_columns(hotline_id: Any) -> list[Any]:
     waiting = (waiting_in(hotline_id),)  # as the panel and `hotline status` count them
     free = (
-        select(
-            func.json_agg(
-                func.json_build_array(
-                    AgentState.agent_id,
-                    Membership.position,
-                    AgentState.last_call_end,
-                    AgentState.calls_taken,
-                )
-            )
-        )
+        select(func.count())
         .select_from(AgentState)
         .join(
             AgentLogin,
@@ -102,25 +100,11 @@ def _facts_columns(hotline_id: Any) -> list[Any]:
         )
         .where(_free_agent_clause(bindparam("now", type_=_TIMESTAMP)))
     )
-    last = (
-        select(func.json_build_array(Membership.agent_id, Membership.position))
-        .where(Membership.hotline_id == hotline_id, Membership.last_offered_at.is_not(None))
-        .order_by(Membership.last_offered_at.desc(), Membership.position.desc())
-        .limit(1)
-    )
     return [
         select(func.array_agg(Holiday.day)).where(Holiday.hotline_id == hotline_id),
         select(func.count()).select_from(AgentLogin).where(AgentLogin.hotline_id == hotline_id),
         select(func.count()).select_from(Call).where(*waiting),
-        select(func.count())
-        .select_from(Call)
-        .where(
-            *waiting,
-            Call.queue_seq < bindparam("before_seq"),
-            ~exists().where(AgentState.reserved_call_id == Call.id),
-        ),
         free,
-        last,
     ]
 
 
@@ -139,36 +123,15 @@ _QUEUE_FACTS = DriverStatement.compile(
 
 
 def _facts(row: Any) -> QueueFacts:
-    holidays, logged_in, waiting, unserved, free, last = row
-    candidates = tuple(
-        Candidate(
-            agent_id=agent_id,
-            position=position,
-            last_call_end=datetime.fromisoformat(ended) if ended else None,
-            calls_taken=taken,
-        )
-        for agent_id, position, ended, taken in (_json(free) or ())
-    )
-    last_offered = _json(last) or (None, None)
-    return QueueFacts(
-        frozenset(holidays or ()),
-        int(logged_in),
-        int(waiting),
-        int(unserved),
-        candidates,
-        (last_offered[0], last_offered[1]),
-    )
-
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
+    holidays, logged_in, waiting, free = row
+    return QueueFacts(frozenset(holidays or ()), int(logged_in), int(waiting), int(free))
 
 
 async def start_facts(db: Db, number: str, now: datetime) -> tuple[Hotline, QueueFacts] | None:
     """The hotline dialled and its facts (holidays, logged-in agents, waiting callers,
     free agents) in one round trip; None for an unknown number. The hotline is a detached
     copy of its row: read it, never add it to a session."""
-    rows = await _START_FACTS.rows(db, {"number": number, "now": now, "before_seq": LAST_SEQ})
+    rows = await _START_FACTS.rows(db, {"number": number, "now": now})
     if not rows:
         return None
     row = tuple(rows[0])
@@ -179,63 +142,165 @@ async def start_facts(db: Db, number: str, now: datetime) -> tuple[Hotline, Queu
     return hotline, _facts(row[split:])
 
 
-async def queue_facts(
-    db: Db,
-    hotline_id: int,
-    now: datetime | None = None,
-    before_seq: int = LAST_SEQ,
-) -> QueueFacts:
-    """The hotline's facts (see start_facts) in one round trip; `unserved` counts the
-    callers ahead of queue place `before_seq`."""
-    params = {
-        "hotline_id": hotline_id,
-        "now": now or datetime.now().astimezone(),
-        "before_seq": before_seq,
-    }
+async def queue_facts(db: Db, hotline_id: int, now: datetime | None = None) -> QueueFacts:
+    """The hotline's facts (see start_facts) in one round trip."""
+    params = {"hotline_id": hotline_id, "now": now or datetime.now().astimezone()}
     (row,) = await _QUEUE_FACTS.rows(db, params)
     return _facts(tuple(row))
 
 
-def choose(hotline: Hotline, facts: QueueFacts, tried: Collection[int], ahead: int) -> list[int]:
-    """The agents to ring together for a waiting caller with `ahead` unserved callers
-    before it, by the hotline's strategy (domain/strategies.py); none when every free
-    agent is due to a caller ahead."""
-    if len(facts.candidates) <= ahead:
-        return []
-    last_agent_id, last_position = facts.last_offered
-    rounds = order_candidates(
-        hotline.strategy,
-        list(facts.candidates),
-        last_agent_id=last_agent_id,
-        last_position=last_position,
-        tried=frozenset(tried),
-        rng=_rng,
-    )
-    return list(rounds[0]) if rounds and rounds[0] else []
+def is_open(hotline: Hotline, holidays: frozenset[date], now: datetime) -> bool:
+    return OpeningHours.parse(hotline.opening_hours or "").is_open(now, hotline.timezone, holidays)
 
 
-def _offers(chosen: list[int], rows: Any) -> list[Offer]:
-    by_id = {agent_id: (target, kind) for agent_id, target, kind in rows if agent_id is not None}
+def start_reason(hotline: Hotline, facts: QueueFacts, now: datetime) -> Outcome | None:
+    """Why a new caller of the hotline is not queued (its action runs instead), in this
+    order: closed, nobody logged in, the queue full; None: queued. hotline_start decides
+    the same in SQL from `is_open` (migration i11_start_in_one)."""
+    if not is_open(hotline, facts.holidays, now):
+        return Outcome.CLOSED
+    if facts.logged_in == 0:
+        return Outcome.NO_AGENTS
+    if facts.waiting >= hotline.max_queue_len:
+        return Outcome.TIMEOUT
+    return None
+
+
+@dataclass(frozen=True)
+class _Config:
+    hotline: Hotline  # a detached copy of the row (with its config_version): never mutated
+    holidays: frozenset[date]
+    hours: OpeningHours
+
+    def is_open(self, now: datetime) -> bool:
+        return self.hours.is_open(now, self.hotline.timezone, self.holidays)
+
+
+class HotlineConfigs:
+    """The hotlines' configuration as this process last read it, by number: a call's
+    start sends the version it holds, and Postgres answers 'stale' when ops changed the
+    hotline or its holidays since (the version a trigger bumps), so a change is never
+    outrun by the cache. Only numbers of hotlines are kept (unknown numbers are not)."""
+
+    def __init__(self) -> None:
+        self._by_number: dict[str, _Config] = {}
+
+    def get(self, number: str) -> _Config | None:
+        return self._by_number.get(number)
+
+    def keep(self, hotline: Hotline, holidays: frozenset[date]) -> None:
+        hours = OpeningHours.parse(hotline.opening_hours or "")
+        self._by_number[hotline.number] = _Config(hotline, holidays, hours)
+
+    def forget(self, number: str) -> None:
+        self._by_number.pop(number, None)
+
+
+@dataclass(frozen=True)
+class Start:
+    """A new call's record: its hotline (None: unknown number), why it is not queued (None:
+    queued), its queue place and the agents reserved for it (none: it waits)."""
+
+    hotline: Hotline | None
+    reason: Outcome | None
+    queue_seq: int
+    offers: list[Offer]
+
+
+_REASONS = {
+    "queued": None,
+    "closed": Outcome.CLOSED,
+    "no_agents": Outcome.NO_AGENTS,
+    "timeout": Outcome.TIMEOUT,
+}
+
+
+def _offers(rows: Any) -> list[Offer]:
     return [
-        Offer(agent_id, by_id[agent_id][0], TargetKind(by_id[agent_id][1]))
-        for agent_id in chosen
-        if agent_id in by_id
+        Offer(agent_id, target, TargetKind(kind))
+        for agent_id, target, kind in rows
+        if agent_id is not None
     ]
 
 
+_START = DriverStatement.compile(
+    text(
+        "SELECT o_reason, o_seq, o_agent, o_target, o_kind FROM hotline_start("
+        ":number, CAST(:hotline_id AS integer), CAST(:version AS bigint), :open, :call_id,"
+        " :channel_id, :dialled, :caller, :node, :now)"
+    ).bindparams(bindparam("now", type_=_TIMESTAMP))
+)
 _ENQUEUE = DriverStatement.compile(
     text(
         "SELECT o_seq, o_entered, o_agent, o_target, o_kind FROM hotline_enqueue("
-        ":call_id, :channel_id, :dialled, :caller, :hotline_id, :node, :waiting,"
-        " CAST(:agents AS integer[]), :now, :round_robin)"
+        ":call_id, :channel_id, :dialled, :caller, :hotline_id, :node, :waiting, :now)"
     ).bindparams(bindparam("now", type_=_TIMESTAMP))
 )
 _RESERVE = DriverStatement.compile(
     text(
         "SELECT o_agent, o_target, o_kind FROM hotline_reserve("
-        ":call_id, :hotline_id, :queue_seq, CAST(:agents AS integer[]), :node, :now, :round_robin)"
+        ":call_id, :hotline_id, :queue_seq, CAST(:tried AS integer[]), :node, :now,"
+        " CAST(:most AS integer))"
     ).bindparams(bindparam("now", type_=_TIMESTAMP))
 )
+
+
+async def start_call(
+    db: Db,
+    configs: HotlineConfigs,
+    *,
+    number: str,
+    call_id: uuid.UUID,
+    channel_id: str,
+    dialled: str,
+    caller_number: str,
+    node: str,
+    now: datetime,
+) -> Start:
+    """A new call to `number`: its record, and when it is queued the agents reserved for
+    it, by the hotline's strategy. One statement (hotline_start) when the hotline's
+    configuration is cached and current; else (first call, changed by ops, unknown
+    number) its facts are read first and the cache refreshed: two."""
+    cached = configs.get(number) if number else None
+    if cached is not None:
+        rows = await _START.rows(
+            db,
+            {
+                "number": number,
+                "hotline_id": cached.hotline.id,
+                "version": cached.hotline.config_version,
+                "open": cached.is_open(now),
+                "call_id": call_id,
+                "channel_id": channel_id,
+                "dialled": dialled,
+                "caller": caller_number,
+                "node": node,
+                "now": now,
+            },
+        )
+        reason = rows[0][0]
+        if reason != "stale":
+            offers = _offers(tuple(row)[2:] for row in rows)
+            return Start(cached.hotline, _REASONS[reason], rows[0][1], offers)
+        configs.forget(number)
+    found = await start_facts(db, number, now) if number else None
+    hotline, why = None, None
+    if found is not None:
+        hotline, facts = found
+        configs.keep(hotline, facts.holidays)
+        why = start_reason(hotline, facts, now)
+    queue_seq, _, offers = await enqueue(
+        db,
+        call_id=call_id,
+        channel_id=channel_id,
+        dialled=dialled,
+        caller_number=caller_number,
+        hotline=hotline,
+        node=node,
+        waiting=hotline is not None and why is None,
+        now=now,
+    )
+    return Start(hotline, why, queue_seq, offers)
 
 
 async def enqueue(
@@ -248,13 +313,11 @@ async def enqueue(
     hotline: Hotline | None,
     node: str,
     waiting: bool,
-    agents: list[int],
     now: datetime,
 ) -> tuple[int, datetime, list[Offer]]:
     """Insert a call for `hotline` (None: an unknown number; queued when `waiting`, with
-    its ENTERQUEUE event) and
-    reserve `agents` for it (see `choose`) in one statement. Returns its queue_seq, its
-    entered_at and the offers for the agents it got (taken meanwhile: none)."""
+    its ENTERQUEUE event) and reserve its agents by the hotline's strategy, in one
+    statement. Returns its queue_seq, its entered_at and the offers (none: it waits)."""
     rows = await _ENQUEUE.rows(
         db,
         {
@@ -265,14 +328,11 @@ async def enqueue(
             "hotline_id": hotline.id if hotline is not None else None,
             "node": node,
             "waiting": waiting,
-            "agents": agents,
             "now": now,
-            "round_robin": hotline is not None
-            and Strategy(hotline.strategy) is Strategy.ROUND_ROBIN,
         },
     )
     queue_seq, entered_at = rows[0][0], rows[0][1]
-    return queue_seq, entered_at, _offers(agents, [tuple(row)[2:] for row in rows])
+    return queue_seq, entered_at, _offers(tuple(row)[2:] for row in rows)
 
 
 _CONNECT = DriverStatement.compile(
@@ -394,46 +454,22 @@ async def reserve_agents(
 ) -> list[Offer]:
     """Reserve the next agent(s) the hotline's strategy picks for this waiting call, or
     none; the first ring and the RING events are recorded with the reservation. `most`:
-    at most that many (a callback rings one agent).
-
-    The free agents are read without locking them; the chosen ones are then taken by
-    `hotline_reserve`, which orders the hotline's callers and re-checks that each agent is
-    still free (another caller may have taken an agent meanwhile: then the next choice).
-    """
-    lost: set[int] = set()
-    round_robin = Strategy(hotline.strategy) is Strategy.ROUND_ROBIN
-    facts = await queue_facts(db, hotline.id, now, before_seq=queue_seq)
-    while True:
-        free = QueueFacts(
-            facts.holidays,
-            facts.logged_in,
-            facts.waiting,
-            facts.unserved,
-            tuple(c for c in facts.candidates if c.agent_id not in lost),
-            facts.last_offered,
-        )
-        # The function counts the callers ahead again, under the hotline's lock.
-        chosen = choose(hotline, free, tried, ahead=facts.unserved)[:most]
-        if not chosen:
-            return []
-        rows = await _RESERVE.rows(
-            db,
-            {
-                "call_id": call_id,
-                "hotline_id": hotline.id,
-                "queue_seq": queue_seq,
-                "agents": chosen,
-                "node": node,
-                "now": now,
-                "round_robin": round_robin,
-            },
-        )
-        if rows:  # a row without an agent: callers ahead get the free agents first
-            return _offers(chosen, [tuple(row) for row in rows])
-        # Taken by another caller meanwhile: the next choice, on fresh facts (the callers
-        # ahead may have been served meanwhile too).
-        lost.update(chosen)
-        facts = await queue_facts(db, hotline.id, now, before_seq=queue_seq)
+    at most that many (a callback rings one agent). One statement: `hotline_reserve`
+    orders the hotline's callers, chooses (`hotline_pick`, agents in `tried` last) and
+    passes over an agent another hotline's caller took meanwhile."""
+    rows = await _RESERVE.rows(
+        db,
+        {
+            "call_id": call_id,
+            "hotline_id": hotline.id,
+            "queue_seq": queue_seq,
+            "tried": sorted(tried),
+            "node": node,
+            "now": now,
+            "most": most,
+        },
+    )
+    return _offers(tuple(row) for row in rows)
 
 
 async def release_agent(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from ari_app.db.models import AgentState, Call, CallStatus, Hotline, Strategy
+from ari_app.db.models import Agent, AgentState, Call, CallStatus, Hotline, Strategy
 from ari_app.db.session import make_statement_engine
 from ari_app.domain.enums import Outcome, TargetKind
 from ari_app.services import admin, agents, calls, routing
@@ -109,9 +110,10 @@ async def test_linear_tries_untried_before_tried(sessions: Sessions) -> None:
 
 
 async def test_the_call_path_on_a_bare_connection(sessions: Sessions, engine: AsyncEngine) -> None:
-    """The flows' way (FlowContext.statement): start facts, enqueue with its reservation,
-    connect and finish on AUTOCOMMIT connections, each statement its own transaction; the
-    same functions in a session's transaction leave nothing behind when it rolls back."""
+    """The flows' way (FlowContext.statement): the start (its facts read once, then one
+    statement while the hotline's configuration is cached), connect and finish on
+    AUTOCOMMIT connections, each statement its own transaction; the same functions in a
+    session's transaction leave nothing behind when it rolls back."""
     hotline = await _setup(sessions, 2, Strategy.LINEAR)
     async with sessions() as session, session.begin():
         line = await session.get(Hotline, hotline.id)
@@ -123,38 +125,35 @@ async def test_the_call_path_on_a_bare_connection(sessions: Sessions, engine: As
         columns = [prop.key for prop in sa_inspect(Hotline).column_attrs]
         stored = {key: getattr(loaded, key) for key in columns}
     statements = make_statement_engine(engine)
+    configs = routing.HotlineConfigs()
     now = datetime.now(UTC)
 
-    async def call(db: AsyncConnection | AsyncSession, channel: str) -> tuple[uuid.UUID, int]:
-        found = await routing.start_facts(db, "500", now)
-        assert found is not None
-        line, facts = found
-        # a detached copy of the row, typed as the ORM reads it (an enum, a JSON list)
-        assert {key: getattr(line, key) for key in columns} == stored
-        assert line.strategy is Strategy.LINEAR and line.escalation_numbers == ["0151"]
-        assert facts.logged_in == 2 and len(facts.candidates) == 2
-        chosen = routing.choose(line, facts, (), ahead=facts.unserved)
-        call_id = uuid.uuid4()
-        _, _, offers = await routing.enqueue(
+    async def call(db: AsyncConnection | AsyncSession, channel: str) -> routing.Start:
+        return await routing.start_call(
             db,
-            call_id=call_id,
+            configs,
+            number="500",
+            call_id=uuid.uuid4(),
             channel_id=channel,
             dialled="500",
             caller_number="030",
-            hotline=line,
             node="n1",
-            waiting=True,
-            agents=chosen,
             now=now,
         )
-        assert [offer.agent_id for offer in offers] == chosen and len(chosen) == 1
-        return call_id, chosen[0]
 
     async with sessions() as session:  # rolled back: nothing stays
         await call(session, "rolled-back")
         await session.rollback()
+    configs.forget("500")
     async with statements.connect() as connection:
-        call_id, agent_id = await call(connection, "kept")
+        start = await call(connection, "kept")
+    line = start.hotline
+    assert line is not None and start.reason is None
+    # a detached copy of the row, typed as the ORM reads it (an enum, a JSON list)
+    assert {key: getattr(line, key) for key in columns} == stored
+    assert line.strategy is Strategy.LINEAR and line.escalation_numbers == ["0151"]
+    assert [offer.agent_id for offer in start.offers] == [1]
+    call_id, agent_id = await _call_id(sessions, "kept"), 1
     async with statements.connect() as connection:
         await routing.connect_call(
             connection,
@@ -174,10 +173,110 @@ async def test_the_call_path_on_a_bare_connection(sessions: Sessions, engine: As
             now=now,
         )
     async with sessions() as session:
-        stored = await session.get(Call, call_id)
-        assert stored is not None and stored.outcome is Outcome.ANSWERED
-        assert stored.agent_id == agent_id and stored.bridge_id == "b1"
+        stored_call = await session.get(Call, call_id)
+        assert stored_call is not None and stored_call.outcome is Outcome.ANSWERED
+        assert stored_call.agent_id == agent_id and stored_call.bridge_id == "b1"
         channels = (await session.scalars(select(Call.channel_id))).all()
         assert channels == ["kept"]
         state = await session.get(AgentState, agent_id)
         assert state is not None and state.reserved_call_id is None and state.calls_taken == 1
+
+
+async def _call_id(sessions: Sessions, channel: str) -> uuid.UUID:
+    async with sessions() as session:
+        call_id = await session.scalar(select(Call.id).where(Call.channel_id == channel))
+    assert call_id is not None
+    return call_id
+
+
+class _Starts:
+    """Starts of calls to "500" on AUTOCOMMIT connections, counting the facts reads (the
+    start's second statement, only when the cached configuration is stale)."""
+
+    def __init__(self, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.statements = make_statement_engine(engine)
+        self.configs = routing.HotlineConfigs()
+        self.reads = 0
+        read = routing.start_facts
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.reads += 1
+            return await read(*args, **kwargs)
+
+        monkeypatch.setattr(routing, "start_facts", counted)
+        self.n = 0
+
+    async def __call__(self, now: datetime | None = None) -> routing.Start:
+        self.n += 1
+        async with self.statements.connect() as connection:
+            return await routing.start_call(
+                connection,
+                self.configs,
+                number="500",
+                call_id=uuid.uuid4(),
+                channel_id=f"c{self.n}",
+                dialled="500",
+                caller_number="030",
+                node="n1",
+                now=now or datetime.now(UTC),
+            )
+
+
+async def test_a_start_reads_the_hotline_once_then_is_one_statement(
+    sessions: Sessions, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _setup(sessions, 3, Strategy.LINEAR)
+    start = _Starts(engine, monkeypatch)
+    offered = [[o.agent_id for o in (await start()).offers] for _ in range(4)]
+    assert offered == [[1], [2], [3], []], "each caller the next free agent, then none"
+    assert start.reads == 1, "only the first start read the hotline's facts"
+
+
+async def test_a_change_by_ops_is_never_outrun_by_the_cache(
+    sessions: Sessions, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hotline = await _setup(sessions, 3, Strategy.LINEAR)
+    start = _Starts(engine, monkeypatch)
+    now = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)  # a Monday
+    assert (await start(now)).reason is None
+    async with sessions() as session, session.begin():
+        line = await session.get(Hotline, hotline.id)
+        assert line is not None
+        await admin.update_hotline(session, line, opening_hours="sa 09:00-12:00")
+    assert (await start(now)).reason is Outcome.CLOSED
+    assert start.reads == 2
+    async with sessions() as session, session.begin():
+        line = await session.get(Hotline, hotline.id)
+        assert line is not None
+        await admin.update_hotline(session, line, opening_hours=None)
+    assert (await start(now)).reason is None
+    async with sessions() as session, session.begin():
+        line = await session.get(Hotline, hotline.id)
+        assert line is not None
+        await admin.add_holidays(session, line, [now.date()])
+    assert (await start(now)).reason is Outcome.CLOSED, "a holiday added counts at once"
+    assert start.reads == 4
+
+
+async def test_a_cached_start_decides_no_agents_and_a_full_queue_in_the_statement(
+    sessions: Sessions, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hotline = await _setup(sessions, 1, Strategy.RING_ALL)
+    async with sessions() as session, session.begin():
+        line = await session.get(Hotline, hotline.id)
+        assert line is not None
+        await admin.update_hotline(session, line, max_queue_len=2)
+    start = _Starts(engine, monkeypatch)
+    first = await start()
+    assert first.reason is None and [o.agent_id for o in first.offers] == [1]
+    assert (await start()).reason is None  # waits: the agent rings for the first
+    assert (await start()).reason is Outcome.TIMEOUT, "two waiting: the queue is full"
+    async with sessions() as session, session.begin():
+        agent = await session.get(Agent, 1)
+        assert agent is not None
+        await agents.logout(session, agent, path="cli", actor="test")
+    assert (await start()).reason is Outcome.NO_AGENTS
+    assert start.reads == 1, "decided in the start's one statement"
+    async with sessions() as session:
+        statuses = (await session.scalars(select(Call.status).order_by(Call.queue_seq))).all()
+    assert statuses == [CallStatus.WAITING, CallStatus.WAITING, CallStatus.NEW, CallStatus.NEW]

@@ -28,7 +28,6 @@ from ari_app.domain import numbers
 from ari_app.domain.actions import Action, Announce, Forward, parse_action
 from ari_app.domain.actions import Voicemail as VoicemailAction
 from ari_app.domain.enums import CallStatus, Outcome, TargetKind
-from ari_app.domain.hours import OpeningHours
 from ari_app.flows.base import START, FlowContext, Stop, Table, but, on
 from ari_app.flows.inbound.bridge import BridgePhase
 from ari_app.flows.inbound.call import (
@@ -40,7 +39,6 @@ from ari_app.flows.inbound.offer import OfferPhase
 from ari_app.flows.inbound.queue import QueuePhase
 from ari_app.flows.inbound.voicemail import GOODBYE_SOUND, VoicemailPhase
 from ari_app.services import calls, routing, voicemail
-from ari_app.services.routing import QueueFacts
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +99,15 @@ def _table() -> Table[InboundState]:
     )
 
 
+def _action_of(hotline: Hotline, reason: Outcome) -> str:
+    """The hotline's action for a caller not queued for `reason` (routing.start_reason)."""
+    if reason is Outcome.CLOSED:
+        return hotline.closed_action
+    if reason is Outcome.NO_AGENTS:
+        return hotline.no_agent_action
+    return hotline.timeout_action
+
+
 class InboundFlow(QueuePhase, OfferPhase, BridgePhase, VoicemailPhase):
     name = "inbound"
     initial = InboundState.NEW
@@ -120,28 +127,19 @@ class InboundFlow(QueuePhase, OfferPhase, BridgePhase, VoicemailPhase):
         answer = event.channel.state != "Up"
         call_id, now = uuid.uuid4(), _now()
         try:
-            # Two statements, each committing on its own: the hotline with its facts, then
-            # the call's insert with its agents' reservation (services/routing.py).
+            # One statement, committing on its own: the call's record, the hotline's
+            # decision and its agents' reservation (services/routing.py; two when this
+            # process's copy of the hotline's configuration is stale).
             async with self.ctx.statement() as connection:
-                found = await routing.start_facts(connection, dialled, now) if dialled else None
-                hotline, facts = found if found is not None else (None, None)
-                decision = self._decide(hotline, facts)
-                queued = hotline is not None and facts is not None and decision is None
-                chosen = (
-                    routing.choose(hotline, facts, self.tried, ahead=facts.unserved)
-                    if queued and hotline is not None and facts is not None
-                    else []
-                )
-                queue_seq, _, offers = await routing.enqueue(
+                start = await routing.start_call(
                     connection,
+                    self.ctx.hotline_configs,
+                    number=dialled or "",
                     call_id=call_id,
                     channel_id=self.channel_id,
                     dialled=numbers.dialled_record(self.dialled),
                     caller_number=self.caller_number,
-                    hotline=hotline,
                     node=self.ctx.node,
-                    waiting=queued,
-                    agents=chosen,
                     now=now,
                 )
         except (SQLAlchemyError, OSError) as exc:
@@ -153,7 +151,8 @@ class InboundFlow(QueuePhase, OfferPhase, BridgePhase, VoicemailPhase):
             )
             await self._to_dialplan_fallback()
             return
-        self.call_id, self.queue_seq, self.hotline = call_id, queue_seq, hotline
+        hotline = start.hotline
+        self.call_id, self.queue_seq, self.hotline = call_id, start.queue_seq, hotline
         await self._set_language(hotline, event.channel.language)
         if hotline is None:
             if answer:
@@ -161,16 +160,17 @@ class InboundFlow(QueuePhase, OfferPhase, BridgePhase, VoicemailPhase):
             await self._close(Outcome.REJECTED_UNKNOWN_NUMBER)
             await self._announce_and_hang_up(UNKNOWN_NUMBER_SOUND, "unknown number")
             return
-        if decision is not None:
+        if start.reason is not None:
+            self.reason = start.reason
             if answer:
                 await self.ari.answer(self.channel_id)
-            await self._run_action(decision, "StasisStart")
+            await self._run_action(parse_action(_action_of(hotline, start.reason)), "StasisStart")
             return
-        # Nobody was free for it (or every free agent is due to a caller ahead): it waits
-        # for a wake-up, no second attempt now. Agents chosen but taken meanwhile by
-        # another caller: the next choice at once (None).
-        first = offers if offers or not chosen else None
-        await self._enter_queue(hotline, "StasisStart", waited_s=0.0, answer=answer, first=first)
+        # No agent reserved: nobody was free for it (or every free agent is due to a
+        # caller ahead); it waits for a wake-up.
+        await self._enter_queue(
+            hotline, "StasisStart", waited_s=0.0, answer=answer, first=start.offers
+        )
 
     async def _set_language(self, hotline: Hotline | None, current: str) -> None:
         """The caller hears the hotline's language: the channel's language is set (the
@@ -225,22 +225,6 @@ class InboundFlow(QueuePhase, OfferPhase, BridgePhase, VoicemailPhase):
         self.ctx.registry.claim(agent_leg, self)
         self.answered_at = self.queued_at = time.monotonic()
         self._transition(InboundState.BRIDGED, "adopted")
-
-    def _decide(self, hotline: Hotline | None, facts: QueueFacts | None) -> Action | None:
-        """None: queue the caller; else the action to run instead (reason in self.reason)."""
-        if hotline is None or facts is None:
-            return None
-        hours = OpeningHours.parse(hotline.opening_hours or "")
-        if not hours.is_open(_now(), hotline.timezone, facts.holidays):
-            self.reason = Outcome.CLOSED
-            return parse_action(hotline.closed_action)
-        if facts.logged_in == 0:
-            self.reason = Outcome.NO_AGENTS
-            return parse_action(hotline.no_agent_action)
-        if facts.waiting >= hotline.max_queue_len:
-            self.reason = Outcome.TIMEOUT
-            return parse_action(hotline.timeout_action)
-        return None
 
     # -- hangups --------------------------------------------------------------------------
     async def on_StasisEnd(self, event: StasisEnd) -> None:
