@@ -106,7 +106,9 @@ class Hotline(Base):
     # Bumped by triggers on every change of the row or its holidays (migration
     # i11_start_in_one): a process's cached copy (routing.HotlineConfigs) is stale once
     # it differs. Never set it here.
-    config_version: Mapped[int] = mapped_column(BigInteger, server_default="1")
+    config_version: Mapped[int] = mapped_column(
+        BigInteger, server_default=text("nextval('hotline_config_versions')")
+    )
 
     holidays: Mapped[list[Holiday]] = relationship(
         back_populates="hotline", cascade="all, delete-orphan", lazy="raise", passive_deletes=True

@@ -19,8 +19,8 @@ reservation), because the strategy's choice was made in Python between them. Now
   version (a change by ops since makes it answer 'stale', without inserting: the app reads
   the hotline again), decides "no agents logged in" and "queue full" under the lock, and
   enqueues.
-- hotlines.config_version: bumped by a trigger on every change of the hotline or its
-  holidays, so that no cached configuration outlives a change.
+- hotlines.config_version: a new version (from a sequence) by a trigger on every change
+  of the hotline or its holidays, so that no cached configuration outlives a change.
 """
 
 from __future__ import annotations
@@ -44,11 +44,16 @@ _FREE = """
 """
 
 VERSION = [
-    "ALTER TABLE hotlines ADD COLUMN config_version bigint NOT NULL DEFAULT 1",
+    # Versions from a sequence of their own, not owned by the table: unique across
+    # hotlines and never handed out twice, even after TRUNCATE ... RESTART IDENTITY (a
+    # hotline re-created under the same id and number is still a new version).
+    "CREATE SEQUENCE hotline_config_versions",
+    "ALTER TABLE hotlines ADD COLUMN config_version bigint NOT NULL"
+    " DEFAULT nextval('hotline_config_versions')",
     """
 CREATE FUNCTION hotline_config_bump() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    NEW.config_version := OLD.config_version + 1;
+    NEW.config_version := nextval('hotline_config_versions');
     RETURN NEW;
 END
 $$
@@ -58,11 +63,12 @@ $$
     """
 CREATE FUNCTION hotline_holidays_bump() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- The hotline's own trigger sets the new version: any UPDATE of the row bumps it.
     IF TG_OP <> 'INSERT' THEN
-        UPDATE hotlines SET config_version = config_version + 1 WHERE id = OLD.hotline_id;
+        UPDATE hotlines SET config_version = 0 WHERE id = OLD.hotline_id;
     END IF;
     IF TG_OP <> 'DELETE' THEN
-        UPDATE hotlines SET config_version = config_version + 1 WHERE id = NEW.hotline_id;
+        UPDATE hotlines SET config_version = 0 WHERE id = NEW.hotline_id;
     END IF;
     RETURN NULL;
 END
@@ -297,6 +303,7 @@ _DROP_NEW = (
     "DROP FUNCTION hotline_holidays_bump()",
     "DROP FUNCTION hotline_config_bump()",
     "ALTER TABLE hotlines DROP COLUMN config_version",
+    "DROP SEQUENCE hotline_config_versions",
 )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from ari_app.db.models import Agent, AgentState, Call, CallStatus, Hotline, Strategy
@@ -280,3 +280,23 @@ async def test_a_cached_start_decides_no_agents_and_a_full_queue_in_the_statemen
     async with sessions() as session:
         statuses = (await session.scalars(select(Call.status).order_by(Call.queue_seq))).all()
     assert statuses == [CallStatus.WAITING, CallStatus.WAITING, CallStatus.NEW, CallStatus.NEW]
+
+
+async def test_a_hotline_created_again_under_its_id_is_a_new_version(
+    sessions: Sessions, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database emptied with RESTART IDENTITY (a restore, a reset) while a process runs:
+    the hotline created again gets the same id and number, never the same version."""
+    await _setup(sessions, 1, Strategy.LINEAR)
+    start = _Starts(engine, monkeypatch)
+    assert (await start()).reason is None
+    async with engine.begin() as conn:
+        await conn.execute(text("TRUNCATE hotlines, calls RESTART IDENTITY CASCADE"))
+    async with sessions() as session, session.begin():
+        hotline = await admin.create_hotline(
+            session, "500", "Bürgerbüro", opening_hours="sa 09:00-12:00"
+        )
+        assert hotline.id == 1
+    monday = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    assert (await start(monday)).reason is Outcome.CLOSED
+    assert start.reads == 2
