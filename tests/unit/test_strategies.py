@@ -3,7 +3,7 @@ import pytest
 from ari_app.domain.errors import InvalidValue
 from ari_app.domain.strategies import Strategy, parse_strategy
 
-# The order each strategy gives is decided in SQL (hotline_pick): tests/db/test_strategies.py.
+# The order each strategy gives is decided in SQL (hotline_pick): tests/db/test_strategy_order.py.
 
 
 def test_strategy_values_match_the_database_enum() -> None:

@@ -134,8 +134,8 @@ class QueuePhase(InboundCall):
             if first is not None:
                 offers, first = first, None
             else:
-                # Single statements (the facts, then `hotline_reserve`, which re-checks
-                # under the hotline's lock): no BEGIN and COMMIT round trips per attempt.
+                # One statement (`hotline_reserve` chooses and reserves under the
+                # hotline's lock): no BEGIN and COMMIT round trips per attempt.
                 async with self.ctx.statement() as connection:
                     offers = await routing.reserve_agents(
                         connection,
