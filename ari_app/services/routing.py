@@ -19,8 +19,8 @@ Ties go by position, then agent id. Agents who rejected or missed this call (`tr
 come after every other free agent (ring_all rings them only when everybody was tried).
 
 The call path is lean: a routed call's start is one statement (`start_call`:
-`hotline_start` inserts the call, decides, reserves; two when the hotline's cached
-configuration is stale), its connection one (`connect_call`), its end one
+`hotline_start` inserts the call, decides, reserves; the hotline is read first when this
+process has no current copy of its configuration), its connection one (`connect_call`), its end one
 (`finish_call`). Each is a single statement, so the flows send them outside BEGIN/COMMIT
 on a bare connection (FlowContext.statement); they are built once at import, compiled for
 the driver (db/session.py DriverStatement).
@@ -153,19 +153,6 @@ def is_open(hotline: Hotline, holidays: frozenset[date], now: datetime) -> bool:
     return OpeningHours.parse(hotline.opening_hours or "").is_open(now, hotline.timezone, holidays)
 
 
-def start_reason(hotline: Hotline, facts: QueueFacts, now: datetime) -> Outcome | None:
-    """Why a new caller of the hotline is not queued (its action runs instead), in this
-    order: closed, nobody logged in, the queue full; None: queued. hotline_start decides
-    the same in SQL from `is_open` (migration i11_start_in_one)."""
-    if not is_open(hotline, facts.holidays, now):
-        return Outcome.CLOSED
-    if facts.logged_in == 0:
-        return Outcome.NO_AGENTS
-    if facts.waiting >= hotline.max_queue_len:
-        return Outcome.TIMEOUT
-    return None
-
-
 @dataclass(frozen=True)
 class _Config:
     hotline: Hotline  # a detached copy of the row (with its config_version): never mutated
@@ -188,9 +175,10 @@ class HotlineConfigs:
     def get(self, number: str) -> _Config | None:
         return self._by_number.get(number)
 
-    def keep(self, hotline: Hotline, holidays: frozenset[date]) -> None:
-        hours = OpeningHours.parse(hotline.opening_hours or "")
-        self._by_number[hotline.number] = _Config(hotline, holidays, hours)
+    def keep(self, hotline: Hotline, holidays: frozenset[date]) -> _Config:
+        config = _Config(hotline, holidays, OpeningHours.parse(hotline.opening_hours or ""))
+        self._by_number[hotline.number] = config
+        return config
 
     def forget(self, number: str) -> None:
         self._by_number.pop(number, None)
@@ -257,50 +245,51 @@ async def start_call(
     node: str,
     now: datetime,
 ) -> Start:
-    """A new call to `number`: its record, and when it is queued the agents reserved for
-    it, by the hotline's strategy. One statement (hotline_start) when the hotline's
-    configuration is cached and current; else (first call, changed by ops, unknown
-    number) its facts are read first and the cache refreshed: two."""
+    """A new call to `number`: its record, why it is not queued (closed, nobody logged
+    in, the queue full: decided by hotline_start, the one place of that rule) and when it
+    is queued the agents reserved for it, by the hotline's strategy. One statement when
+    the hotline's configuration is cached and current; else (first call, changed by ops)
+    the hotline is read first and the cache refreshed. An unknown number is recorded as
+    such (two statements: the read, the insert)."""
     cached = configs.get(number) if number else None
-    if cached is not None:
-        rows = await _START.rows(
-            db,
-            {
-                "number": number,
-                "hotline_id": cached.hotline.id,
-                "version": cached.hotline.config_version,
-                "open": cached.is_open(now),
-                "call_id": call_id,
-                "channel_id": channel_id,
-                "dialled": dialled,
-                "caller": caller_number,
-                "node": node,
-                "now": now,
-            },
-        )
-        reason = rows[0][0]
-        if reason != "stale":
-            offers = _offers(tuple(row)[2:] for row in rows)
-            return Start(cached.hotline, _REASONS[reason], rows[0][1], offers)
-        configs.forget(number)
-    found = await start_facts(db, number, now) if number else None
-    hotline, why = None, None
-    if found is not None:
-        hotline, facts = found
-        configs.keep(hotline, facts.holidays)
-        why = start_reason(hotline, facts, now)
+    while True:  # again only after ops changed the hotline between the read and the start
+        if cached is not None:
+            rows = await _START.rows(
+                db,
+                {
+                    "number": number,
+                    "hotline_id": cached.hotline.id,
+                    "version": cached.hotline.config_version,
+                    "open": cached.is_open(now),
+                    "call_id": call_id,
+                    "channel_id": channel_id,
+                    "dialled": dialled,
+                    "caller": caller_number,
+                    "node": node,
+                    "now": now,
+                },
+            )
+            reason = rows[0][0]
+            if reason != "stale":
+                offers = _offers(tuple(row)[2:] for row in rows)
+                return Start(cached.hotline, _REASONS[reason], rows[0][1], offers)
+            configs.forget(number)
+        found = await start_facts(db, number, now) if number else None
+        if found is None:
+            break
+        cached = configs.keep(found[0], found[1].holidays)
     queue_seq, _, offers = await enqueue(
         db,
         call_id=call_id,
         channel_id=channel_id,
         dialled=dialled,
         caller_number=caller_number,
-        hotline=hotline,
+        hotline=None,
         node=node,
-        waiting=hotline is not None and why is None,
+        waiting=False,
         now=now,
     )
-    return Start(hotline, why, queue_seq, offers)
+    return Start(None, None, queue_seq, offers)
 
 
 async def enqueue(

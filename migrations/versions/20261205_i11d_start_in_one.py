@@ -252,7 +252,7 @@ BEGIN
                             NULL::text, NULL::target_kind;
         RETURN;
     END IF;
-    -- The order of the app's decision (InboundFlow._decide): closed, no agents, full.
+    -- The one place of this rule (services/routing.py start_call): closed, no agents, full.
     PERFORM pg_advisory_xact_lock(11, p_hotline);
     IF NOT p_open THEN
         v_reason := 'closed';

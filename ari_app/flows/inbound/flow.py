@@ -100,7 +100,7 @@ def _table() -> Table[InboundState]:
 
 
 def _action_of(hotline: Hotline, reason: Outcome) -> str:
-    """The hotline's action for a caller not queued for `reason` (routing.start_reason)."""
+    """The hotline's action for a caller not queued for `reason` (routing.start_call)."""
     if reason is Outcome.CLOSED:
         return hotline.closed_action
     if reason is Outcome.NO_AGENTS:
@@ -128,8 +128,8 @@ class InboundFlow(QueuePhase, OfferPhase, BridgePhase, VoicemailPhase):
         call_id, now = uuid.uuid4(), _now()
         try:
             # One statement, committing on its own: the call's record, the hotline's
-            # decision and its agents' reservation (services/routing.py; two when this
-            # process's copy of the hotline's configuration is stale).
+            # decision and its agents' reservation (services/routing.py; the hotline is
+            # read first when this process has no current copy of its configuration).
             async with self.ctx.statement() as connection:
                 start = await routing.start_call(
                     connection,
