@@ -58,7 +58,7 @@ from benchmarks.run import RESULTS_DIR, RESULTS_MD, _machine, until_sigterm
 from benchmarks.world import RETRY_S, RING_TIMEOUT_S, TRUNK_IN_ADDRESS
 from devenv.asterisk import Phone
 from devenv.cluster import Cluster
-from devenv.ports import free_port
+from devenv.ports import free_port_on_all
 from devenv.postgres import PrivatePostgres
 
 log = logging.getLogger("benchmarks.cluster")
@@ -955,7 +955,8 @@ async def bench(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]
     started, t0 = datetime.now(UTC), time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ["HOTLINE_WORKERS"] = str(args.workers)  # devenv/cluster.py's NodeApp reads it
-    port = free_port(AGENT_ADDRESS, "udp")
+    # Below the kernel's ephemeral range: the agents' sipp binds it again each segment.
+    port = free_port_on_all((AGENT_ADDRESS,), "udp")
     phones = [
         Phone(ext=str(1001 + i), address=AGENT_ADDRESS, port=port) for i in range(args.agents)
     ]

@@ -32,7 +32,7 @@ from ari_app.db.session import make_engine, make_sessionmaker
 from ari_app.services import admin, agents
 from benchmarks import probes
 from devenv.asterisk import Phone, PrivateAsterisk
-from devenv.ports import free_port, free_port_range
+from devenv.ports import free_port, free_port_on_all, free_port_range
 from devenv.postgres import PrivatePostgres
 from devenv.procs import terminate
 
@@ -218,7 +218,10 @@ class World:
         self.lines = tuple(lines)
         self.strategy = strategy
         self.agent_count = max(line.agents for line in lines)
-        self.agent_port = free_port(AGENT_ADDRESS, "udp")
+        # Every segment starts the agents' sipp again on this port, which Asterisk knows
+        # as the phones' contact: it comes from below the kernel's ephemeral range, so no
+        # socket the kernel numbers itself (a resolver's, a sipp's) takes it in between.
+        self.agent_port = free_port_on_all((AGENT_ADDRESS,), "udp")
         phones = [
             Phone(ext=agent_ext(i), address=AGENT_ADDRESS, port=self.agent_port, name=f"Agent {i}")
             for i in range(self.agent_count)
@@ -231,7 +234,7 @@ class World:
             run_dir / "asterisk",
             phones=phones,
             trunk_in_address=TRUNK_IN_ADDRESS,
-            rtp_ports=free_port_range(4000),
+            rtp_ports=free_port_range(4000, avoid=[self.agent_port]),
             extra_configs={
                 "queues.conf": queues_conf(self.lines, strategy),
                 "extensions_extra.conf": extensions_conf(self.lines),

@@ -7,7 +7,9 @@ before we bind it. That race is rare on a test machine and a failed start says s
 from __future__ import annotations
 
 import random
+import shutil
 import socket
+import subprocess
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
@@ -83,3 +85,19 @@ def free_port_range(
         if port_is_free(host, start, kind) and port_is_free(host, end, kind):
             return start, end
     raise RuntimeError(f"no free {kind} port range of {size} found on {host}")
+
+
+def port_holders(port: int, kind: Kind = "udp") -> str:
+    """Who holds `port` right now, as `ss` prints it: for the error of a failed bind."""
+    ss = shutil.which("ss")
+    if ss is None:
+        return "(ss not installed)"
+    flag = "-u" if kind == "udp" else "-t"
+    try:
+        done = subprocess.run(
+            [ss, "-Hanp", flag, f"sport = :{port}"],
+            capture_output=True, text=True, timeout=5, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"(ss failed: {exc})"
+    return done.stdout.strip() or "(nobody: the port is free again)"

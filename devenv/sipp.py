@@ -33,7 +33,7 @@ from typing import Any, Literal
 from xml.sax.saxutils import quoteattr
 
 from devenv.asterisk import Phone
-from devenv.ports import free_port, port_is_free
+from devenv.ports import free_port, port_holders, port_is_free
 
 log = logging.getLogger(__name__)
 
@@ -1068,7 +1068,10 @@ class SippPhone(_SippProcess):
         deadline = time.monotonic() + timeout
         while port_is_free(self.address, self.port, "udp"):
             if not self.running:
-                raise SippError(f"{self.name}: sipp exited at start: {self.error_text()}")
+                raise SippError(
+                    f"{self.name}: sipp exited at start: {self.error_text()}\n"
+                    f"holding {self.address}:{self.port}: {port_holders(self.port)}"
+                )
             if time.monotonic() >= deadline:
                 await self._terminate()
                 raise SippError(f"{self.name}: sipp not listening on {self.address}:{self.port}")
