@@ -329,12 +329,17 @@ class PrivateAsterisk:
         self.language = language  # the dialplan's HOTLINE_LANGUAGE
         self.trunk_in_address = trunk_in_address
         self.trunk_far_address = trunk_far_address
-        self.trunk_far_port = trunk_far_port or free_port(trunk_far_address, "udp")
+        # The carrier's far end is a sipp each test starts again on this port: from below
+        # the kernel's ephemeral range, as the phones' ports, so no socket the kernel
+        # numbers itself takes it in between.
+        self.trunk_far_port = trunk_far_port or free_port_on_all((trunk_far_address,), "udp")
         self.sip_address: tuple[str, int] = (SIP_ADDRESS, sip_port or free_port(SIP_ADDRESS, "udp"))
         self.http_port = http_port or free_port(SIP_ADDRESS, "tcp")
-        # The phones' ports are drawn from the same span and bound only when a test starts
-        # their sipp: the RTP range keeps clear of them.
-        self.rtp_ports = rtp_ports or free_port_range(200, avoid=[p.port for p in self.phones])
+        # The phones' and the far end's ports are drawn from the same span and bound only
+        # when a test starts their sipp: the RTP range keeps clear of them.
+        self.rtp_ports = rtp_ports or free_port_range(
+            200, avoid=[*(p.port for p in self.phones), self.trunk_far_port]
+        )
         self.service_number = service_number
         self.dialplan_path = Path(dialplan_path)
         self.ari_user = ARI_USER
