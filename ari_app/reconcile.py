@@ -28,7 +28,7 @@ from ari_app.domain.enums import CallStatus
 from ari_app.flows import callback
 from ari_app.flows.inbound import InboundFlow
 from ari_app.flows.orphan import OrphanFlow
-from ari_app.services import admin, callbacks, recovery
+from ari_app.services import admin, callbacks, recovery, routing
 
 if TYPE_CHECKING:
     from ari_app.dispatch import Dispatcher
@@ -91,8 +91,18 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
                 keep_reserved.add(call.id)
                 continue
             hotline = hotlines.get(call.hotline_id) if call.hotline_id else None
-            bridge = bridges.get(call.bridge_id) if call.bridge_id else None
+            # Named after the call (routing.bridge_of): found even when its process died
+            # before writing the connection (routing.PendingConnects).
+            bridge = bridges.get(call.bridge_id or routing.bridge_of(call.id))
             others = [c for c in (bridge.channels if bridge else ()) if c != call.channel_id]
+            if (
+                hotline
+                and call.channel_id in channels
+                and call.status in (CallStatus.WAITING, CallStatus.NEW)
+                and bridge
+                and len(others) == 1
+            ):
+                await recovery.connect_unwritten(session, call, bridge.id, now)
             if call.channel_id not in channels:
                 await recovery.close_vanished(session, call, now)
                 result.closed += 1

@@ -334,14 +334,10 @@ async def connected(
     after a restart) like any bridged call."""
     await finish_attempt(session, attempt.callback_id, connected=True, now=now)
     await calls.mark(session, attempt.call_id, channel_id=channel_id, node=node)
-    await routing.connect_call(
-        session,
-        call_id=attempt.call_id,
-        agent_id=attempt.offer.agent_id,
-        bridge_id=bridge_id,
-        target_kind=target_kind,
-        now=now,
+    connected = routing.Connected(
+        attempt.call_id, attempt.offer.agent_id, bridge_id, target_kind, now
     )
+    await routing.connect_calls(session, [connected])
 
 
 async def recover(

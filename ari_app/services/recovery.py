@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ari_app.db.models import AgentState, Call, Hotline
 from ari_app.domain import agent_state
 from ari_app.domain.agent_state import AgentEvent
-from ari_app.domain.enums import AgentActivity, CallStatus, Outcome
+from ari_app.domain.enums import AgentActivity, CallStatus, Outcome, TargetKind
 from ari_app.services import calls, routing
 
 OPEN = (CallStatus.NEW, CallStatus.WAITING, CallStatus.BRIDGED, CallStatus.ACTION)
@@ -60,6 +60,26 @@ async def release_all(session: AsyncSession, call_id: uuid.UUID) -> None:
         .where(AgentState.reserved_call_id == call_id)
         .values(reserved_call_id=None, reserved_by_node=None, activity=_FREED)
     )
+
+
+async def connect_unwritten(
+    session: AsyncSession, call: Call, bridge_id: str, now: datetime
+) -> None:
+    """A call its process bridged (Asterisk has its bridge with the caller and the leg)
+    but died before writing the connection (routing.PendingConnects): written now, with
+    the agent reserved for it (none: a forward target), so the call is bridged here too.
+    The answer's own time died with the process: `now` stands for it."""
+    reserved = (
+        await session.execute(
+            select(AgentState.agent_id, AgentState.target_kind)
+            .where(AgentState.reserved_call_id == call.id)
+            .limit(1)
+        )
+    ).first()
+    agent_id, kind = reserved if reserved is not None else (None, None)
+    connected = routing.Connected(call.id, agent_id, bridge_id, kind or TargetKind.EXTERNAL, now)
+    await routing.connect_calls(session, [connected])
+    await session.refresh(call)
 
 
 async def close_vanished(session: AsyncSession, call: Call, now: datetime) -> None:

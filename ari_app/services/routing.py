@@ -28,14 +28,18 @@ the driver (db/session.py DriverStatement).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import uuid
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, bindparam, func, inspect, or_, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -47,6 +51,9 @@ from ari_app.domain.enums import AgentActivity, CallStatus, Outcome, TargetKind
 from ari_app.domain.hours import OpeningHours
 from ari_app.services import audit
 from ari_app.services.hotline_stats import waiting_in
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -213,9 +220,10 @@ def _offers(rows: Any) -> list[Offer]:
 
 _START = DriverStatement.compile(
     text(
-        "SELECT o_reason, o_seq, o_agent, o_target, o_kind FROM hotline_start("
-        ":number, CAST(:hotline_id AS integer), CAST(:version AS bigint), :open, :call_id,"
-        " :channel_id, :dialled, :caller, :node, :now)"
+        "SELECT o_reason, o_seq, o_agent, o_target, o_kind FROM hotline_start_carrying("
+        "CAST(:connects AS jsonb), :number, CAST(:hotline_id AS integer),"
+        " CAST(:version AS bigint), :open, :call_id, :channel_id, :dialled, :caller, :node,"
+        " :now)"
     ).bindparams(bindparam("now", type_=_TIMESTAMP))
 )
 _ENQUEUE = DriverStatement.compile(
@@ -244,19 +252,24 @@ async def start_call(
     caller_number: str,
     node: str,
     now: datetime,
+    carried: Sequence[Connected] = (),
 ) -> Start:
     """A new call to `number`: its record, why it is not queued (closed, nobody logged
     in, the queue full: decided by hotline_start, the one place of that rule) and when it
     is queued the agents reserved for it, by the hotline's strategy. One statement when
     the hotline's configuration is cached and current; else (first call, changed by ops)
     the hotline is read first and the cache refreshed. An unknown number is recorded as
-    such (two statements: the read, the insert)."""
+    such (two statements: the read, the insert). The statement writes the `carried`
+    connections of other calls first (PendingConnects); a start that is not sent with
+    them (an unknown number) writes them on their own."""
+    connects = _connects_json(carried)
     cached = configs.get(number) if number else None
     while True:  # again only after ops changed the hotline between the read and the start
         if cached is not None:
             rows = await _START.rows(
                 db,
                 {
+                    "connects": connects,
                     "number": number,
                     "hotline_id": cached.hotline.id,
                     "version": cached.hotline.config_version,
@@ -269,6 +282,7 @@ async def start_call(
                     "now": now,
                 },
             )
+            connects = None  # written, whatever the answer
             reason = rows[0][0]
             if reason != "stale":
                 offers = _offers(tuple(row)[2:] for row in rows)
@@ -278,6 +292,8 @@ async def start_call(
         if found is None:
             break
         cached = configs.keep(found[0], found[1].holidays)
+    if connects is not None:
+        await connect_calls(db, carried)
     queue_seq, _, offers = await enqueue(
         db,
         call_id=call_id,
@@ -324,63 +340,140 @@ async def enqueue(
     return queue_seq, entered_at, _offers(tuple(row)[2:] for row in rows)
 
 
-_CONNECT = DriverStatement.compile(
-    text(
-        "WITH agent AS ("
-        " UPDATE agent_states SET activity = 'on_call', unanswered_streak = 0, updated_at = now()"
-        " WHERE agent_id = CAST(:agent_id AS integer) AND reserved_call_id = :call_id"
-        "), call AS ("
-        " UPDATE calls SET status = 'bridged', answered_at = :now,"
-        " agent_id = CAST(:agent_id AS integer), bridge_id = :bridge_id WHERE id = :call_id"
-        ") INSERT INTO call_events (call_id, event, agent_id, data)"
-        " VALUES (:call_id, 'CONNECT', CAST(:agent_id AS integer), CAST(:data AS jsonb))"
-    ).bindparams(bindparam("now", type_=_TIMESTAMP))
-)
+_CONNECT = DriverStatement.compile(text("SELECT hotline_connect(CAST(:connects AS jsonb))"))
 
 
-async def connect_call(
-    db: Db,
-    *,
-    call_id: uuid.UUID,
-    agent_id: int | None,
-    bridge_id: str,
-    target_kind: TargetKind,
-    now: datetime,
-) -> None:
-    """The call is bridged with its agent (or forward target, `agent_id` None): the agent
-    on the call, the call record bridged, its CONNECT event; one statement."""
-    await _CONNECT.rows(
-        db,
-        {
-            "call_id": call_id,
-            "agent_id": agent_id,
-            "bridge_id": bridge_id,
-            "now": now,
-            "data": json.dumps({"target_kind": target_kind.value}),
-        },
+def bridge_of(call_id: uuid.UUID) -> str:
+    """The bridge of a routed call with its agent: named after the call, so that
+    reconciliation finds it in Asterisk whether or not the connection was written."""
+    return f"{call_id}-bridge"
+
+
+@dataclass(frozen=True)
+class Connected:
+    """A call bridged with its agent (or forward target: `agent_id` None) at `at`."""
+
+    call_id: uuid.UUID
+    agent_id: int | None
+    bridge_id: str
+    target_kind: TargetKind
+    at: datetime
+
+
+def _connects_json(connects: Sequence[Connected]) -> str | None:
+    if not connects:
+        return None
+    return json.dumps(
+        [
+            {
+                "call": str(c.call_id),
+                "agent": c.agent_id,
+                "bridge": c.bridge_id,
+                "kind": c.target_kind.value,
+                "at": c.at.isoformat(),
+            }
+            for c in connects
+        ]
     )
+
+
+async def connect_calls(db: Db, connects: Sequence[Connected]) -> None:
+    """The calls are bridged with their agents (or forward targets): each agent on the
+    call, the call record bridged, its CONNECT event at the answer's time; one statement
+    (migration i11_connects_carried: a call already answered or ended is left as it is)."""
+    if connects:
+        await _CONNECT.rows(db, {"connects": _connects_json(connects)})
+
+
+# How long an answer may wait for the process's next start or end to carry its connection
+# (PendingConnects): the panel shows the agent ringing, not talking, that much longer.
+CARRY_S = 0.5
+
+
+class PendingConnects:
+    """Connections (an agent answered, the call is bridged) this process has not written
+    yet. The next start or end it sends carries them (`carried_by`), in the same statement:
+    a routed call costs two transactions (its start, its end), not three. One that nothing
+    carried within `carry_s` is written on its own, and `close` writes what is left.
+    Meanwhile Asterisk holds the bridge and Postgres still shows the call waiting with its
+    agent reserved: reconciliation reads that as bridged when it finds the call's bridge
+    (reconcile.py), and an end always carries its own call's connection."""
+
+    def __init__(
+        self,
+        connection: Callable[[], AbstractAsyncContextManager[Db]],
+        carry_s: float = CARRY_S,
+    ) -> None:
+        self._connection = connection  # for a write on its own (FlowContext.statement)
+        self.carry_s = carry_s
+        self._pending: list[Connected] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._writing: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, connected: Connected) -> None:
+        self._pending.append(connected)
+        if self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.carry_s, self._write_alone)
+
+    def discard(self, call_id: uuid.UUID) -> None:
+        """The call's own end carries its connection."""
+        self._pending = [c for c in self._pending if c.call_id != call_id]
+
+    async def carried_by(self, work: Callable[[list[Connected]], Awaitable[T]]) -> T:
+        """`work` with the pending connections to write first in its statement; given
+        back to the pending ones when it fails, so that nothing is lost."""
+        carried, self._pending = self._pending, []
+        try:
+            return await work(carried)
+        except BaseException:
+            self._pending[:0] = carried
+            raise
+
+    def _write_alone(self) -> None:
+        self._timer = None
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self.write(), name="pending connects")
+
+    async def write(self) -> None:
+        """Write the pending connections now, in one statement; after a failure (the
+        database away) again `carry_s` later."""
+        if not self._pending:
+            return
+        try:
+            async with self._connection() as db:
+                await self.carried_by(lambda carried: connect_calls(db, carried))
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning(
+                "%d connection(s) not stored yet (database unavailable, retry in %.1fs): %s",
+                len(self._pending), self.carry_s, type(exc).__name__,
+            )  # fmt: skip
+            if self._timer is None:
+                self._timer = asyncio.get_running_loop().call_later(self.carry_s, self._write_alone)
+
+    async def close(self) -> None:
+        """At shutdown: what is pending is written now (once)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._writing is not None:
+            await asyncio.gather(self._writing, return_exceptions=True)
+        await self.write()
+        if self._timer is not None:  # the write failed: reconciliation will find the bridges
+            self._timer.cancel()
+            self._timer = None
+            log.error("%d connection(s) not stored at shutdown", len(self._pending))
 
 
 _FINISH = DriverStatement.compile(
     text(
-        "WITH agent AS ("
-        " UPDATE agent_states SET"
-        " activity = CAST(CASE WHEN :wrapup_s > 0 THEN 'wrapup' ELSE 'idle' END AS agent_activity),"
-        " wrapup_until = :now + make_interval(secs => :wrapup_s), last_call_end = :now,"
-        " calls_taken = calls_taken + 1, reserved_call_id = NULL, reserved_by_node = NULL,"
-        " updated_at = now()"
-        " WHERE agent_id = CAST(:agent_id AS integer) AND reserved_call_id = :call_id"
-        "), closed AS ("
-        " UPDATE calls SET status = 'ended', ended_at = :now,"
-        " outcome = CAST(:outcome AS call_outcome),"
-        " agent_id = COALESCE(CAST(:agent_id AS integer), agent_id)"
-        " WHERE id = :call_id AND outcome IS NULL RETURNING id"
-        ") INSERT INTO call_events (call_id, event, agent_id, data)"
-        " SELECT id, :event, CAST(:agent_id AS integer), CAST('{}' AS jsonb) FROM closed"
-    ).bindparams(
-        bindparam("now", type_=_TIMESTAMP),
-        bindparam("wrapup_s", type_=Call.queue_seq.type),
-    )
+        "SELECT hotline_finish(:call_id, CAST(:agent_id AS integer),"
+        " CAST(:wrapup_s AS integer), CAST(:outcome AS call_outcome), :event, :now,"
+        " CAST(:connects AS jsonb))"
+    ).bindparams(bindparam("now", type_=_TIMESTAMP))
 )
 
 
@@ -392,10 +485,12 @@ async def finish_call(
     wrapup_s: int,
     outcome: Outcome,
     now: datetime,
+    carried: Sequence[Connected] = (),
 ) -> None:
     """A connected call ended: its agent into wrap-up (or idle) as `agent_finished` does,
     the call's one outcome as `calls.close_call` sets it (a call that has one keeps it,
-    its event is logged once); one statement."""
+    its event is logged once); one statement, which writes the `carried` connections
+    first (the call's own among them when it may not be written yet)."""
     await _FINISH.rows(
         db,
         {
@@ -405,6 +500,7 @@ async def finish_call(
             "now": now,
             "outcome": outcome.value,
             "event": outcome.value.upper(),
+            "connects": _connects_json(carried),
         },
     )
 

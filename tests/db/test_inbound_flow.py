@@ -11,16 +11,17 @@ from typing import Any
 import pytest
 from flow_fakes import FakeAriClient, channel, event, fake_dispatcher, playback_finished
 from sqlalchemy import event as sa_event
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from web_support import waiting_call
 
-from ari_app.ari.models import Channel
+from ari_app.ari.models import Bridge, Channel
 from ari_app.db import session as db_session
 from ari_app.db.models import (
     AgentActivity,
     AgentState,
     Call,
+    CallEvent,
     CallStatus,
     Hotline,
     Outcome,
@@ -286,7 +287,15 @@ async def test_without_the_end_of_the_stopped_prompt_the_timer_bridges(
     assert not ari.called("add_channel")
     await ari.wait_command("add_channel")  # no PlaybackFinished: the timer's bridge
     await ari.wait_for(lambda: flow.state is InboundState.BRIDGED)
-    assert (await _call(sessions, "caller")).status is CallStatus.BRIDGED
+    await _until_status(sessions, "caller", CallStatus.BRIDGED)  # written within CARRY_S
+
+
+async def _until_status(sessions: Sessions, channel_id: str, status: CallStatus) -> None:
+    """Until the call's record has `status` (a connection is written by a task of
+    routing.PendingConnects: the database is all there is to watch)."""
+    async with asyncio.timeout(5):
+        while (await _call(sessions, channel_id)).status is not status:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
 
 
 async def test_an_agent_hanging_up_before_the_bridge_puts_the_caller_back_in_the_queue(
@@ -340,18 +349,20 @@ async def test_no_announcement_is_queued_over_one_still_playing(
     assert media[:3] == ["play", "start_moh", "play"], "no play before the first one ended"
 
 
-async def test_a_routed_call_costs_three_statements_and_five_requests(
+async def test_a_routed_call_costs_two_statements_and_five_requests(
     sessions: Sessions, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The call path's load-independent cost (issue 11; the benchmark measures the same as
-    DB round trips and ARI requests per call): the start (the call's insert, the
-    hotline's decision and its agent's reservation, with the hotline's configuration
-    cached by the process), its connection and its end are one statement each; Asterisk
-    gets originate (with the leg's caller ID: the hotline, which bridging shows the
-    caller), bridge, add, the caller's hangup and the bridge's destruction. A path that grows fails
-    here, whatever the machine's load."""
-    await _hotline(sessions)
+    DB round trips, transactions and ARI requests per call): the start (the call's insert,
+    the hotline's decision and its agent's reservation, with the hotline's configuration
+    cached by the process) and the end are one statement each, and the connection goes
+    with the next of the process's statements (here the call's own end: nothing else
+    carried it); Asterisk gets originate (with the leg's caller ID: the hotline, which
+    bridging shows the caller), bridge, add, the caller's hangup and the bridge's
+    destruction. A path that grows fails here, whatever the machine's load."""
+    await _hotline(sessions, wrapup_s=30)
     ari, dispatcher = fake_dispatcher(sessions, {"inbound": InboundFlow})
+    dispatcher.ctx.connects.carry_s = 3600  # not on its own: carried
     ari.device_states["PJSIP/1001"] = "NOT_INUSE"
     dispatcher.ctx.followed_devices = lambda: {"PJSIP/1001"}  # device presence follows it
     async with engine.connect() as connection:  # an earlier call read the hotline
@@ -388,7 +399,19 @@ async def test_a_routed_call_costs_three_statements_and_five_requests(
     finally:
         sa_event.remove(engine.sync_engine, "before_cursor_execute", note)
         await dispatcher.shutdown(0.1)
-    assert len(sent) == 3, sent
+    assert len(sent) == 2, sent
+    call = await _call(sessions)
+    assert call.outcome is Outcome.ANSWERED and call.agent_id == 1
+    assert call.answered_at is not None and call.ended_at is not None
+    assert call.first_ring_at is not None and call.answered_at <= call.ended_at
+    async with sessions() as session:
+        state = await session.get(AgentState, 1)
+        events = (
+            await session.scalars(select(CallEvent.event).order_by(CallEvent.at, CallEvent.id))
+        ).all()
+    assert state is not None and state.activity is AgentActivity.WRAPUP
+    assert state.calls_taken == 1 and state.reserved_call_id is None
+    assert events == ["ENTERQUEUE", "RING", "CONNECT", "ANSWERED"]
     requests = [c.name for c in ari.commands]
     assert sorted(requests) == sorted(
         [
@@ -440,3 +463,48 @@ async def test_waiting_callers_cost_one_attempt_a_poll_not_one_each(
     flows = [dispatcher.owner(c) for c in callers]
     first = min((f for f in flows if isinstance(f, InboundFlow)), key=lambda f: f.queue_seq)
     assert attempts == [str(first.call_id)], "the first caller in the queue only"
+
+
+async def test_a_call_bridged_before_its_process_wrote_it_is_adopted_bridged(
+    sessions: Sessions, world: Any
+) -> None:
+    """SIGKILL after the bridge, before the connection was written (routing.PendingConnects
+    carries it with a later statement): Postgres says waiting with the agent reserved,
+    Asterisk has the call's bridge with the caller and the agent's leg. The next process
+    adopts it bridged (the caller stays with the agent; never back into the queue),
+    writes the connection, and stores the end as answered."""
+    await _hotline(sessions, wrapup_s=30)
+    dead_ari, dead = fake_dispatcher(sessions, {"inbound": InboundFlow})
+    dead.ctx.connects.carry_s = 3600  # nothing written before it dies
+    try:
+        _start(dead)
+        leg = (await dead_ari.wait_command("originate")).kwargs["channel_id"]
+        dead.on_event(event("StasisStart", channel=channel(leg, "500"), args=["agentleg", "x"]))
+        add = await dead_ari.wait_command("add_channel")
+        bridge_id = add.args[0]
+        assert (await _call(sessions, "caller")).status is CallStatus.WAITING
+        ari, dispatcher = world
+        ari.channels = [Channel("caller", "PJSIP/trunk-1", "Up"), Channel(leg, "PJSIP/1001", "Up")]
+        ari.bridges = [Bridge(bridge_id, channels=("caller", leg))]
+        result = await reconcile(dispatcher.ctx, dispatcher)
+        assert (result.adopted_bridged, result.adopted_waiting, result.orphans) == (1, 0, [])
+        call = await _call(sessions, "caller")
+        assert call.status is CallStatus.BRIDGED and call.agent_id == 1
+        assert call.bridge_id == bridge_id and call.answered_at is not None
+        async with sessions() as session:
+            state = await session.get(AgentState, 1)
+        assert state is not None and state.activity is AgentActivity.ON_CALL
+        assert not ari.called("hangup") and not ari.called("start_moh")
+        dispatcher.on_event(event("StasisEnd", channel=channel("caller")))
+        await ari.wait_for(lambda: dispatcher.active_calls == 0)
+        call = await _call(sessions, "caller")
+        assert call.outcome is Outcome.ANSWERED
+        async with sessions() as session:
+            state = await session.get(AgentState, 1)
+            connects = await session.scalar(
+                select(func.count()).select_from(CallEvent).where(CallEvent.event == "CONNECT")
+            )
+        assert state is not None and state.activity is AgentActivity.WRAPUP
+        assert connects == 1
+    finally:
+        await dead.shutdown(0.1)

@@ -12,9 +12,9 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from ari_app.db.models import Agent, AgentState, Call, CallStatus, Hotline, Strategy
+from ari_app.db.models import Agent, AgentState, Call, CallEvent, CallStatus, Hotline, Strategy
 from ari_app.db.session import make_statement_engine
-from ari_app.domain.enums import Outcome, TargetKind
+from ari_app.domain.enums import AgentActivity, Outcome, TargetKind
 from ari_app.services import admin, agents, calls, routing
 
 pytestmark = pytest.mark.db
@@ -155,14 +155,8 @@ async def test_the_call_path_on_a_bare_connection(sessions: Sessions, engine: As
     assert [offer.agent_id for offer in start.offers] == [1]
     call_id, agent_id = await _call_id(sessions, "kept"), 1
     async with statements.connect() as connection:
-        await routing.connect_call(
-            connection,
-            call_id=call_id,
-            agent_id=agent_id,
-            bridge_id="b1",
-            target_kind=TargetKind.DEVICE,
-            now=now,
-        )
+        connected = routing.Connected(call_id, agent_id, "b1", TargetKind.DEVICE, now)
+        await routing.connect_calls(connection, [connected])
     async with statements.connect() as connection:
         await routing.finish_call(
             connection,
@@ -300,3 +294,147 @@ async def test_a_hotline_created_again_under_its_id_is_a_new_version(
     monday = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
     assert (await start(monday)).reason is Outcome.CLOSED
     assert start.reads == 2
+
+
+# ---- connections carried (routing.PendingConnects) ---------------------------------------
+
+
+async def _answered(sessions: Sessions, engine: AsyncEngine, n: int) -> list[routing.Connected]:
+    """`n` calls started on AUTOCOMMIT connections, each with its agent reserved, and
+    answered a second apart (not written yet)."""
+    await _setup(sessions, n + 1, Strategy.LINEAR)
+    statements = make_statement_engine(engine)
+    configs, answered = routing.HotlineConfigs(), []
+    at = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    for i in range(n):
+        call_id = uuid.uuid4()
+        async with statements.connect() as connection:
+            start = await routing.start_call(
+                connection, configs, number="500", call_id=call_id, channel_id=f"c{i}",
+                dialled="500", caller_number="030", node="n1", now=at,
+            )  # fmt: skip
+        (offer,) = start.offers
+        answered.append(
+            routing.Connected(call_id, offer.agent_id, routing.bridge_of(call_id),
+                              offer.target_kind, at.replace(second=i + 1))
+        )  # fmt: skip
+    return answered
+
+
+async def _recorded(sessions: Sessions, connected: routing.Connected) -> tuple[Any, ...]:
+    """(status, answered_at, bridge_id, the agent's activity, CONNECT events' times)."""
+    async with sessions() as session:
+        call = await session.get(Call, connected.call_id)
+        assert call is not None
+        state = await session.get(AgentState, connected.agent_id)
+        assert state is not None
+        events = (
+            await session.scalars(
+                select(CallEvent.at).where(
+                    CallEvent.call_id == connected.call_id, CallEvent.event == "CONNECT"
+                )
+            )
+        ).all()
+    return call.status, call.answered_at, call.bridge_id, state.activity, list(events)
+
+
+async def _until_bridged(sessions: Sessions, connected: routing.Connected) -> None:
+    """Until the record says bridged (written by a task of PendingConnects: the database is
+    all there is to watch)."""
+    async with asyncio.timeout(5):
+        while (await _recorded(sessions, connected))[0] is not CallStatus.BRIDGED:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+async def test_connections_go_with_the_next_start_in_its_statement(
+    sessions: Sessions, engine: AsyncEngine
+) -> None:
+    """Two answers pending, then a third caller: its start writes both connections, at the
+    answers' own times, in its one statement."""
+    first, second = await _answered(sessions, engine, 2)
+    pending = routing.PendingConnects(make_statement_engine(engine).connect, carry_s=60)
+    pending.add(first)
+    pending.add(second)
+    statements = make_statement_engine(engine)
+    sent: list[str] = []
+    async with statements.connect() as connection:
+
+        async def started(carried: list[routing.Connected]) -> routing.Start:
+            sent.extend(c.bridge_id for c in carried)
+            return await routing.start_call(
+                connection, routing.HotlineConfigs(), number="500", call_id=uuid.uuid4(),
+                channel_id="third", dialled="500", caller_number="030", node="n1",
+                now=datetime.now(UTC), carried=carried,
+            )  # fmt: skip
+
+        third = await pending.carried_by(started)
+    assert [o.agent_id for o in third.offers] == [3]
+    assert len(pending) == 0 and sent == [first.bridge_id, second.bridge_id]
+    for connected in (first, second):
+        assert await _recorded(sessions, connected) == (
+            CallStatus.BRIDGED, connected.at, connected.bridge_id, AgentActivity.ON_CALL,
+            [connected.at],
+        )  # fmt: skip
+
+
+async def test_an_end_writes_its_own_connection_first_and_a_late_one_changes_nothing(
+    sessions: Sessions, engine: AsyncEngine
+) -> None:
+    """A call that ends before anything carried its connection: the end writes it, then
+    the end (the agent's wrap-up, not on the call any more); the same connection sent
+    again afterwards (by a start that carried it meanwhile) leaves the record as it is."""
+    (connected,) = await _answered(sessions, engine, 1)
+    statements = make_statement_engine(engine)
+    ended = connected.at.replace(minute=5)
+    async with statements.connect() as connection:
+        await routing.finish_call(
+            connection, call_id=connected.call_id, agent_id=connected.agent_id, wrapup_s=30,
+            outcome=Outcome.ANSWERED, now=ended, carried=[connected],
+        )  # fmt: skip
+    async with statements.connect() as connection:
+        await routing.connect_calls(connection, [connected])
+    status, answered_at, bridge, activity, events = await _recorded(sessions, connected)
+    assert (status, answered_at, bridge, events) == (
+        CallStatus.ENDED,
+        connected.at,
+        connected.bridge_id,
+        [connected.at],
+    )
+    assert activity is AgentActivity.WRAPUP
+    async with sessions() as session:
+        call = await session.get(Call, connected.call_id)
+        assert call is not None and call.outcome is Outcome.ANSWERED and call.ended_at == ended
+
+
+async def test_a_connection_nothing_carries_is_written_on_its_own(
+    sessions: Sessions, engine: AsyncEngine
+) -> None:
+    (connected,) = await _answered(sessions, engine, 1)
+    pending = routing.PendingConnects(make_statement_engine(engine).connect, carry_s=0.05)
+    pending.add(connected)
+    await _until_bridged(sessions, connected)
+    assert len(pending) == 0
+    await pending.close()
+
+
+async def test_connections_of_a_failed_start_are_kept_and_written_later(
+    sessions: Sessions, engine: AsyncEngine
+) -> None:
+    """The start's statement fails (here: its connection is closed): the connections it
+    carried are pending again, and the next write stores them. Nothing is lost."""
+    (connected,) = await _answered(sessions, engine, 1)
+    statements = make_statement_engine(engine)
+    pending = routing.PendingConnects(statements.connect, carry_s=60)
+    pending.add(connected)
+
+    async def fails(carried: list[routing.Connected]) -> None:
+        async with statements.connect() as connection:
+            await connection.close()
+            await routing.connect_calls(connection, carried)
+
+    with pytest.raises(Exception):  # noqa: B017 - whatever the driver says about it
+        await pending.carried_by(fails)
+    assert len(pending) == 1
+    assert (await _recorded(sessions, connected))[0] is CallStatus.WAITING
+    await pending.close()  # at shutdown: what is pending is written
+    assert (await _recorded(sessions, connected))[0] is CallStatus.BRIDGED

@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from ari_app.db.models import Outcome
 from devenv import sipp
@@ -70,3 +71,48 @@ async def test_sigkill_and_restart_keeps_every_caller(
     assert all(abs(rank - pos) <= 1 for pos, rank in enumerate(ranks)), ranks
     log = serve.log()
     assert "reconciled: 10 waiting and 2 bridged call(s) adopted" in log, log[-3000:]
+
+
+async def test_a_call_killed_before_its_connection_was_written_stays_bridged(
+    pbx: PrivateAsterisk, serve: ServeProcess, sessions: Sessions, sipp_dir: Path
+) -> None:
+    """The connection of an answered call goes to Postgres with the process's next
+    statement (services/routing.py PendingConnects). Killed before that, the record says
+    waiting with the agent reserved while Asterisk has the call's bridge: the restarted app
+    finds the bridge by its name, keeps caller and agent together and stores the call as
+    answered. (The record is set back to that state by hand while the app is dead: the
+    kill itself cannot be timed into the half second.)"""
+    await seed_hotline(sessions, devices=("1001",), max_wait_s=300)
+    agent = SippPhone.for_phone(pbx.phone("1001"), sipp_dir, ring=0.2, hangup_after=8.0)
+    caller: sipp.SippCall | None = None
+    try:
+        async with agent:
+            caller = await trunk_call(pbx, sipp_dir, bye_timeout=60, name="unwritten")
+
+            async def bridged() -> bool:
+                rows = await calls_in_db(sessions)
+                return len(rows) == 1 and rows[0].answered_at is not None
+
+            await wait_until(bridged, 15, "the call bridged and written")
+            await serve.stop(signal.SIGKILL)
+            async with sessions() as session, session.begin():
+                for statement in (
+                    "UPDATE calls SET status = 'waiting', answered_at = NULL, agent_id = NULL,"
+                    " bridge_id = NULL",
+                    "UPDATE agent_states SET activity = 'ringing'",
+                    "DELETE FROM call_events WHERE event = 'CONNECT'",
+                ):
+                    await session.execute(text(statement))
+            await serve.start()
+            result = await asyncio.wait_for(caller.wait(), 60)
+    finally:
+        if caller is not None:
+            await caller.stop()
+    # The agent hung up after 8 s: the caller was with them until then, never requeued.
+    assert result.final_status == 200 and result.got_bye(), result.describe()
+    assert len(agent.invites()) == 1, "rung once: the caller never went back to the queue"
+    (row,) = await ended_calls(sessions, 1, timeout=15)
+    assert row.outcome is Outcome.ANSWERED and row.answered_at is not None
+    assert row.agent_id is not None
+    log = serve.log()
+    assert "reconciled: 0 waiting and 1 bridged call(s) adopted" in log, log[-3000:]

@@ -3,6 +3,8 @@ setting the same activities."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ari_app.domain.agent_state import (
@@ -95,8 +97,13 @@ def test_sources_and_busy() -> None:
 
 
 def test_the_call_paths_sql_sets_the_activities_of_the_table() -> None:
-    from ari_app.services import routing
-
-    connect, finish = str(routing._CONNECT), str(routing._FINISH)
+    """The connection's and the end's SQL functions (migration i11_connects_carried) set
+    the activities this table says."""
+    migration = (
+        Path(__file__).resolve().parents[2]
+        / "migrations/versions/20261205_i11e_connects_carried.py"
+    ).read_text()
+    connect = migration.split('CONNECT = """', 1)[1].split('"""', 1)[0]
+    finish = migration.split('FINISH = """', 1)[1].split('"""', 1)[0]
     assert f"activity = '{after(RINGING, AgentEvent.CONNECTED).value}'" in connect
     assert f"THEN '{finished(1).value}' ELSE '{finished(0).value}'" in finish

@@ -65,7 +65,7 @@ class BridgePhase(InboundCall):
 
     async def _bridge(self, leg: Leg, state: InboundState, cause: str) -> None:
         assert self.call_id is not None and self.hotline is not None
-        self.bridge_id = f"{self.call_id}-bridge"
+        self.bridge_id = routing.bridge_of(self.call_id)
         # The caller sees the hotline, never the agent's device or number: bridging sends the
         # caller the leg's caller ID as its connected line, and that was set to the hotline
         # in the leg's originate (_leg_variables).
@@ -78,17 +78,13 @@ class BridgePhase(InboundCall):
             return
         # Only now: a connection that failed half-way must leave the agent to cleanup.
         self.connected = leg
-        now = _now()
         self.answered_at = time.monotonic()
-        async with self.ctx.statement() as connection:
-            await routing.connect_call(
-                connection,
-                call_id=self.call_id,
-                agent_id=leg.agent_id,
-                bridge_id=self.bridge_id,
-                target_kind=leg.kind,
-                now=now,
-            )
+        # Written by the process's next start or end, the call's own at the latest
+        # (routing.PendingConnects): the bridge in Asterisk is the record until then.
+        self.connection = routing.Connected(
+            self.call_id, leg.agent_id, self.bridge_id, leg.kind, _now()
+        )
+        self.ctx.connects.add(self.connection)
         self._transition(state, cause)
 
     async def _call_over(self, cause: str) -> None:
@@ -106,17 +102,27 @@ class BridgePhase(InboundCall):
         # must never keep a phone line open.
         await self._hang_up_all()
 
-        async def store(db: Db) -> None:
-            await routing.finish_call(
-                db,
-                call_id=call_id,
-                agent_id=leg.agent_id if leg is not None else None,
-                wrapup_s=wrapup_s,
-                outcome=outcome,
-                now=now,
-            )
+        # The end writes the call's connection too, unless it was written already (the
+        # statement leaves a written one as it is), with whatever else is pending.
+        own = [self.connection] if self.connection is not None else []
+        if own:
+            self.ctx.connects.discard(call_id)
 
-        await self.persist_statement("call end", store)
+        async def stored(carried: list[routing.Connected]) -> None:
+            async def store(db: Db) -> None:
+                await routing.finish_call(
+                    db,
+                    call_id=call_id,
+                    agent_id=leg.agent_id if leg is not None else None,
+                    wrapup_s=wrapup_s,
+                    outcome=outcome,
+                    now=now,
+                    carried=[*own, *carried],
+                )
+
+            await self.persist_statement("call end", store)
+
+        await self.ctx.connects.carried_by(stored)
         self._count(outcome)
 
     async def _forward(self, number: str, cause: str) -> None:

@@ -25,7 +25,7 @@ from ari_app.domain.enums import Outcome, TargetKind
 from ari_app.flows.base import CallFlow, FlowContext, Timer
 from ari_app.flows.playlist import Playlist
 from ari_app.services import calls
-from ari_app.services.routing import Offer
+from ari_app.services.routing import Connected, Offer
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,8 @@ class InboundCall(CallFlow[InboundState]):
         self.tried: set[int] = set()
         self.bridge_id: str | None = None
         self.connected: Leg | None = None
+        # Its record for the database, made when this flow bridged it (PendingConnects).
+        self.connection: Connected | None = None
         # CONNECTING: the leg to bridge, and the stopped playback whose end it waits for.
         self.connecting: Leg | None = None
         self.stopped_playback: str | None = None

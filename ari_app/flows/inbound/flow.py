@@ -130,18 +130,25 @@ class InboundFlow(QueuePhase, OfferPhase, BridgePhase, VoicemailPhase):
             # One statement, committing on its own: the call's record, the hotline's
             # decision and its agents' reservation (services/routing.py; the hotline is
             # read first when this process has no current copy of its configuration).
+            # It also writes the connections other calls of this process are due
+            # (routing.PendingConnects).
             async with self.ctx.statement() as connection:
-                start = await routing.start_call(
-                    connection,
-                    self.ctx.hotline_configs,
-                    number=dialled or "",
-                    call_id=call_id,
-                    channel_id=self.channel_id,
-                    dialled=numbers.dialled_record(self.dialled),
-                    caller_number=self.caller_number,
-                    node=self.ctx.node,
-                    now=now,
-                )
+
+                async def started(carried: list[routing.Connected]) -> routing.Start:
+                    return await routing.start_call(
+                        connection,
+                        self.ctx.hotline_configs,
+                        number=dialled or "",
+                        call_id=call_id,
+                        channel_id=self.channel_id,
+                        dialled=numbers.dialled_record(self.dialled),
+                        caller_number=self.caller_number,
+                        node=self.ctx.node,
+                        now=now,
+                        carried=carried,
+                    )
+
+                start = await self.ctx.connects.carried_by(started)
         except (SQLAlchemyError, OSError) as exc:
             # No database: the dialplan's fallback takes the caller, never dead air.
             log.error(
