@@ -388,6 +388,7 @@ async def connect_calls(db: Db, connects: Sequence[Connected]) -> None:
 # How long an answer may wait for the process's next start or end to carry its connection
 # (PendingConnects): the panel shows the agent ringing, not talking, that much longer.
 CARRY_S = 0.5
+RETRY_S = 2.0  # a write on its own that failed (the database away) is tried again after
 
 
 class PendingConnects:
@@ -406,7 +407,7 @@ class PendingConnects:
     ) -> None:
         self._connection = connection  # for a write on its own (FlowContext.statement)
         self.carry_s = carry_s
-        self._pending: list[Connected] = []
+        self._pending: list[tuple[float, Connected]] = []  # (loop time added, connection)
         self._timer: asyncio.TimerHandle | None = None
         self._writing: asyncio.Task[None] | None = None
 
@@ -414,33 +415,40 @@ class PendingConnects:
         return len(self._pending)
 
     def add(self, connected: Connected) -> None:
-        self._pending.append(connected)
-        if self._timer is None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self.carry_s, self._write_alone)
+        loop = asyncio.get_running_loop()
+        self._pending.append((loop.time(), connected))
+        self._arm(loop)
 
     def discard(self, call_id: uuid.UUID) -> None:
         """The call's own end carries its connection."""
-        self._pending = [c for c in self._pending if c.call_id != call_id]
+        self._pending = [p for p in self._pending if p[1].call_id != call_id]
 
     async def carried_by(self, work: Callable[[list[Connected]], Awaitable[T]]) -> T:
         """`work` with the pending connections to write first in its statement; given
         back to the pending ones when it fails, so that nothing is lost."""
-        carried, self._pending = self._pending, []
+        taken, self._pending = self._pending, []
         try:
-            return await work(carried)
+            return await work([connected for _, connected in taken])
         except BaseException:
-            self._pending[:0] = carried
+            self._pending[:0] = taken
             raise
 
-    def _write_alone(self) -> None:
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The timer for the oldest pending connection's deadline."""
+        if self._timer is None and self._pending:
+            self._timer = loop.call_at(self._pending[0][0] + self.carry_s, self._due)
+
+    def _due(self) -> None:
         self._timer = None
-        if self._writing is None or self._writing.done():
+        loop = asyncio.get_running_loop()
+        if self._pending and self._pending[0][0] + self.carry_s > loop.time():
+            self._arm(loop)  # the due ones were carried: wait for the next one's deadline
+        elif self._pending and (self._writing is None or self._writing.done()):
             self._writing = asyncio.create_task(self.write(), name="pending connects")
 
     async def write(self) -> None:
         """Write the pending connections now, in one statement; after a failure (the
-        database away) again `carry_s` later."""
+        database away) again RETRY_S later."""
         if not self._pending:
             return
         try:
@@ -449,10 +457,12 @@ class PendingConnects:
         except (SQLAlchemyError, OSError) as exc:
             log.warning(
                 "%d connection(s) not stored yet (database unavailable, retry in %.1fs): %s",
-                len(self._pending), self.carry_s, type(exc).__name__,
+                len(self._pending), RETRY_S, type(exc).__name__,
             )  # fmt: skip
             if self._timer is None:
-                self._timer = asyncio.get_running_loop().call_later(self.carry_s, self._write_alone)
+                self._timer = asyncio.get_running_loop().call_later(RETRY_S, self._due)
+        else:
+            self._arm(asyncio.get_running_loop())  # added while this was written
 
     async def close(self) -> None:
         """At shutdown: what is pending is written now (once)."""
@@ -462,9 +472,10 @@ class PendingConnects:
         if self._writing is not None:
             await asyncio.gather(self._writing, return_exceptions=True)
         await self.write()
-        if self._timer is not None:  # the write failed: reconciliation will find the bridges
+        if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._pending:  # the write failed: reconciliation will find the bridges
             log.error("%d connection(s) not stored at shutdown", len(self._pending))
 
 

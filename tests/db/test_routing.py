@@ -438,3 +438,36 @@ async def test_connections_of_a_failed_start_are_kept_and_written_later(
     assert (await _recorded(sessions, connected))[0] is CallStatus.WAITING
     await pending.close()  # at shutdown: what is pending is written
     assert (await _recorded(sessions, connected))[0] is CallStatus.BRIDGED
+
+
+async def test_a_connection_waits_its_own_time_for_a_carrier(
+    sessions: Sessions, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deadline is each connection's own: one added just before an earlier one's
+    deadline is not written on its own then (the earlier one was carried), but only when
+    nothing carried it within `carry_s` of its own answer."""
+    first, second = await _answered(sessions, engine, 2)
+    written: list[tuple[float, list[uuid.UUID]]] = []
+    connect = routing.connect_calls
+
+    async def spied(db: Any, connects: Any) -> None:
+        written.append((asyncio.get_running_loop().time(), [c.call_id for c in connects]))
+        await connect(db, connects)
+
+    monkeypatch.setattr(routing, "connect_calls", spied)
+    carry_s = 0.4
+    pending = routing.PendingConnects(make_statement_engine(engine).connect, carry_s=carry_s)
+    pending.add(first)
+
+    async def carrier(carried: list[routing.Connected]) -> None:
+        async with make_statement_engine(engine).connect() as connection:
+            await routing.connect_calls(connection, carried)
+
+    await pending.carried_by(carrier)  # the first goes with another statement
+    await asyncio.sleep(carry_s * 0.75)
+    added = asyncio.get_running_loop().time()
+    pending.add(second)
+    await _until_bridged(sessions, second)
+    assert [ids for _, ids in written] == [[first.call_id], [second.call_id]]
+    assert written[1][0] - added >= carry_s * 0.99, "written alone only at its own deadline"
+    await pending.close()
