@@ -264,11 +264,22 @@ class DbCount:
     # A busy backend reports them at most once a second: the figure of a segment may be
     # off by about a second of traffic.
     transactions: int
+    # Of `statements`: the phones' presence writes (the hotline_device_* functions,
+    # ari_app/device_presence.py), driven by device states, at most 4 a second per PBX.
+    device_statements: int = 0
+    # Of `statements`: the call path's (services/routing.py's SQL functions: a call's
+    # start, a waiting caller's reservation, a connection, an end), each sent on its own
+    # and so its own transaction; only calls cause them (nothing idle to subtract).
+    call_statements: int = 0
 
 
+# The call path's SQL functions (services/routing.py), as its statements call them.
+_CALL_PATH = r"(FROM|SELECT) hotline_(start|enqueue|reserve|connect|finish)"
 _COUNT_SQL = """
 SELECT coalesce(sum(s.calls), 0)::bigint,
-       (SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1)
+       (SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1),
+       coalesce(sum(s.calls) FILTER (WHERE s.query LIKE '%hotline_device_%'), 0)::bigint,
+       coalesce(sum(s.calls) FILTER (WHERE s.query ~ $2), 0)::bigint
 FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
 WHERE d.datname = $1
 """
@@ -295,6 +306,11 @@ class DbCounter:
 
     async def read(self) -> DbCount:
         assert self._conn is not None, "open() first"
-        row = await self._conn.fetchrow(_COUNT_SQL, self.dbname)
+        row = await self._conn.fetchrow(_COUNT_SQL, self.dbname, _CALL_PATH)
         assert row is not None
-        return DbCount(statements=int(row[0]), transactions=int(row[1]))
+        return DbCount(
+            statements=int(row[0]),
+            transactions=int(row[1]),
+            device_statements=int(row[2]),
+            call_statements=int(row[3]),
+        )

@@ -96,6 +96,13 @@ def side_figures(segments: Sequence[Segment], idle: Costs) -> dict[str, Any]:
         "db_transactions_per_call": per_call(
             _net(total("db_transactions"), idle.db_transactions, idle, window)
         ),
+        # Of the round trips: the call path's statements, each its own transaction (counted
+        # by name: no idle baseline to subtract), and the phones' presence writes (device
+        # states: made as well when app_queue's calls ring the same phones).
+        "db_call_path_statements_per_call": per_call(total("db_call_statements")),
+        "db_presence_writes_per_call": per_call(
+            _net(total("db_device_statements"), idle.db_device_statements, idle, window)
+        ),
         "ari_requests_per_call": per_call(
             _net(total("ari_requests"), idle.ari_requests, idle, window)
         ),
@@ -148,6 +155,8 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("max event-loop lag (ms)", "max_event_loop_lag_ms"),
     ("DB round trips per call", "db_round_trips_per_call"),
     ("DB transactions per call", "db_transactions_per_call"),
+    ("of these: call path statements", "db_call_path_statements_per_call"),
+    ("of these: phone presence writes", "db_presence_writes_per_call"),
     ("ARI requests per call (app)", "ari_requests_per_call"),
     ("max calls in progress", "max_calls_in_progress"),
 )

@@ -48,6 +48,8 @@ class Costs:
     db_statements: int
     db_transactions: int
     ari_requests: int = 0
+    db_device_statements: int = 0
+    db_call_statements: int = 0
 
     @staticmethod
     def between(before: Snapshot, after: Snapshot) -> Costs:
@@ -59,6 +61,8 @@ class Costs:
             sipp_cpu_s=after.sipp_cpu - before.sipp_cpu,
             db_statements=after.db.statements - before.db.statements,
             db_transactions=after.db.transactions - before.db.transactions,
+            db_device_statements=after.db.device_statements - before.db.device_statements,
+            db_call_statements=after.db.call_statements - before.db.call_statements,
             ari_requests=after.ari_requests - before.ari_requests,
         )
 

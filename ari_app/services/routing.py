@@ -20,10 +20,11 @@ come after every other free agent (ring_all rings them only when everybody was t
 
 The call path is lean: a routed call's start is one statement (`start_call`:
 `hotline_start` inserts the call, decides, reserves; the hotline is read first when this
-process has no current copy of its configuration), its connection one (`connect_call`), its end one
-(`finish_call`). Each is a single statement, so the flows send them outside BEGIN/COMMIT
-on a bare connection (FlowContext.statement); they are built once at import, compiled for
-the driver (db/session.py DriverStatement).
+process has no current copy of its configuration) and its end one (`finish_call`); its
+connection (the agent answered) goes with the next of these the process sends
+(`PendingConnects`), so a call costs two transactions. Each is a single statement, so the
+flows send them outside BEGIN/COMMIT on a bare connection (FlowContext.statement); they
+are built once at import, compiled for the driver (db/session.py DriverStatement).
 """
 
 from __future__ import annotations
