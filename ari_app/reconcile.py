@@ -102,7 +102,7 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
                 and bridge
                 and len(others) == 1
             ):
-                await recovery.connect_unwritten(session, call, bridge.id, now)
+                await recovery.connect_unwritten(session, call, bridge.id, others[0], now)
             if call.channel_id not in channels:
                 await recovery.close_vanished(session, call, now)
                 result.closed += 1

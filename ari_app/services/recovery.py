@@ -63,22 +63,27 @@ async def release_all(session: AsyncSession, call_id: uuid.UUID) -> None:
 
 
 async def connect_unwritten(
-    session: AsyncSession, call: Call, bridge_id: str, now: datetime
+    session: AsyncSession, call: Call, bridge_id: str, leg: str, now: datetime
 ) -> None:
-    """A call its process bridged (Asterisk has its bridge with the caller and the leg)
-    but died before writing the connection (routing.PendingConnects): written now, with
-    the agent reserved for it (none: a forward target), so the call is bridged here too.
-    The answer's own time died with the process: `now` stands for it."""
-    reserved = (
-        await session.execute(
-            select(AgentState.agent_id, AgentState.target_kind)
-            .where(AgentState.reserved_call_id == call.id)
-            .limit(1)
+    """A call its process bridged with the channel `leg` (Asterisk has the call's bridge
+    with both) but died before writing the connection (routing.PendingConnects): written
+    now, with the agent that leg rang (none: a forward target), so the call is bridged here
+    too; agents still reserved for it besides (ring_all) are freed. The answer's own time
+    died with the process: `now` stands for it."""
+    agent_id = routing.agent_of_leg(call.id, leg)
+    kind = await session.scalar(
+        select(AgentState.target_kind).where(
+            AgentState.agent_id == agent_id, AgentState.reserved_call_id == call.id
         )
-    ).first()
-    agent_id, kind = reserved if reserved is not None else (None, None)
+    )
     connected = routing.Connected(call.id, agent_id, bridge_id, kind or TargetKind.EXTERNAL, now)
     await routing.connect_calls(session, [connected])
+    others = update(AgentState).where(AgentState.reserved_call_id == call.id)
+    if agent_id is not None:
+        others = others.where(AgentState.agent_id != agent_id)
+    await session.execute(
+        others.values(reserved_call_id=None, reserved_by_node=None, activity=_FREED)
+    )
     await session.refresh(call)
 
 

@@ -350,6 +350,20 @@ def bridge_of(call_id: uuid.UUID) -> str:
     return f"{call_id}-bridge"
 
 
+def agent_leg(call_id: uuid.UUID, agent_id: int, n: int) -> str:
+    """The channel id of the `n`th leg a call rang, to `agent_id`."""
+    return f"{call_id}-a{agent_id}-{n}"
+
+
+def agent_of_leg(call_id: uuid.UUID, channel_id: str) -> int | None:
+    """The agent an `agent_leg` of the call rang; None for another channel (a forward)."""
+    prefix = f"{call_id}-a"
+    agent, _, n = channel_id.removeprefix(prefix).partition("-")
+    if not channel_id.startswith(prefix) or not agent.isdigit() or not n.isdigit():
+        return None
+    return int(agent)
+
+
 @dataclass(frozen=True)
 class Connected:
     """A call bridged with its agent (or forward target: `agent_id` None) at `at`."""

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from flow_fakes import FakeAriClient, channel, event, fake_dispatcher, playback_finished
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from web_support import waiting_call
 
@@ -25,6 +25,7 @@ from ari_app.db.models import (
     CallStatus,
     Hotline,
     Outcome,
+    Strategy,
     Voicemail,
 )
 from ari_app.dispatch import Dispatcher
@@ -506,5 +507,49 @@ async def test_a_call_bridged_before_its_process_wrote_it_is_adopted_bridged(
             )
         assert state is not None and state.activity is AgentActivity.WRAPUP
         assert connects == 1
+    finally:
+        await dead.shutdown(0.1)
+
+
+async def test_ring_all_killed_before_the_connection_keeps_the_one_who_answered(
+    sessions: Sessions, world: Any
+) -> None:
+    """ring_all: both agents rung, the second answered and was bridged; the process died
+    before writing the connection and before freeing the first. The next process connects
+    the call to the agent whose leg is in the bridge (not any agent reserved for it), frees
+    the other one and leaves that leg to the orphans' flow."""
+    await _hotline(sessions, logged_in=2, strategy=Strategy.RING_ALL)
+    dead_ari, dead = fake_dispatcher(sessions, {"inbound": InboundFlow})
+    dead.ctx.connects.carry_s = 3600
+    try:
+        _start(dead)
+        await dead_ari.wait_command("originate", count=2)
+        legs = {c.args[0]: c.kwargs["channel_id"] for c in dead_ari.called("originate")}
+        first, second = legs["PJSIP/1001"], legs["PJSIP/1002"]
+        dead.on_event(event("StasisStart", channel=channel(second, "500"), args=["agentleg", "x"]))
+        bridge_id = (await dead_ari.wait_command("add_channel")).args[0]
+        call = await _call(sessions, "caller")
+        async with sessions() as session, session.begin():  # the first not freed yet
+            await session.execute(
+                update(AgentState)
+                .where(AgentState.agent_id == 1)
+                .values(reserved_call_id=call.id, activity=AgentActivity.RINGING)
+            )
+        ari, dispatcher = world
+        ari.channels = [
+            Channel("caller", "PJSIP/trunk-1", "Up"),
+            Channel(second, "PJSIP/1002", "Up"),
+            Channel(first, "PJSIP/1001", "Ringing"),
+        ]
+        ari.bridges = [Bridge(bridge_id, channels=("caller", second))]
+        result = await reconcile(dispatcher.ctx, dispatcher)
+        assert (result.adopted_bridged, result.orphans) == (1, [first])
+        call = await _call(sessions, "caller")
+        assert call.status is CallStatus.BRIDGED and call.agent_id == 2
+        async with sessions() as session:
+            states = {s.agent_id: s for s in await session.scalars(select(AgentState))}
+        assert states[2].activity is AgentActivity.ON_CALL and states[2].reserved_call_id == call.id
+        assert states[1].reserved_call_id is None
+        assert states[1].activity is not AgentActivity.RINGING
     finally:
         await dead.shutdown(0.1)

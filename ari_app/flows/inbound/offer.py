@@ -51,7 +51,7 @@ class OfferPhase(InboundCall):
         )
         shown = hotline.number if hotline.caller_id_to_agent == "hotline" else self.caller_number
         leg = Leg(
-            f"{self.call_id}-a{offer.agent_id}-{self.legs_made}",
+            routing.agent_leg(self.call_id, offer.agent_id, self.legs_made),
             offer.agent_id,
             offer.target,
             offer.target_kind,
