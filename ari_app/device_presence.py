@@ -191,8 +191,11 @@ class DevicePresence:
         loop = asyncio.get_running_loop()
         next_sync = loop.time() + RESYNC_S
         while True:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+            # cancellation at shutdown.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, next_sync - loop.time()))
+                async with asyncio.timeout_at(next_sync):
+                    await self._wake.wait()
             self._wake.clear()
             writes = self.writes
             try:

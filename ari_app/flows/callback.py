@@ -458,18 +458,24 @@ class CallbackDialler:
 
     async def run(self) -> None:
         self.ctx.agents_changed.subscribe(self.wake)
+        loop = asyncio.get_running_loop()
         try:
+            poll_at = loop.time() + POLL_S
             while True:
-                woken = False
+                # The poll's deadline is not moved by wake-ups: under load agents change
+                # more often than POLL_S, and a callback requested in another process
+                # would otherwise never be looked for. (asyncio.timeout, not wait_for:
+                # Python 3.11's wait_for can swallow a cancellation at shutdown.)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), POLL_S)
-                    woken = True
+                    async with asyncio.timeout_at(poll_at):
+                        await self._wake.wait()
                 self._wake.clear()
-                if woken and self.none_pending:
+                if loop.time() < poll_at and self.none_pending:
                     # An agent change, and no callback was pending at the last look: the
-                    # poll looks again within POLL_S (a routed call's agent changes cost
-                    # no statement then).
+                    # poll looks again at its time (a routed call's agent changes cost no
+                    # statement then).
                     continue
+                poll_at = loop.time() + POLL_S
                 try:
                     await self.dial_due()
                 except Exception as exc:

@@ -4,6 +4,8 @@ its retries and its giving up."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -15,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ari_app.db.models import AgentActivity, AgentState, Call, Callback, CallStatus, Outcome
 from ari_app.dispatch import Dispatcher
+from ari_app.flows import callback as callback_flow
 from ari_app.flows.callback import CallbackDialler
 from ari_app.flows.inbound import InboundFlow
 from ari_app.services import admin, agents
@@ -198,3 +201,29 @@ async def test_agent_hangs_up_while_the_citizen_rings(sessions: Sessions, world:
     assert row.next_attempt_at > row.requested_at + timedelta(seconds=200)
     assert await dialler.dial_due() == 0
     await dialler.stop()
+
+
+async def test_the_poll_finds_a_callback_while_agents_keep_changing(
+    sessions: Sessions, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load agents change more often than the dialler's poll period. A callback that
+    became due after the dialler's last look (none was pending: wake-ups cost nothing then)
+    is still dialled at the poll's time; the wake-ups used to restart the poll's wait, so
+    under steady load it never came."""
+    monkeypatch.setattr(callback_flow, "POLL_S", 0.3)
+    ari, dispatcher = world
+    await _hotline(sessions, paused=True, callback_after_s=1)
+    dialler = CallbackDialler(dispatcher.ctx)
+    task = asyncio.create_task(dialler.run())
+    try:
+        await ari.wait_for(lambda: dialler.none_pending)  # looked: nothing pending
+        await _requested(sessions, world)
+        async with asyncio.timeout(5):
+            while not dispatcher.ctx.callbacks.active:
+                dialler.wake()  # an agent changed, as every 0.1 s under load
+                await asyncio.sleep(0.1)
+        assert ari.called("originate"), "the attempt rings the agent first"
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
