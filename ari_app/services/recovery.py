@@ -53,12 +53,14 @@ async def release_stuck(session: AsyncSession, node: str, keep: Collection[uuid.
     )
 
 
-async def release_all(session: AsyncSession, call_id: uuid.UUID) -> None:
-    """Agents still reserved for a call that is going back to the queue."""
+async def release_all(session: AsyncSession, call_id: uuid.UUID, *, but: int | None = None) -> None:
+    """Agents still reserved for a call that is going back to the queue (or, `but` one,
+    connected to it)."""
+    reserved = update(AgentState).where(AgentState.reserved_call_id == call_id)
+    if but is not None:
+        reserved = reserved.where(AgentState.agent_id != but)
     await session.execute(
-        update(AgentState)
-        .where(AgentState.reserved_call_id == call_id)
-        .values(reserved_call_id=None, reserved_by_node=None, activity=_FREED)
+        reserved.values(reserved_call_id=None, reserved_by_node=None, activity=_FREED)
     )
 
 
@@ -78,12 +80,7 @@ async def connect_unwritten(
     )
     connected = routing.Connected(call.id, agent_id, bridge_id, kind or TargetKind.EXTERNAL, now)
     await routing.connect_calls(session, [connected])
-    others = update(AgentState).where(AgentState.reserved_call_id == call.id)
-    if agent_id is not None:
-        others = others.where(AgentState.agent_id != agent_id)
-    await session.execute(
-        others.values(reserved_call_id=None, reserved_by_node=None, activity=_FREED)
-    )
+    await release_all(session, call.id, but=agent_id)
     await session.refresh(call)
 
 

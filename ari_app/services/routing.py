@@ -293,8 +293,8 @@ async def start_call(
         if found is None:
             break
         cached = configs.keep(found[0], found[1].holidays)
-    if connects is not None:
-        await connect_calls(db, carried)
+    if connects is not None:  # not sent with a start: on their own
+        await _CONNECT.rows(db, {"connects": connects})
     queue_seq, _, offers = await enqueue(
         db,
         call_id=call_id,
