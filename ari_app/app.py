@@ -204,6 +204,8 @@ class HotlineApp:
         # A phone that became idle may free an agent for waiting callers: Postgres tells
         # every process (watch_presence_and_staffing listens), whichever wrote it.
         self.ctx.followed_devices = lambda: self.device_presence.followed
+        # Its changes go with the calls' starts and ends under load (routing.PendingWrites).
+        self.ctx.pending.presence = self.device_presence
         self.stream.add_handler(self.device_presence.on_event)
         self.stream.add_connect_hook(self.reconcile_presence_and_staffing)
         self.stream.add_disconnect_hook(self.device_presence.on_disconnect)

@@ -22,9 +22,11 @@ device ops bound to them. The device states are a cache: every (re)connect subsc
 re-reads them, and a periodic resync picks up devices ops added since. Between resyncs the
 agents' devices and the stored flags are cached too, so a device state change costs one
 statement for what changed and no reads (every call changes its agent's device state
-twice); changes that arrive while a write is under way or within COALESCE_S after it go
-out together in the next one, and a change that alters no agent's busy/idle (RINGING ->
-INUSE) writes nothing.
+twice); a change that alters no agent's busy/idle (RINGING -> INUSE) writes nothing.
+Under load the changes cost no transaction of their own: changes that arrive within
+COALESCE_S of the last write wait for the process's next start or end of a call, which
+takes them (`take`) and writes them in its statement (services/routing.py PendingWrites);
+the tracker writes them itself only when no call did within COALESCE_S of the last write.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from ari_app.ari.errors import AriError
 from ari_app.ari.events import DeviceStateChanged, Event
 from ari_app.domain.presence import device_state_busy
 from ari_app.services import device_states, nodes
-from ari_app.services.device_states import AgentDevices
+from ari_app.services.device_states import AgentDevices, BatchWritten, DeviceBatch
 from ari_app.signals import Broadcast
 
 log = logging.getLogger(__name__)
@@ -52,11 +54,12 @@ log = logging.getLogger(__name__)
 RESYNC_S = 2.0  # new devices (ops added, hot desks) are picked up this fast
 SUBSCRIBE_BATCH = 50  # event sources per subscription request
 # Every routed call changes its agent's phone twice (in use, idle): written one statement
-# each, that was two of a call's six transactions. After a write, the tracker waits this
-# long and writes what changed meanwhile in one statement: at most 1/COALESCE_S writes a
-# second per PBX whatever the call rate, and a change waits at most this long (the first
-# after a quiet spell not at all). The app's own calls do not wait for it: the reservation
-# in Postgres keeps an agent from being rung twice, not the device state.
+# each, that was two of a call's six transactions. After a write (its own or one carried
+# by a call's statement), what changes waits this long for a call's start or end to carry
+# it, and what is left is then written in one statement: at most 1/COALESCE_S writes of
+# its own a second per PBX whatever the call rate, and a change waits at most this long
+# (the first after a quiet spell not at all). The app's own calls do not wait for it: the
+# reservation in Postgres keeps an agent from being rung twice, not the device state.
 COALESCE_S = 0.25
 
 
@@ -159,7 +162,15 @@ class DevicePresence:
         self._agents: list[AgentDevices] = []  # as of the last sync
         self._stored: dict[int, bool] = {}  # this tracker's rows, as last seen/written
         self._wake = asyncio.Event()
-        self.writes = 0  # statements that stored changes (run() paces them)
+        self.writes = 0  # statements of its own that stored changes
+        self.carried_writes = 0  # calls' statements that stored changes (take)
+        self._last_write = float("-inf")  # loop time of the last of either
+        # One write at a time, so that an older view never lands after a newer one: a
+        # batch a call's statement carries (`take`) or one of the tracker's own.
+        self._in_flight: DeviceBatch | None = None
+        self._landed = asyncio.Event()
+        self._landed.set()
+        self._writing = False
         self.external_calls.changed.subscribe(self._wake.set)
 
     async def on_connect(self) -> None:
@@ -169,6 +180,7 @@ class DevicePresence:
         self.live = True
         try:
             await self._sync()
+            await self.apply()
         except Exception as exc:  # reconcile must not stop the stream; the resync retries
             log.warning("device states: initial sync failed: %s", exc)
 
@@ -186,8 +198,9 @@ class DevicePresence:
                     self._wake.set()  # RINGING -> INUSE changes nobody's presence
 
     async def run(self) -> None:
-        """Apply changes as they come, at most one write per COALESCE_S (the first at
-        once); resync devices every RESYNC_S, busy or not."""
+        """Apply changes as they come: the first after a quiet spell at once, later ones
+        when no call's statement carried them within COALESCE_S of the last write; resync
+        devices every RESYNC_S, busy or not."""
         loop = asyncio.get_running_loop()
         next_sync = loop.time() + RESYNC_S
         while True:
@@ -197,18 +210,22 @@ class DevicePresence:
                 async with asyncio.timeout_at(next_sync):
                     await self._wake.wait()
             self._wake.clear()
-            writes = self.writes
+            # Meanwhile a call's start or end may take the changes (`take`); the deadline
+            # moves with every write.
+            while True:
+                due = self._last_write + COALESCE_S
+                if due <= loop.time() or due >= next_sync:
+                    break
+                await asyncio.sleep(due - loop.time())
             try:
                 if loop.time() >= next_sync:
                     next_sync = loop.time() + RESYNC_S
-                    await self._sync()  # applies too
+                    await self._sync()
+                    self._wake.set()  # what the resync changed, as any change
                 else:
                     await self.apply()
             except Exception as exc:
                 log.warning("device states: update failed: %s", exc)
-            if self.writes != writes:
-                # What changes meanwhile goes out together in the next write.
-                await asyncio.sleep(COALESCE_S)
 
     async def _sync(self) -> None:
         async with self.sessions() as session:
@@ -245,17 +262,23 @@ class DevicePresence:
         # The PBX's writer (this process or a sibling, within a resync) keeps `device_busy`
         # of these devices current: flows need not ask Asterisk before ringing one.
         self.followed = frozenset(wanted)
-        await self.apply()
-        async with self.statement_sessions() as session, session.begin():
-            corrected = await device_states.refresh(session, self.tracker if self.live else None)
+        await self._landed.wait()  # one write at a time (a carried batch locks rows too)
+        self._writing = True
+        try:
+            async with self.statement_sessions() as session, session.begin():
+                corrected = await device_states.refresh(
+                    session, self.tracker if self.live else None
+                )
+        finally:
+            self._writing = False
         if corrected:
             log.info("device presence: corrected agent(s) %s from all nodes", corrected)
             self.changed.notify()
             self.freed.notify()
 
-    async def apply(self) -> list[int]:
-        """Store this tracker's view where it differs from what the states say (compared
-        with the cache of the last sync and writes); returns the agents changed."""
+    def _changes(self) -> dict[int, bool]:
+        """Where this tracker's view differs from what it last stored (compared with the
+        cache of the last sync and writes)."""
         external = self.external_calls.numbers
         states = self.states if self.writes_devices else {}
         changes = {}
@@ -266,23 +289,68 @@ class DevicePresence:
                 continue  # no row and nothing to say
             if busy != stored:
                 changes[agent.agent_id] = busy
+        return changes
+
+    async def apply(self) -> list[int]:
+        """Store this tracker's view where it differs from what the states say, in a
+        statement of its own; returns the agents changed."""
+        await self._landed.wait()  # after a batch a call's statement carries
+        changes = self._changes()
         if changes:
-            async with self.statement_sessions() as session, session.begin():
-                flipped = await device_states.store_busy(session, changes, self.tracker)
-            self._stored.update(changes)  # only once stored: a failed write is retried
+            self._writing = True
+            try:
+                async with self.statement_sessions() as session, session.begin():
+                    flipped = await device_states.store_busy(session, changes, self.tracker)
+            finally:
+                self._writing = False
             self.writes += 1
-            if log.isEnabledFor(logging.DEBUG):  # two per routed call: not at INFO
-                log.debug(
-                    "device presence: %s",
-                    ", ".join(f"agent {a} {'busy' if b else 'idle'}" for a, b in changes.items()),
-                )
-            if flipped:
-                self.changed.notify()
-            # A phone gone idle may free an agent (even when another node's tracker had
-            # stored the flag first and `flipped` is empty).
-            if not all(changes.values()):
-                self.freed.notify()
+            self._stored_now(changes, flipped)
         return list(changes)
+
+    def take(self) -> DeviceBatch | None:
+        """The changes not stored yet, for a call's start or end to write (PendingWrites);
+        None while another write is under way, or when nothing changed."""
+        if self._writing or self._in_flight is not None:
+            return None
+        changes = self._changes()
+        if not changes:
+            return None
+        self._in_flight = DeviceBatch(self.tracker, changes)
+        self._landed.clear()
+        return self._in_flight
+
+    def carried(self, batch: DeviceBatch, written: BatchWritten | None) -> None:
+        """The statement that took `batch` is over; what it did not write (it failed, or
+        an agent's row was locked) goes out with the next write."""
+        if batch is not self._in_flight:
+            log.error("device presence: a batch not in flight came back (%s)", batch)
+            return
+        self._in_flight = None
+        self._landed.set()
+        if written is None:
+            self._wake.set()
+            return
+        stored = {a: b for a, b in batch.busy.items() if a not in written.unwritten}
+        if stored:
+            self.carried_writes += 1
+            self._stored_now(stored, list(written.flipped))
+        if written.unwritten:
+            self._wake.set()
+
+    def _stored_now(self, changes: dict[int, bool], flipped: list[int]) -> None:
+        self._stored.update(changes)  # only once stored: a failed write is retried
+        self._last_write = asyncio.get_running_loop().time()
+        if log.isEnabledFor(logging.DEBUG):  # two per routed call: not at INFO
+            log.debug(
+                "device presence: %s",
+                ", ".join(f"agent {a} {'busy' if b else 'idle'}" for a, b in changes.items()),
+            )
+        if flipped:
+            self.changed.notify()
+        # A phone gone idle may free an agent (even when another node's tracker had
+        # stored the flag first and `flipped` is empty).
+        if not all(changes.values()):
+            self.freed.notify()
 
     def close(self) -> None:
         self.external_calls.changed.unsubscribe(self._wake.set)

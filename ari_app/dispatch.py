@@ -127,4 +127,4 @@ class Dispatcher:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        await self.ctx.connects.close()
+        await self.ctx.pending.close()

@@ -92,7 +92,7 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
                 continue
             hotline = hotlines.get(call.hotline_id) if call.hotline_id else None
             # Named after the call (routing.bridge_of): found even when its process died
-            # before writing the connection (routing.PendingConnects).
+            # before writing the connection (routing.PendingWrites).
             bridge = bridges.get(call.bridge_id or routing.bridge_of(call.id))
             others = [c for c in (bridge.channels if bridge else ()) if c != call.channel_id]
             if (

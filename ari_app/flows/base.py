@@ -28,7 +28,7 @@ from ari_app.ari.events import Event
 from ari_app.db.session import make_sessionmaker
 from ari_app.device_presence import ExternalCalls
 from ari_app.domain.sounds import localise
-from ari_app.services.routing import HotlineConfigs, PendingConnects
+from ari_app.services.routing import HotlineConfigs, PendingWrites
 from ari_app.signals import Broadcast, WaitQueue
 
 if TYPE_CHECKING:
@@ -183,9 +183,9 @@ class FlowContext:
     # The hotlines' configuration as this process last read it (a call's start checks its
     # version in the same statement: services/routing.py).
     hotline_configs: HotlineConfigs = field(default_factory=HotlineConfigs)
-    # Connections (agents who answered) the process's next start or end writes
-    # (services/routing.py PendingConnects).
-    connects: PendingConnects = field(init=False)
+    # Connections (agents who answered) and phone presence changes that the process's next
+    # start or end writes (services/routing.py PendingWrites).
+    pending: PendingWrites = field(init=False)
     _statement_sessions: async_sessionmaker[AsyncSession] = field(init=False, repr=False)
 
     # Devices whose state device presence follows (ari_app/device_presence.py): their
@@ -202,7 +202,7 @@ class FlowContext:
 
     def __post_init__(self) -> None:
         self.agents_changed.subscribe(self.waiting.notify)
-        self.connects = PendingConnects(self.statement)
+        self.pending = PendingWrites(self.statement)
         self._statement_sessions = (
             self.sessions
             if self.statement_engine is None

@@ -4,14 +4,17 @@ OR over the fresh views of all trackers (busy on any node is busy everywhere).
 
 The writes are SQL functions (migration i11_presence), one statement each, so that a
 tracker sends one round trip per batch of device changes (sent outside BEGIN/COMMIT when
-the caller's session is an AUTOCOMMIT one: FlowContext.one_statement).
+the caller's session is an AUTOCOMMIT one: FlowContext.one_statement). Under load a batch
+goes with the next start or end of a call instead (DeviceBatch; migration
+i11_presence_carried), no transaction of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +81,39 @@ async def device_facts(session: AsyncSession, tracker: str) -> DeviceFacts:
         agents.append(AgentDevices(agent_id, device, frozenset(externals.get(agent_id, ())), busy))
     stored = {a: b for a, b in await session.execute(_TRACKER_ROWS, {"tracker": tracker})}
     return DeviceFacts(agents, bound_all, stored)
+
+
+@dataclass(frozen=True)
+class DeviceBatch:
+    """A tracker's changes (agent -> busy) handed to a call's start or end to write first
+    in its statement (routing.PendingWrites; migration i11_presence_carried)."""
+
+    tracker: str
+    busy: dict[int, bool]
+
+    def json(self) -> str:
+        ids = sorted(self.busy)
+        return json.dumps(
+            {
+                "tracker": self.tracker,
+                "stale_s": STALE_S,
+                "agents": ids,
+                "busy": [self.busy[a] for a in ids],
+            }
+        )
+
+
+@dataclass(frozen=True)
+class BatchWritten:
+    """What a carried batch did: the agents it left unwritten (their rows were locked by
+    another transaction, or they have no state row) and those whose device_busy changed."""
+
+    unwritten: frozenset[int]
+    flipped: tuple[int, ...]
+
+    @classmethod
+    def of(cls, unwritten: Sequence[int] | None, flipped: Sequence[int] | None) -> BatchWritten:
+        return cls(frozenset(unwritten or ()), tuple(flipped or ()))
 
 
 _BUSY = text("SELECT hotline_device_busy(:tracker, :agents, :busy, :stale_s)")

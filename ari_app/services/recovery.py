@@ -68,7 +68,7 @@ async def connect_unwritten(
     session: AsyncSession, call: Call, bridge_id: str, leg: str, now: datetime
 ) -> None:
     """A call its process bridged with the channel `leg` (Asterisk has the call's bridge
-    with both) but died before writing the connection (routing.PendingConnects): written
+    with both) but died before writing the connection (routing.PendingWrites): written
     now, with the agent that leg rang (none: a forward target), so the call is bridged here
     too; agents still reserved for it besides (ring_all) are freed. The answer's own time
     died with the process: `now` stands for it."""

@@ -21,10 +21,11 @@ come after every other free agent (ring_all rings them only when everybody was t
 The call path is lean: a routed call's start is one statement (`start_call`:
 `hotline_start` inserts the call, decides, reserves; the hotline is read first when this
 process has no current copy of its configuration) and its end one (`finish_call`); its
-connection (the agent answered) goes with the next of these the process sends
-(`PendingConnects`), so a call costs two transactions. Each is a single statement, so the
-flows send them outside BEGIN/COMMIT on a bare connection (FlowContext.statement); they
-are built once at import, compiled for the driver (db/session.py DriverStatement).
+connection (the agent answered) goes with the next of these the process sends, and so do
+the phones' presence changes (`PendingWrites`), so a call costs two transactions. Each is
+a single statement, so the flows send them outside BEGIN/COMMIT on a bare connection
+(FlowContext.statement); they are built once at import, compiled for the driver
+(db/session.py DriverStatement).
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import and_, bindparam, func, inspect, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -51,6 +52,7 @@ from ari_app.domain.agent_state import AgentEvent
 from ari_app.domain.enums import AgentActivity, CallStatus, Outcome, TargetKind
 from ari_app.domain.hours import OpeningHours
 from ari_app.services import audit
+from ari_app.services.device_states import BatchWritten, DeviceBatch
 from ari_app.services.hotline_stats import waiting_in
 
 log = logging.getLogger(__name__)
@@ -221,8 +223,9 @@ def _offers(rows: Any) -> list[Offer]:
 
 _START = DriverStatement.compile(
     text(
-        "SELECT o_reason, o_seq, o_agent, o_target, o_kind FROM hotline_start_carrying("
-        "CAST(:connects AS jsonb), :number, CAST(:hotline_id AS integer),"
+        "SELECT o_reason, o_seq, o_agent, o_target, o_kind, o_unwritten, o_flipped"
+        " FROM hotline_start_carrying(CAST(:connects AS jsonb), CAST(:presence AS jsonb),"
+        " :number, CAST(:hotline_id AS integer),"
         " CAST(:version AS bigint), :open, :call_id, :channel_id, :dialled, :caller, :node,"
         " :now)"
     ).bindparams(bindparam("now", type_=_TIMESTAMP))
@@ -253,7 +256,7 @@ async def start_call(
     caller_number: str,
     node: str,
     now: datetime,
-    carried: Sequence[Connected] = (),
+    carried: Carried | None = None,
 ) -> Start:
     """A new call to `number`: its record, why it is not queued (closed, nobody logged
     in, the queue full: decided by hotline_start, the one place of that rule) and when it
@@ -261,9 +264,13 @@ async def start_call(
     the hotline's configuration is cached and current; else (first call, changed by ops)
     the hotline is read first and the cache refreshed. An unknown number is recorded as
     such (two statements: the read, the insert). The statement writes the `carried`
-    connections of other calls first (PendingConnects); a start that is not sent with
-    them (an unknown number) writes them on their own."""
-    connects = _connects_json(carried)
+    connections of other calls first and the carried presence changes last
+    (PendingWrites; their result in `carried.presence_written`); a start that is not sent
+    with them (an unknown number) writes the connections on their own and leaves the
+    presence changes to their tracker."""
+    carried = carried if carried is not None else Carried()
+    connects = _connects_json(carried.connects)
+    presence = carried.presence.json() if carried.presence is not None else None
     cached = configs.get(number) if number else None
     while True:  # again only after ops changed the hotline between the read and the start
         if cached is not None:
@@ -271,6 +278,7 @@ async def start_call(
                 db,
                 {
                     "connects": connects,
+                    "presence": presence,
                     "number": number,
                     "hotline_id": cached.hotline.id,
                     "version": cached.hotline.config_version,
@@ -284,9 +292,13 @@ async def start_call(
                 },
             )
             connects = None  # written, whatever the answer
+            if presence is not None:  # its row comes after the start's (o_reason NULL)
+                presence = None
+                carried.presence_written = BatchWritten.of(rows[-1][5], rows[-1][6])
+                rows = rows[:-1]
             reason = rows[0][0]
             if reason != "stale":
-                offers = _offers(tuple(row)[2:] for row in rows)
+                offers = _offers(tuple(row)[2:5] for row in rows)
                 return Start(cached.hotline, _REASONS[reason], rows[0][1], offers)
             configs.forget(number)
         found = await start_facts(db, number, now) if number else None
@@ -392,6 +404,28 @@ def _connects_json(connects: Sequence[Connected]) -> str | None:
     )
 
 
+@dataclass
+class Carried:
+    """What a call's start or end writes first (connections) and last (the PBX's phone
+    presence changes, when this process writes them) in its statement, for the rest of
+    the process (PendingWrites)."""
+
+    connects: list[Connected] = field(default_factory=list)
+    presence: DeviceBatch | None = None
+    # The statement's answer for `presence` (None: not sent, or the statement failed).
+    presence_written: BatchWritten | None = None
+
+
+class PresenceSource(Protocol):
+    """Device presence's side of PendingWrites (ari_app/device_presence.py)."""
+
+    def take(self) -> DeviceBatch | None:
+        """The changes not stored yet, now in flight (None: nothing to carry now)."""
+
+    def carried(self, batch: DeviceBatch, written: BatchWritten | None) -> None:
+        """The statement that carried `batch` is over (`written` None: it failed)."""
+
+
 async def connect_calls(db: Db, connects: Sequence[Connected]) -> None:
     """The calls are bridged with their agents (or forward targets): each agent on the
     call, the call record bridged, its CONNECT event at the answer's time; one statement
@@ -401,19 +435,25 @@ async def connect_calls(db: Db, connects: Sequence[Connected]) -> None:
 
 
 # How long an answer may wait for the process's next start or end to carry its connection
-# (PendingConnects): the panel shows the agent ringing, not talking, that much longer.
+# (PendingWrites): the panel shows the agent ringing, not talking, that much longer.
 CARRY_S = 0.5
 RETRY_S = 2.0  # a write on its own that failed (the database away) is tried again after
 
 
-class PendingConnects:
-    """Connections (an agent answered, the call is bridged) this process has not written
-    yet. The next start or end it sends carries them (`carried_by`), in the same statement:
-    a routed call costs two transactions (its start, its end), not three. One that nothing
-    carried within `carry_s` is written on its own, and `close` writes what is left.
-    Meanwhile Asterisk holds the bridge and Postgres still shows the call waiting with its
-    agent reserved: reconciliation reads that as bridged when it finds the call's bridge
-    (reconcile.py), and an end always carries its own call's connection."""
+class PendingWrites:
+    """What this process has to write and lets the next start or end of a call carry
+    (`carried_by`), in the same statement: a routed call costs two transactions (its start,
+    its end), not three or more.
+
+    - Connections (an agent answered, the call is bridged): one that nothing carried within
+      `carry_s` is written on its own, and `close` writes what is left. Meanwhile Asterisk
+      holds the bridge and Postgres still shows the call waiting with its agent reserved:
+      reconciliation reads that as bridged when it finds the call's bridge (reconcile.py),
+      and an end always carries its own call's connection.
+    - The phones' presence changes of the PBX's device presence writer (`presence`, set in
+      the process that writes them, ari_app/device_presence.py): it keeps them until a
+      start or end takes them, and writes them itself when none did within its COALESCE_S.
+    """
 
     def __init__(
         self,
@@ -422,6 +462,7 @@ class PendingConnects:
     ) -> None:
         self._connection = connection  # for a write on its own (FlowContext.statement)
         self.carry_s = carry_s
+        self.presence: PresenceSource | None = None
         self._pending: list[tuple[float, Connected]] = []  # (loop time added, connection)
         self._timer: asyncio.TimerHandle | None = None
         self._writing: asyncio.Task[None] | None = None
@@ -438,15 +479,25 @@ class PendingConnects:
         """The call's own end carries its connection."""
         self._pending = [p for p in self._pending if p[1].call_id != call_id]
 
-    async def carried_by(self, work: Callable[[list[Connected]], Awaitable[T]]) -> T:
-        """`work` with the pending connections to write first in its statement; given
-        back to the pending ones when it fails, so that nothing is lost."""
+    async def carried_by(self, work: Callable[[Carried], Awaitable[T]]) -> T:
+        """`work` with what is pending to write in its statement; the connections are
+        given back to the pending ones when it fails, so that nothing is lost, and device
+        presence hears what became of its changes."""
         taken, self._pending = self._pending, []
+        presence = self.presence
+        carried = Carried(
+            [connected for _, connected in taken],
+            presence.take() if presence is not None else None,
+        )
         try:
-            return await work([connected for _, connected in taken])
+            result = await work(carried)
         except BaseException:
             self._pending[:0] = taken
             raise
+        finally:
+            if presence is not None and carried.presence is not None:
+                presence.carried(carried.presence, carried.presence_written)
+        return result
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         """The timer for the oldest pending connection's deadline."""
@@ -466,10 +517,14 @@ class PendingConnects:
         database away) again RETRY_S later."""
         if not self._pending:
             return
+        taken, self._pending = self._pending, []
         try:
             async with self._connection() as db:
-                await self.carried_by(lambda carried: connect_calls(db, carried))
-        except (SQLAlchemyError, OSError) as exc:
+                await connect_calls(db, [connected for _, connected in taken])
+        except BaseException as exc:
+            self._pending[:0] = taken
+            if not isinstance(exc, (SQLAlchemyError, OSError)):
+                raise
             log.warning(
                 "%d connection(s) not stored yet (database unavailable, retry in %.1fs): %s",
                 len(self._pending), RETRY_S, type(exc).__name__,
@@ -496,9 +551,10 @@ class PendingConnects:
 
 _FINISH = DriverStatement.compile(
     text(
-        "SELECT hotline_finish(:call_id, CAST(:agent_id AS integer),"
-        " CAST(:wrapup_s AS integer), CAST(:outcome AS call_outcome), :event, :now,"
-        " CAST(:connects AS jsonb))"
+        "SELECT o_unwritten, o_flipped FROM hotline_finish(:call_id,"
+        " CAST(:agent_id AS integer), CAST(:wrapup_s AS integer),"
+        " CAST(:outcome AS call_outcome), :event, :now, CAST(:connects AS jsonb),"
+        " CAST(:presence AS jsonb))"
     ).bindparams(bindparam("now", type_=_TIMESTAMP))
 )
 
@@ -511,13 +567,16 @@ async def finish_call(
     wrapup_s: int,
     outcome: Outcome,
     now: datetime,
-    carried: Sequence[Connected] = (),
+    own: Connected | None = None,
+    carried: Carried | None = None,
 ) -> None:
     """A connected call ended: its agent into wrap-up (or idle) as `agent_finished` does,
     the call's one outcome as `calls.close_call` sets it (a call that has one keeps it,
-    its event is logged once); one statement, which writes the `carried` connections
-    first (the call's own among them when it may not be written yet)."""
-    await _FINISH.rows(
+    its event is logged once); one statement, which writes the call's `own` connection
+    (when it may not be written yet) and the `carried` ones first, and the carried
+    presence changes last (their result in `carried.presence_written`)."""
+    carried = carried if carried is not None else Carried()
+    rows = await _FINISH.rows(
         db,
         {
             "call_id": call_id,
@@ -526,9 +585,12 @@ async def finish_call(
             "now": now,
             "outcome": outcome.value,
             "event": outcome.value.upper(),
-            "connects": _connects_json(carried),
+            "connects": _connects_json([*([own] if own else []), *carried.connects]),
+            "presence": carried.presence.json() if carried.presence is not None else None,
         },
     )
+    if carried.presence is not None:
+        carried.presence_written = BatchWritten.of(rows[0][0], rows[0][1])
 
 
 async def position_in_queue(session: AsyncSession, call: Call) -> int:

@@ -6,19 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from flow_fakes import FakeAriClient, event
 from sqlalchemy import event as sa_event
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ari_app import device_presence
 from ari_app.db.models import AgentState, TargetKind
 from ari_app.db.session import make_sessionmaker, make_statement_engine
 from ari_app.device_presence import RESYNC_S, DevicePresence
-from ari_app.services import admin, agents, presence
+from ari_app.domain.enums import Outcome
+from ari_app.services import admin, agents, presence, routing
+from ari_app.services.device_states import BatchWritten, DeviceBatch
 
 pytestmark = pytest.mark.db
 Sessions = async_sessionmaker[AsyncSession]
@@ -254,3 +259,100 @@ async def test_a_batch_of_device_changes_is_one_statement(
         assert await tracker.apply() == []
     assert sent == []
     tracker.close()
+
+
+async def _end_of_no_call(db: Any, carried: routing.Carried) -> None:
+    """A call's end as the flows send it (a call this test never started: only what it
+    carries is written)."""
+    await routing.finish_call(
+        db, call_id=uuid.uuid4(), agent_id=None, wrapup_s=0, outcome=Outcome.ANSWERED,
+        now=datetime.now(UTC), carried=carried,
+    )  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def _carrying(
+    sessions: Sessions, engine: AsyncEngine
+) -> AsyncIterator[tuple[DevicePresence, routing.PendingWrites]]:
+    """A running tracker whose changes the calls' statements of `PendingWrites` carry."""
+    statements = make_statement_engine(engine)
+    tracker = DevicePresence(
+        Ari(),  # type: ignore[arg-type]
+        sessions,
+        statement_sessions=make_sessionmaker(statements),
+    )
+    pending = routing.PendingWrites(statements.connect)
+    pending.presence = tracker
+    await tracker.on_connect()
+    runner = asyncio.create_task(tracker.run())
+    try:
+        yield tracker, pending
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        tracker.close()
+        await pending.close()
+        await statements.dispose()
+
+
+async def _carry(pending: routing.PendingWrites, engine: AsyncEngine) -> routing.Carried:
+    async with make_statement_engine(engine).connect() as connection:
+
+        async def end(carried: routing.Carried) -> routing.Carried:
+            await _end_of_no_call(connection, carried)
+            return carried
+
+        return await pending.carried_by(end)
+
+
+async def test_under_load_the_changes_go_with_the_calls_statements(
+    sessions: Sessions, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change within COALESCE_S of the last write waits for a call's start or end: the
+    call's statement writes it (no transaction of the tracker's own), and the tracker,
+    finding it stored when its time comes, writes nothing."""
+    monkeypatch.setattr(device_presence, "COALESCE_S", 0.5)
+    await _agents(sessions)
+    async with _carrying(sessions, engine) as (tracker, pending):
+        tracker.on_event(_device_event("PJSIP/1001", "INUSE"))
+        await _until(tracker, sessions, {1: True, 2: False})
+        assert (tracker.writes, tracker.carried_writes) == (1, 0)  # a quiet spell: at once
+        tracker.on_event(_device_event("PJSIP/1002", "INUSE"))
+        tracker.on_event(_device_event("PJSIP/1001", "NOT_INUSE"))
+        carried = await _carry(pending, engine)
+        assert carried.presence == DeviceBatch(tracker.tracker, {1: False, 2: True})
+        assert carried.presence_written == BatchWritten(frozenset(), (1, 2))
+        assert await _busy(sessions) == {1: False, 2: True}
+        assert (tracker.writes, tracker.carried_writes) == (1, 1)
+        # Nothing left for the tracker's own write at its deadline; a change after it is
+        # written by the tracker (no call carried it), in one statement of its own.
+        tracker.on_event(_device_event("PJSIP/1002", "NOT_INUSE"))
+        await _until(tracker, sessions, {1: False, 2: False})
+        assert (tracker.writes, tracker.carried_writes) == (2, 1)
+        assert (await _carry(pending, engine)).presence is None  # nothing to carry
+
+
+async def test_a_carried_change_never_waits_for_a_locked_agent(
+    sessions: Sessions, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch is the last work of a call's statement and takes only the rows it gets
+    at once (SKIP LOCKED: waiting there could deadlock two starts). An agent whose row
+    another transaction holds is left unwritten, and the tracker's next write stores it."""
+    monkeypatch.setattr(device_presence, "COALESCE_S", 60.0)  # only calls carry here
+    monkeypatch.setattr(device_presence, "RESYNC_S", 120.0)
+    await _agents(sessions)
+    async with _carrying(sessions, engine) as (tracker, pending):
+        tracker._last_write = asyncio.get_running_loop().time()  # as under load
+        async with sessions() as holder, holder.begin():
+            await holder.execute(
+                select(AgentState).where(AgentState.agent_id == 2).with_for_update()
+            )
+            tracker.on_event(_device_event("PJSIP/1001", "INUSE"))
+            tracker.on_event(_device_event("PJSIP/1002", "INUSE"))
+            async with asyncio.timeout(2):  # a wait for the lock would be a deadlock
+                carried = await _carry(pending, engine)
+            assert carried.presence_written == BatchWritten(frozenset({2}), (1,))
+            assert (tracker.writes, tracker.carried_writes) == (0, 1)
+        assert await _busy(sessions) == {1: True, 2: False}
+        assert await tracker.apply() == [2]  # still to write, and written now
+        assert await _busy(sessions) == {1: True, 2: True}

@@ -293,7 +293,7 @@ async def test_without_the_end_of_the_stopped_prompt_the_timer_bridges(
 
 async def _until_status(sessions: Sessions, channel_id: str, status: CallStatus) -> None:
     """Until the call's record has `status` (a connection is written by a task of
-    routing.PendingConnects: the database is all there is to watch)."""
+    routing.PendingWrites: the database is all there is to watch)."""
     async with asyncio.timeout(5):
         while (await _call(sessions, channel_id)).status is not status:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
@@ -363,7 +363,7 @@ async def test_a_routed_call_costs_two_statements_and_five_requests(
     destruction. A path that grows fails here, whatever the machine's load."""
     await _hotline(sessions, wrapup_s=30)
     ari, dispatcher = fake_dispatcher(sessions, {"inbound": InboundFlow})
-    dispatcher.ctx.connects.carry_s = 3600  # not on its own: carried
+    dispatcher.ctx.pending.carry_s = 3600  # not on its own: carried
     ari.device_states["PJSIP/1001"] = "NOT_INUSE"
     dispatcher.ctx.followed_devices = lambda: {"PJSIP/1001"}  # device presence follows it
     async with engine.connect() as connection:  # an earlier call read the hotline
@@ -469,14 +469,14 @@ async def test_waiting_callers_cost_one_attempt_a_poll_not_one_each(
 async def test_a_call_bridged_before_its_process_wrote_it_is_adopted_bridged(
     sessions: Sessions, world: Any
 ) -> None:
-    """SIGKILL after the bridge, before the connection was written (routing.PendingConnects
+    """SIGKILL after the bridge, before the connection was written (routing.PendingWrites
     carries it with a later statement): Postgres says waiting with the agent reserved,
     Asterisk has the call's bridge with the caller and the agent's leg. The next process
     adopts it bridged (the caller stays with the agent; never back into the queue),
     writes the connection, and stores the end as answered."""
     await _hotline(sessions, wrapup_s=30)
     dead_ari, dead = fake_dispatcher(sessions, {"inbound": InboundFlow})
-    dead.ctx.connects.carry_s = 3600  # nothing written before it dies
+    dead.ctx.pending.carry_s = 3600  # nothing written before it dies
     try:
         _start(dead)
         leg = (await dead_ari.wait_command("originate")).kwargs["channel_id"]
@@ -520,7 +520,7 @@ async def test_ring_all_killed_before_the_connection_keeps_the_one_who_answered(
     the other one and leaves that leg to the orphans' flow."""
     await _hotline(sessions, logged_in=2, strategy=Strategy.RING_ALL)
     dead_ari, dead = fake_dispatcher(sessions, {"inbound": InboundFlow})
-    dead.ctx.connects.carry_s = 3600
+    dead.ctx.pending.carry_s = 3600
     try:
         _start(dead)
         await dead_ari.wait_command("originate", count=2)

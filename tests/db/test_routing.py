@@ -16,6 +16,7 @@ from ari_app.db.models import Agent, AgentState, Call, CallEvent, CallStatus, Ho
 from ari_app.db.session import make_statement_engine
 from ari_app.domain.enums import AgentActivity, Outcome, TargetKind
 from ari_app.services import admin, agents, calls, routing
+from ari_app.services.device_states import BatchWritten, DeviceBatch
 
 pytestmark = pytest.mark.db
 
@@ -296,7 +297,7 @@ async def test_a_hotline_created_again_under_its_id_is_a_new_version(
     assert start.reads == 2
 
 
-# ---- connections carried (routing.PendingConnects) ---------------------------------------
+# ---- connections carried (routing.PendingWrites) ---------------------------------------
 
 
 async def _answered(sessions: Sessions, engine: AsyncEngine, n: int) -> list[routing.Connected]:
@@ -339,7 +340,7 @@ async def _recorded(sessions: Sessions, connected: routing.Connected) -> tuple[A
 
 
 async def _until_bridged(sessions: Sessions, connected: routing.Connected) -> None:
-    """Until the record says bridged (written by a task of PendingConnects: the database is
+    """Until the record says bridged (written by a task of PendingWrites: the database is
     all there is to watch)."""
     async with asyncio.timeout(5):
         while (await _recorded(sessions, connected))[0] is not CallStatus.BRIDGED:  # noqa: ASYNC110
@@ -352,15 +353,15 @@ async def test_connections_go_with_the_next_start_in_its_statement(
     """Two answers pending, then a third caller: its start writes both connections, at the
     answers' own times, in its one statement."""
     first, second = await _answered(sessions, engine, 2)
-    pending = routing.PendingConnects(make_statement_engine(engine).connect, carry_s=60)
+    pending = routing.PendingWrites(make_statement_engine(engine).connect, carry_s=60)
     pending.add(first)
     pending.add(second)
     statements = make_statement_engine(engine)
     sent: list[str] = []
     async with statements.connect() as connection:
 
-        async def started(carried: list[routing.Connected]) -> routing.Start:
-            sent.extend(c.bridge_id for c in carried)
+        async def started(carried: routing.Carried) -> routing.Start:
+            sent.extend(c.bridge_id for c in carried.connects)
             return await routing.start_call(
                 connection, routing.HotlineConfigs(), number="500", call_id=uuid.uuid4(),
                 channel_id="third", dialled="500", caller_number="030", node="n1",
@@ -389,7 +390,7 @@ async def test_an_end_writes_its_own_connection_first_and_a_late_one_changes_not
     async with statements.connect() as connection:
         await routing.finish_call(
             connection, call_id=connected.call_id, agent_id=connected.agent_id, wrapup_s=30,
-            outcome=Outcome.ANSWERED, now=ended, carried=[connected],
+            outcome=Outcome.ANSWERED, now=ended, own=connected,
         )  # fmt: skip
     async with statements.connect() as connection:
         await routing.connect_calls(connection, [connected])
@@ -410,7 +411,7 @@ async def test_a_connection_nothing_carries_is_written_on_its_own(
     sessions: Sessions, engine: AsyncEngine
 ) -> None:
     (connected,) = await _answered(sessions, engine, 1)
-    pending = routing.PendingConnects(make_statement_engine(engine).connect, carry_s=0.05)
+    pending = routing.PendingWrites(make_statement_engine(engine).connect, carry_s=0.05)
     pending.add(connected)
     await _until_bridged(sessions, connected)
     assert len(pending) == 0
@@ -424,13 +425,13 @@ async def test_connections_of_a_failed_start_are_kept_and_written_later(
     carried are pending again, and the next write stores them. Nothing is lost."""
     (connected,) = await _answered(sessions, engine, 1)
     statements = make_statement_engine(engine)
-    pending = routing.PendingConnects(statements.connect, carry_s=60)
+    pending = routing.PendingWrites(statements.connect, carry_s=60)
     pending.add(connected)
 
-    async def fails(carried: list[routing.Connected]) -> None:
+    async def fails(carried: routing.Carried) -> None:
         async with statements.connect() as connection:
             await connection.close()
-            await routing.connect_calls(connection, carried)
+            await routing.connect_calls(connection, carried.connects)
 
     with pytest.raises(Exception):  # noqa: B017 - whatever the driver says about it
         await pending.carried_by(fails)
@@ -456,12 +457,12 @@ async def test_a_connection_waits_its_own_time_for_a_carrier(
 
     monkeypatch.setattr(routing, "connect_calls", spied)
     carry_s = 0.4
-    pending = routing.PendingConnects(make_statement_engine(engine).connect, carry_s=carry_s)
+    pending = routing.PendingWrites(make_statement_engine(engine).connect, carry_s=carry_s)
     pending.add(first)
 
-    async def carrier(carried: list[routing.Connected]) -> None:
+    async def carrier(carried: routing.Carried) -> None:
         async with make_statement_engine(engine).connect() as connection:
-            await routing.connect_calls(connection, carried)
+            await routing.connect_calls(connection, carried.connects)
 
     await pending.carried_by(carrier)  # the first goes with another statement
     await asyncio.sleep(carry_s * 0.75)
@@ -471,3 +472,27 @@ async def test_a_connection_waits_its_own_time_for_a_carrier(
     assert [ids for _, ids in written] == [[first.call_id], [second.call_id]]
     assert written[1][0] - added >= carry_s * 0.99, "written alone only at its own deadline"
     await pending.close()
+
+
+async def test_a_start_carries_presence_changes_after_its_own_work(
+    sessions: Sessions, engine: AsyncEngine
+) -> None:
+    """Phone presence changes go last in a start's statement (migration
+    i11_presence_carried): the reservation decided without them, the start's rows are
+    the call's, and their result comes back apart (a locked agent:
+    tests/db/test_device_presence.py)."""
+    await _setup(sessions, 2, Strategy.LINEAR)
+    statements = make_statement_engine(engine)
+    carried = routing.Carried(presence=DeviceBatch("pbx:1", {1: True, 2: True}))
+    async with statements.connect() as connection:
+        start = await routing.start_call(
+            connection, routing.HotlineConfigs(), number="500", call_id=uuid.uuid4(),
+            channel_id="c1", dialled="500", caller_number="030", node="n1",
+            now=datetime.now(UTC), carried=carried,
+        )  # fmt: skip
+    assert start.reason is None and [o.agent_id for o in start.offers] == [1]
+    assert carried.presence_written == BatchWritten(frozenset(), (1, 2))
+    async with sessions() as session:
+        busy = {s.agent_id: s.device_busy for s in await session.scalars(select(AgentState))}
+    assert busy == {1: True, 2: True}
+    await statements.dispose()

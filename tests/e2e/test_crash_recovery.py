@@ -77,7 +77,7 @@ async def test_a_call_killed_before_its_connection_was_written_stays_bridged(
     pbx: PrivateAsterisk, serve: ServeProcess, sessions: Sessions, sipp_dir: Path
 ) -> None:
     """The connection of an answered call goes to Postgres with the process's next
-    statement (services/routing.py PendingConnects). Killed before that, the record says
+    statement (services/routing.py PendingWrites). Killed before that, the record says
     waiting with the agent reserved while Asterisk has the call's bridge: the restarted app
     finds the bridge by its name, keeps caller and agent together and stores the call as
     answered. (The record is set back to that state by hand while the app is dead: the

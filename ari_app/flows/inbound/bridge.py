@@ -80,11 +80,11 @@ class BridgePhase(InboundCall):
         self.connected = leg
         self.answered_at = time.monotonic()
         # Written by the process's next start or end, the call's own at the latest
-        # (routing.PendingConnects): the bridge in Asterisk is the record until then.
+        # (routing.PendingWrites): the bridge in Asterisk is the record until then.
         self.connection = routing.Connected(
             self.call_id, leg.agent_id, self.bridge_id, leg.kind, _now()
         )
-        self.ctx.connects.add(self.connection)
+        self.ctx.pending.add(self.connection)
         self._transition(state, cause)
 
     async def _call_over(self, cause: str) -> None:
@@ -104,11 +104,11 @@ class BridgePhase(InboundCall):
 
         # The end writes the call's connection too, unless it was written already (the
         # statement leaves a written one as it is), with whatever else is pending.
-        own = [self.connection] if self.connection is not None else []
-        if own:
-            self.ctx.connects.discard(call_id)
+        own = self.connection
+        if own is not None:
+            self.ctx.pending.discard(call_id)
 
-        async def stored(carried: list[routing.Connected]) -> None:
+        async def stored(carried: routing.Carried) -> None:
             async def store(db: Db) -> None:
                 await routing.finish_call(
                     db,
@@ -117,12 +117,13 @@ class BridgePhase(InboundCall):
                     wrapup_s=wrapup_s,
                     outcome=outcome,
                     now=now,
-                    carried=[*own, *carried],
+                    own=own,
+                    carried=carried,
                 )
 
             await self.persist_statement("call end", store)
 
-        await self.ctx.connects.carried_by(stored)
+        await self.ctx.pending.carried_by(stored)
         self._count(outcome)
 
     async def _forward(self, number: str, cause: str) -> None:

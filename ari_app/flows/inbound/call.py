@@ -80,7 +80,7 @@ class InboundCall(CallFlow[InboundState]):
         self.tried: set[int] = set()
         self.bridge_id: str | None = None
         self.connected: Leg | None = None
-        # Its record for the database, made when this flow bridged it (PendingConnects).
+        # Its record for the database, made when this flow bridged it (PendingWrites).
         self.connection: Connected | None = None
         # CONNECTING: the leg to bridge, and the stopped playback whose end it waits for.
         self.connecting: Leg | None = None

@@ -130,11 +130,11 @@ class InboundFlow(QueuePhase, OfferPhase, BridgePhase, VoicemailPhase):
             # One statement, committing on its own: the call's record, the hotline's
             # decision and its agents' reservation (services/routing.py; the hotline is
             # read first when this process has no current copy of its configuration).
-            # It also writes the connections other calls of this process are due
-            # (routing.PendingConnects).
+            # It also writes the connections other calls of this process are due and the
+            # phones' presence changes (routing.PendingWrites).
             async with self.ctx.statement() as connection:
 
-                async def started(carried: list[routing.Connected]) -> routing.Start:
+                async def started(carried: routing.Carried) -> routing.Start:
                     return await routing.start_call(
                         connection,
                         self.ctx.hotline_configs,
@@ -148,7 +148,7 @@ class InboundFlow(QueuePhase, OfferPhase, BridgePhase, VoicemailPhase):
                         carried=carried,
                     )
 
-                start = await self.ctx.connects.carried_by(started)
+                start = await self.ctx.pending.carried_by(started)
         except (SQLAlchemyError, OSError) as exc:
             # No database: the dialplan's fallback takes the caller, never dead air.
             log.error(
