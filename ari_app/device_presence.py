@@ -23,10 +23,11 @@ re-reads them, and a periodic resync picks up devices ops added since. Between r
 agents' devices and the stored flags are cached too, so a device state change costs one
 statement for what changed and no reads (every call changes its agent's device state
 twice); a change that alters no agent's busy/idle (RINGING -> INUSE) writes nothing.
-Under load the changes cost no transaction of their own: changes that arrive within
-COALESCE_S of the last write wait for the process's next start or end of a call, which
-takes them (`take`) and writes them in its statement (services/routing.py PendingWrites);
-the tracker writes them itself only when no call did within COALESCE_S of the last write.
+Under load the changes cost no transaction of their own: a change that comes within
+COALESCE_S of the last write waits for the process's next start or end of a call, which
+takes every change not stored yet (`take`) and writes them last in its statement
+(services/routing.py PendingWrites); the tracker writes them itself only when no call did
+within CARRY_S of the change. After a quiet spell a change is written at once.
 """
 
 from __future__ import annotations
@@ -54,13 +55,17 @@ log = logging.getLogger(__name__)
 RESYNC_S = 2.0  # new devices (ops added, hot desks) are picked up this fast
 SUBSCRIBE_BATCH = 50  # event sources per subscription request
 # Every routed call changes its agent's phone twice (in use, idle): written one statement
-# each, that was two of a call's six transactions. After a write (its own or one carried
-# by a call's statement), what changes waits this long for a call's start or end to carry
-# it, and what is left is then written in one statement: at most 1/COALESCE_S writes of
-# its own a second per PBX whatever the call rate, and a change waits at most this long
-# (the first after a quiet spell not at all). The app's own calls do not wait for it: the
+# each, that was two of a call's six transactions. A change within COALESCE_S of the last
+# write (its own or one a call's statement carried) counts as under load: it waits up to
+# CARRY_S for a call's start or end to carry it, else the tracker writes what is pending in
+# one statement; after a quiet spell it is written at once. So the tracker writes at most
+# 1/COALESCE_S statements of its own a second whatever the call rate, under load almost
+# none (the writer process sends a start or end every 0.2 s at 10 calls/s on 2 workers:
+# none within 0.5 s about one time in 150), and a change waits at most CARRY_S, under load
+# until the process's next statement. The app's own calls do not wait for it: the
 # reservation in Postgres keeps an agent from being rung twice, not the device state.
 COALESCE_S = 0.25
+CARRY_S = 0.5
 
 
 class ExternalCalls:
@@ -96,6 +101,10 @@ class ExternalCalls:
             yield
         finally:
             self.ended(number)
+
+
+def loop_time() -> float:
+    return asyncio.get_running_loop().time()
 
 
 def devices_to_watch(agents: Iterable[AgentDevices], bound: Iterable[str] = ()) -> set[str]:
@@ -162,6 +171,7 @@ class DevicePresence:
         self._agents: list[AgentDevices] = []  # as of the last sync
         self._stored: dict[int, bool] = {}  # this tracker's rows, as last seen/written
         self._wake = asyncio.Event()
+        self._changed_at: float | None = None  # loop time of the first change not taken
         self.writes = 0  # statements of its own that stored changes
         self.carried_writes = 0  # calls' statements that stored changes (take)
         self._last_write = float("-inf")  # loop time of the last of either
@@ -171,7 +181,7 @@ class DevicePresence:
         self._landed = asyncio.Event()
         self._landed.set()
         self._writing = False
-        self.external_calls.changed.subscribe(self._wake.set)
+        self.external_calls.changed.subscribe(self._changed)
 
     async def on_connect(self) -> None:
         """Subscribe to every agent device and re-read their states (Asterisk may have
@@ -195,12 +205,16 @@ class DevicePresence:
                 log.debug("device %s is %s", state.name, state.state)
                 self.states[state.name] = state.state
                 if old is None or device_state_busy(old) != device_state_busy(state.state):
-                    self._wake.set()  # RINGING -> INUSE changes nobody's presence
+                    self._changed()  # RINGING -> INUSE changes nobody's presence
+
+    def _changed(self) -> None:
+        if self._changed_at is None:
+            self._changed_at = loop_time()
+        self._wake.set()
 
     async def run(self) -> None:
-        """Apply changes as they come: the first after a quiet spell at once, later ones
-        when no call's statement carried them within COALESCE_S of the last write; resync
-        devices every RESYNC_S, busy or not."""
+        """Apply changes as they come (a change under load waits for a call's statement to
+        carry it, at most CARRY_S); resync devices every RESYNC_S, busy or not."""
         loop = asyncio.get_running_loop()
         next_sync = loop.time() + RESYNC_S
         while True:
@@ -210,22 +224,27 @@ class DevicePresence:
                 async with asyncio.timeout_at(next_sync):
                     await self._wake.wait()
             self._wake.clear()
-            # Meanwhile a call's start or end may take the changes (`take`); the deadline
-            # moves with every write.
-            while True:
-                due = self._last_write + COALESCE_S
-                if due <= loop.time() or due >= next_sync:
+            while True:  # a call's statement may take the changes meanwhile
+                due = self._due()
+                if due is None or min(due, next_sync) <= loop.time():
                     break
-                await asyncio.sleep(due - loop.time())
+                await asyncio.sleep(min(due, next_sync) - loop.time())
             try:
                 if loop.time() >= next_sync:
                     next_sync = loop.time() + RESYNC_S
                     await self._sync()
-                    self._wake.set()  # what the resync changed, as any change
-                else:
+                    self._changed()  # what the resync changed, as any change
+                elif due is not None:
                     await self.apply()
             except Exception as exc:
                 log.warning("device states: update failed: %s", exc)
+
+    def _due(self) -> float | None:
+        """When the tracker writes what changed (None: a call's statement took it)."""
+        at = self._changed_at
+        if at is None:
+            return None
+        return at + CARRY_S if at - self._last_write < COALESCE_S else at
 
     async def _sync(self) -> None:
         async with self.sessions() as session:
@@ -295,12 +314,16 @@ class DevicePresence:
         """Store this tracker's view where it differs from what the states say, in a
         statement of its own; returns the agents changed."""
         await self._landed.wait()  # after a batch a call's statement carries
+        self._changed_at = None  # what changes from here on waits for the next write
         changes = self._changes()
         if changes:
             self._writing = True
             try:
                 async with self.statement_sessions() as session, session.begin():
                     flipped = await device_states.store_busy(session, changes, self.tracker)
+            except BaseException:
+                self._changed_at = self._changed_at or loop_time()  # tried again on a wake
+                raise
             finally:
                 self._writing = False
             self.writes += 1
@@ -315,6 +338,7 @@ class DevicePresence:
         changes = self._changes()
         if not changes:
             return None
+        self._changed_at = None
         self._in_flight = DeviceBatch(self.tracker, changes)
         self._landed.clear()
         return self._in_flight
@@ -327,19 +351,18 @@ class DevicePresence:
             return
         self._in_flight = None
         self._landed.set()
-        if written is None:
-            self._wake.set()
-            return
-        stored = {a: b for a, b in batch.busy.items() if a not in written.unwritten}
-        if stored:
+        stored = {}
+        if written is not None:
+            stored = {a: b for a, b in batch.busy.items() if a not in written.unwritten}
+        if stored and written is not None:
             self.carried_writes += 1
             self._stored_now(stored, list(written.flipped))
-        if written.unwritten:
-            self._wake.set()
+        if written is None or written.unwritten:
+            self._changed()
 
     def _stored_now(self, changes: dict[int, bool], flipped: list[int]) -> None:
         self._stored.update(changes)  # only once stored: a failed write is retried
-        self._last_write = asyncio.get_running_loop().time()
+        self._last_write = loop_time()
         if log.isEnabledFor(logging.DEBUG):  # two per routed call: not at INFO
             log.debug(
                 "device presence: %s",
@@ -353,4 +376,4 @@ class DevicePresence:
             self.freed.notify()
 
     def close(self) -> None:
-        self.external_calls.changed.unsubscribe(self._wake.set)
+        self.external_calls.changed.unsubscribe(self._changed)

@@ -12,7 +12,7 @@ connections do, migration i11_connects_carried); it writes on its own only when 
 within COALESCE_S.
 
 - hotline_device_carried(presence): one tracker's view of some agents, as
-  hotline_device_busy writes it, but locking the agents' state rows with SKIP LOCKED: it
+  hotline_device_busy writes it, but locking the agents' rows with SKIP LOCKED: it
   runs after its statement's own work (start or end), so it must never wait for a lock in
   an order of its own (two starts would deadlock). An agent whose row another transaction
   holds, or that has no state row yet, is returned unwritten and the tracker writes it
@@ -54,10 +54,13 @@ BEGIN
       FROM jsonb_array_elements_text(p_presence->'agents') WITH ORDINALITY AS e(a, i);
     SELECT array_agg(e.b::boolean ORDER BY e.i) INTO v_busy
       FROM jsonb_array_elements_text(p_presence->'busy') WITH ORDINALITY AS e(b, i);
-    -- Never waits: a row locked elsewhere is left to the tracker's own write.
+    -- Never waits: a row locked elsewhere is left to the tracker's own write. The agent's
+    -- own row too (the key share the foreign key of node_device_states takes): a login
+    -- holds it FOR UPDATE and then waits for the state row.
     SELECT array_agg(l.agent_id) INTO v_locked FROM (
-        SELECT s.agent_id FROM agent_states s WHERE s.agent_id = ANY (v_agents)
-         ORDER BY s.agent_id FOR UPDATE SKIP LOCKED
+        SELECT s.agent_id FROM agent_states s JOIN agents a ON a.id = s.agent_id
+         WHERE s.agent_id = ANY (v_agents)
+         ORDER BY s.agent_id FOR UPDATE OF s SKIP LOCKED FOR KEY SHARE OF a SKIP LOCKED
     ) l;
     IF v_locked IS NOT NULL THEN
         INSERT INTO node_device_states (tracker, agent_id, busy, seen_at)

@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from flow_fakes import FakeAriClient, event
 from sqlalchemy import event as sa_event
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ari_app import device_presence
-from ari_app.db.models import AgentState, TargetKind
+from ari_app.db.models import Agent, AgentState, TargetKind
 from ari_app.db.session import make_sessionmaker, make_statement_engine
 from ari_app.device_presence import RESYNC_S, DevicePresence
 from ari_app.domain.enums import Outcome
@@ -116,9 +117,12 @@ async def test_device_state_events_update_presence(sessions: Sessions) -> None:
 async def test_changes_after_a_write_wait_and_go_out_together(
     sessions: Sessions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two writes per routed call were two of its transactions: after a write the tracker
-    waits COALESCE_S and stores everything that changed meanwhile in one statement."""
+    """Two writes per routed call were two of its transactions: a change within
+    COALESCE_S of the last write waits CARRY_S (for a call's statement to carry it: none
+    here), and the tracker then stores everything that changed meanwhile in one
+    statement."""
     monkeypatch.setattr(device_presence, "COALESCE_S", 1.0)
+    monkeypatch.setattr(device_presence, "CARRY_S", 1.0)
     await _agents(sessions)
     loop = asyncio.get_running_loop()
     async with _running(sessions, Ari()) as tracker:
@@ -127,9 +131,9 @@ async def test_changes_after_a_write_wait_and_go_out_together(
         tracker.on_event(_device_event("PJSIP/1001", "INUSE"))
         await _until(tracker, sessions, {1: True, 2: False})
         assert tracker.writes == before + 1
-        first = loop.time()
-        assert first - started < 0.9  # after a quiet spell: at once
-        # Four changes of both phones, spread over 0.3 s, all within the pause.
+        assert loop.time() - started < 0.9  # after a quiet spell: at once
+        # Four changes of both phones, spread over 0.3 s, all within the wait.
+        changed = loop.time()
         for device, state in (
             ("PJSIP/1002", "INUSE"),
             ("PJSIP/1001", "NOT_INUSE"),
@@ -138,10 +142,12 @@ async def test_changes_after_a_write_wait_and_go_out_together(
         ):
             tracker.on_event(_device_event(device, state))
             await asyncio.sleep(0.1)
-        assert tracker.writes == before + 1  # nothing written during the pause
+        assert tracker.writes == before + 1  # nothing written during the wait
         await _until(tracker, sessions, {1: False, 2: True})
         assert tracker.writes == before + 2  # one statement for all four
-        assert loop.time() - first >= 1.0
+        assert loop.time() - changed >= 1.0
+
+    tracker.close()
 
 
 async def test_hot_desk_device_counts_not_the_bound_one(sessions: Sessions) -> None:
@@ -332,12 +338,14 @@ async def test_under_load_the_changes_go_with_the_calls_statements(
         assert (await _carry(pending, engine)).presence is None  # nothing to carry
 
 
+@pytest.mark.parametrize("table", [AgentState, Agent])
 async def test_a_carried_change_never_waits_for_a_locked_agent(
-    sessions: Sessions, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+    sessions: Sessions, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, table: Any
 ) -> None:
     """The batch is the last work of a call's statement and takes only the rows it gets
-    at once (SKIP LOCKED: waiting there could deadlock two starts). An agent whose row
-    another transaction holds is left unwritten, and the tracker's next write stores it."""
+    at once (SKIP LOCKED: waiting there could deadlock two starts). An agent whose state
+    row another transaction holds, or whose own row (a login by phone locks it, then the
+    state row), is left unwritten, and the tracker's next write stores it."""
     monkeypatch.setattr(device_presence, "COALESCE_S", 60.0)  # only calls carry here
     monkeypatch.setattr(device_presence, "RESYNC_S", 120.0)
     await _agents(sessions)
@@ -345,7 +353,7 @@ async def test_a_carried_change_never_waits_for_a_locked_agent(
         tracker._last_write = asyncio.get_running_loop().time()  # as under load
         async with sessions() as holder, holder.begin():
             await holder.execute(
-                select(AgentState).where(AgentState.agent_id == 2).with_for_update()
+                select(table).where(sa_inspect(table).primary_key[0] == 2).with_for_update()
             )
             tracker.on_event(_device_event("PJSIP/1001", "INUSE"))
             tracker.on_event(_device_event("PJSIP/1002", "INUSE"))
