@@ -175,8 +175,8 @@ class DevicePresence:
         self.writes = 0  # statements of its own that stored changes
         self.carried_writes = 0  # calls' statements that stored changes (take)
         self._last_write = float("-inf")  # loop time of the last of either
-        # One write at a time, so that an older view never lands after a newer one: a
-        # batch a call's statement carries (`take`) or one of the tracker's own.
+        # One write at a time (_no_batch_in_flight): a batch a call's statement carries
+        # (`take`) or one of the tracker's own (`_writing`).
         self._in_flight: DeviceBatch | None = None
         self._landed = asyncio.Event()
         self._landed.set()
@@ -281,7 +281,7 @@ class DevicePresence:
         # The PBX's writer (this process or a sibling, within a resync) keeps `device_busy`
         # of these devices current: flows need not ask Asterisk before ringing one.
         self.followed = frozenset(wanted)
-        await self._landed.wait()  # one write at a time (a carried batch locks rows too)
+        await self._no_batch_in_flight()  # a carried batch locks rows too
         self._writing = True
         try:
             async with self.statement_sessions() as session, session.begin():
@@ -313,7 +313,7 @@ class DevicePresence:
     async def apply(self) -> list[int]:
         """Store this tracker's view where it differs from what the states say, in a
         statement of its own; returns the agents changed."""
-        await self._landed.wait()  # after a batch a call's statement carries
+        await self._no_batch_in_flight()
         self._changed_at = None  # what changes from here on waits for the next write
         changes = self._changes()
         if changes:
@@ -322,13 +322,21 @@ class DevicePresence:
                 async with self.statement_sessions() as session, session.begin():
                     flipped = await device_states.store_busy(session, changes, self.tracker)
             except BaseException:
-                self._changed_at = self._changed_at or loop_time()  # tried again on a wake
+                if self._changed_at is None:  # tried again at the next wake (or resync)
+                    self._changed_at = loop_time()
                 raise
             finally:
                 self._writing = False
             self.writes += 1
             self._stored_now(changes, flipped)
         return list(changes)
+
+    async def _no_batch_in_flight(self) -> None:
+        """Until no call's statement carries a batch of this tracker: one write at a time,
+        so that an older view never lands after a newer one. The caller writes before it
+        awaits anything else (`take` gives nothing while `_writing`)."""
+        while not self._landed.is_set():  # another call may take one before this wakes
+            await self._landed.wait()
 
     def take(self) -> DeviceBatch | None:
         """The changes not stored yet, for a call's start or end to write (PendingWrites);
@@ -351,14 +359,14 @@ class DevicePresence:
             return
         self._in_flight = None
         self._landed.set()
-        stored = {}
-        if written is not None:
-            stored = {a: b for a, b in batch.busy.items() if a not in written.unwritten}
-        if stored and written is not None:
-            self.carried_writes += 1
-            self._stored_now(stored, list(written.flipped))
         if written is None or written.unwritten:
             self._changed()
+        if written is None:
+            return
+        stored = {a: b for a, b in batch.busy.items() if a not in written.unwritten}
+        if stored:
+            self.carried_writes += 1
+            self._stored_now(stored, list(written.flipped))
 
     def _stored_now(self, changes: dict[int, bool], flipped: list[int]) -> None:
         self._stored.update(changes)  # only once stored: a failed write is retried

@@ -452,7 +452,7 @@ class PendingWrites:
       and an end always carries its own call's connection.
     - The phones' presence changes of the PBX's device presence writer (`presence`, set in
       the process that writes them, ari_app/device_presence.py): it keeps them until a
-      start or end takes them, and writes them itself when none did within its COALESCE_S.
+      start or end takes them, and writes them itself when none did within its CARRY_S.
     """
 
     def __init__(
