@@ -264,8 +264,10 @@ class DbCount:
     # A busy backend reports them at most once a second: the figure of a segment may be
     # off by about a second of traffic.
     transactions: int
-    # Of `statements`: the phones' presence writes (the hotline_device_* functions,
-    # ari_app/device_presence.py), driven by device states, at most 4 a second per PBX.
+    # Of `statements`: the phones' presence writes of their own (the hotline_device_*
+    # functions, ari_app/device_presence.py), driven by device states, at most 4 a second
+    # per PBX; under load the app's calls' starts and ends carry the changes instead
+    # (counted there, in `call_statements`).
     device_statements: int = 0
     # Of `statements`: the call path's (services/routing.py's SQL functions: a call's
     # start, a waiting caller's reservation, a connection, an end), each sent on its own

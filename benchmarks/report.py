@@ -97,8 +97,9 @@ def side_figures(segments: Sequence[Segment], idle: Costs) -> dict[str, Any]:
             _net(total("db_transactions"), idle.db_transactions, idle, window)
         ),
         # Of the round trips: the call path's statements, each its own transaction (counted
-        # by name: no idle baseline to subtract), and the phones' presence writes (device
-        # states: made as well when app_queue's calls ring the same phones).
+        # by name: no idle baseline to subtract), and the phones' presence writes of their
+        # own (device states: made as well when app_queue's calls ring the same phones;
+        # under load the app's starts and ends carry them).
         "db_call_path_statements_per_call": per_call(total("db_call_statements")),
         "db_presence_writes_per_call": per_call(
             _net(total("db_device_statements"), idle.db_device_statements, idle, window)
