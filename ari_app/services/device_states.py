@@ -85,7 +85,7 @@ async def device_facts(session: AsyncSession, tracker: str) -> DeviceFacts:
 
 @dataclass(frozen=True)
 class DeviceBatch:
-    """A tracker's changes (agent -> busy) handed to a call's start or end to write first
+    """A tracker's changes (agent -> busy) handed to a call's start or end to write last
     in its statement (routing.PendingWrites; migration i11_presence_carried)."""
 
     tracker: str

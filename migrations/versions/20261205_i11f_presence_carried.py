@@ -9,7 +9,7 @@ presence writer (ari_app/device_presence.py) wrote them in a statement of its ow
 one every COALESCE_S: at 10 calls/s 0.4 transactions a call on top of the call path's two.
 Now the changes go with the next start or end the writer process sends anyway (as the
 connections do, migration i11_connects_carried); it writes on its own only when none came
-within COALESCE_S.
+within device_presence.CARRY_S of a change.
 
 - hotline_device_carried(presence): one tracker's view of some agents, as
   hotline_device_busy writes it, but locking the agents' rows with SKIP LOCKED: it
