@@ -48,6 +48,7 @@ from ari_app.ari.events import DeviceStateChanged, Event
 from ari_app.domain.presence import device_state_busy
 from ari_app.services import device_states, nodes
 from ari_app.services.device_states import AgentDevices, BatchWritten, DeviceBatch
+from ari_app.services.routing import CARRY_S
 from ari_app.signals import Broadcast
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,9 @@ SUBSCRIBE_BATCH = 50  # event sources per subscription request
 # none within 0.5 s about one time in 150), and a change waits at most CARRY_S, under load
 # until the process's next statement. The app's own calls do not wait for it: the
 # reservation in Postgres keeps an agent from being rung twice, not the device state.
+# CARRY_S is the connections' (services/routing.py): what a call's statement may carry
+# waits at most that long.
 COALESCE_S = 0.25
-CARRY_S = 0.5
 
 
 class ExternalCalls:
