@@ -38,7 +38,7 @@ import logging
 import os
 import socket
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -177,8 +177,8 @@ class DevicePresence:
         self.writes = 0  # statements of its own that stored changes
         self.carried_writes = 0  # calls' statements that stored changes (take)
         self._last_write = float("-inf")  # loop time of the last of either
-        # One write at a time (_no_batch_in_flight): a batch a call's statement carries
-        # (`take`) or one of the tracker's own (`_writing`).
+        # One write at a time: a batch a call's statement carries (`take`) or one of the
+        # tracker's own (`_alone`).
         self._in_flight: DeviceBatch | None = None
         self._landed = asyncio.Event()
         self._landed.set()
@@ -283,15 +283,9 @@ class DevicePresence:
         # The PBX's writer (this process or a sibling, within a resync) keeps `device_busy`
         # of these devices current: flows need not ask Asterisk before ringing one.
         self.followed = frozenset(wanted)
-        await self._no_batch_in_flight()  # a carried batch locks rows too
-        self._writing = True
-        try:
-            async with self.statement_sessions() as session, session.begin():
-                corrected = await device_states.refresh(
-                    session, self.tracker if self.live else None
-                )
-        finally:
-            self._writing = False
+        # Alone: a carried batch locks rows too.
+        async with self._alone(), self.statement_sessions() as session, session.begin():
+            corrected = await device_states.refresh(session, self.tracker if self.live else None)
         if corrected:
             log.info("device presence: corrected agent(s) %s from all nodes", corrected)
             self.changed.notify()
@@ -315,11 +309,11 @@ class DevicePresence:
     async def apply(self) -> list[int]:
         """Store this tracker's view where it differs from what the states say, in a
         statement of its own; returns the agents changed."""
-        await self._no_batch_in_flight()
-        self._changed_at = None  # what changes from here on waits for the next write
-        changes = self._changes()
-        if changes:
-            self._writing = True
+        async with self._alone():
+            self._changed_at = None  # what changes from here on waits for the next write
+            changes = self._changes()
+            if not changes:
+                return []
             try:
                 async with self.statement_sessions() as session, session.begin():
                     flipped = await device_states.store_busy(session, changes, self.tracker)
@@ -327,18 +321,22 @@ class DevicePresence:
                 if self._changed_at is None:  # tried again at the next wake (or resync)
                     self._changed_at = loop_time()
                 raise
-            finally:
-                self._writing = False
-            self.writes += 1
-            self._stored_now(changes, flipped)
+        self.writes += 1
+        self._stored_now(changes, flipped)
         return list(changes)
 
-    async def _no_batch_in_flight(self) -> None:
-        """Until no call's statement carries a batch of this tracker: one write at a time,
-        so that an older view never lands after a newer one. The caller writes before it
-        awaits anything else (`take` gives nothing while `_writing`)."""
+    @contextlib.asynccontextmanager
+    async def _alone(self) -> AsyncIterator[None]:
+        """A write of the tracker's own, once no call's statement carries a batch of it:
+        one write at a time, so that an older view never lands after a newer one (`take`
+        gives nothing meanwhile)."""
         while not self._landed.is_set():  # another call may take one before this wakes
             await self._landed.wait()
+        self._writing = True
+        try:
+            yield
+        finally:
+            self._writing = False
 
     def take(self) -> DeviceBatch | None:
         """The changes not stored yet, for a call's start or end to write (PendingWrites);

@@ -31,10 +31,11 @@ a single statement, so the flows send them outside BEGIN/COMMIT on a bare connec
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -479,25 +480,28 @@ class PendingWrites:
         """The call's own end carries its connection."""
         self._pending = [p for p in self._pending if p[1].call_id != call_id]
 
-    async def carried_by(self, work: Callable[[Carried], Awaitable[T]]) -> T:
-        """`work` with what is pending to write in its statement; the connections are
-        given back to the pending ones when it fails, so that nothing is lost, and device
-        presence hears what became of its changes."""
+    @contextlib.contextmanager
+    def _taken(self) -> Iterator[list[Connected]]:
+        """The pending connections, for the block to write; given back to the pending ones
+        when it fails, so that nothing is lost."""
         taken, self._pending = self._pending, []
-        presence = self.presence
-        carried = Carried(
-            [connected for _, connected in taken],
-            presence.take() if presence is not None else None,
-        )
         try:
-            result = await work(carried)
+            yield [connected for _, connected in taken]
         except BaseException:
             self._pending[:0] = taken
             raise
-        finally:
-            if presence is not None and carried.presence is not None:
-                presence.carried(carried.presence, carried.presence_written)
-        return result
+
+    async def carried_by(self, work: Callable[[Carried], Awaitable[T]]) -> T:
+        """`work` with what is pending to write in its statement (`_taken`); device
+        presence hears what became of its changes, whatever happens."""
+        presence = self.presence
+        with self._taken() as connects:
+            carried = Carried(connects, presence.take() if presence is not None else None)
+            try:
+                return await work(carried)
+            finally:
+                if presence is not None and carried.presence is not None:
+                    presence.carried(carried.presence, carried.presence_written)
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         """The timer for the oldest pending connection's deadline."""
@@ -517,14 +521,11 @@ class PendingWrites:
         database away) again RETRY_S later."""
         if not self._pending:
             return
-        taken, self._pending = self._pending, []
         try:
-            async with self._connection() as db:
-                await connect_calls(db, [connected for _, connected in taken])
-        except BaseException as exc:
-            self._pending[:0] = taken
-            if not isinstance(exc, (SQLAlchemyError, OSError)):
-                raise
+            with self._taken() as connects:  # not carried_by: no presence batch goes here
+                async with self._connection() as db:
+                    await connect_calls(db, connects)
+        except (SQLAlchemyError, OSError) as exc:
             log.warning(
                 "%d connection(s) not stored yet (database unavailable, retry in %.1fs): %s",
                 len(self._pending), RETRY_S, type(exc).__name__,
