@@ -920,16 +920,17 @@ async def start_call(
     talk = hangup_after if hangup_after is not None else bye_timeout
     budget = answer_timeout + media_time + talk + 10.0
     call = SippCall(workdir, name, budget)
+    sip_port = free_port(local_addr, "udp")
     args = [
         f"{pbx_addr[0]}:{pbx_addr[1]}",
         "-i",
         local_addr,
         "-p",
-        str(free_port(local_addr, "udp")),
+        str(sip_port),
         "-mi",
         local_addr,
         "-mp",
-        str(_free_media_port(local_addr)),
+        str(_free_media_port(local_addr, sip_port)),
         "-m",
         "1",
         "-timeout",
@@ -985,11 +986,17 @@ async def call(
         await running.stop()
 
 
-def _free_media_port(address: str) -> int:
-    """An even UDP port with the next three also free (sipp uses port and port+2)."""
+def _free_media_port(address: str, sip_port: int) -> int:
+    """An even UDP port with the next three also free (sipp uses port and port+2), none of
+    them `sip_port`: that one is free too until sipp binds it first (the kernel handed out
+    the same port for both once, and sipp failed with "Unable to bind audio RTP socket")."""
     for _ in range(100):
         port = free_port(address, "udp") & ~1
-        if port > 1024 and all(port_is_free(address, port + i, "udp") for i in range(4)):
+        if (
+            port > 1024
+            and not port <= sip_port <= port + 3
+            and all(port_is_free(address, port + i, "udp") for i in range(4))
+        ):
             return port
     raise SippError(f"no free media port on {address}")
 
@@ -1062,7 +1069,7 @@ class SippPhone(_SippProcess):
             "-mi",
             self.address,
             "-mp",
-            str(_free_media_port(self.address)),
+            str(_free_media_port(self.address, self.port)),
         ]
         await self._spawn(self.scenario, args)
         deadline = time.monotonic() + timeout
