@@ -65,6 +65,9 @@ async def reconcile(ctx: FlowContext, dispatcher: Dispatcher) -> Reconciled:
                 result.vanished += 1
                 flow.deliver(_destroyed(ctx.app_name, channel_id))
 
+    # Ends (and connections) this process has not written yet go first: the calls would
+    # look open, and be closed again at this time instead of their own.
+    await ctx.pending.flush()
     now = datetime.now(UTC)
     async with ctx.sessions() as session, session.begin():
         open_calls = await recovery.open_calls(session, ctx.node)

@@ -30,6 +30,11 @@ class Broadcast:
 
 
 Wake = Callable[[], bool]  # True: a reservation attempt follows; False: skip this caller
+Wants = Callable[[], bool]  # True: the caller waits for an agent now
+
+
+def _always() -> bool:
+    return True
 
 
 class WaitQueue:
@@ -42,10 +47,17 @@ class WaitQueue:
     poll in each flow covers what a chain misses (and changes made by other nodes)."""
 
     def __init__(self) -> None:
-        self._waiting: dict[int, dict[int, Wake]] = {}  # hotline -> queue_seq -> wake
+        # hotline -> queue_seq -> (wake, wants)
+        self._waiting: dict[int, dict[int, tuple[Wake, Wants]]] = {}
 
-    def add(self, hotline_id: int, queue_seq: int, wake: Wake) -> None:
-        self._waiting.setdefault(hotline_id, {})[queue_seq] = wake
+    def add(self, hotline_id: int, queue_seq: int, wake: Wake, wants: Wants | None = None) -> None:
+        """`wants`: whether the caller waits for an agent now (not while one rings for
+        it); None: always."""
+        self._waiting.setdefault(hotline_id, {})[queue_seq] = (wake, wants or _always)
+
+    def wants_agent(self) -> bool:
+        """Whether a caller of this process waits for an agent now."""
+        return any(wants() for callers in self._waiting.values() for _, wants in callers.values())
 
     def remove(self, hotline_id: int, queue_seq: int) -> None:
         callers = self._waiting.get(hotline_id)
@@ -66,7 +78,7 @@ class WaitQueue:
         callers = self._waiting.get(hotline_id, {})
         for seq in sorted(s for s in callers if s > queue_seq):
             try:
-                if callers[seq]():
+                if callers[seq][0]():
                     return
             except Exception:
                 log.exception("wake-up of a waiting caller failed")

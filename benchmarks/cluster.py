@@ -402,9 +402,12 @@ class ClusterBench:
         return total
 
     async def wait_idle(self, timeout: float = 20.0) -> bool:
+        """Until no Asterisk has a channel left and the apps' last ends are stored
+        (probes.ENDS_SETTLE_S)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if await self._channels() == 0:
+                await asyncio.sleep(probes.ENDS_SETTLE_S)
                 return True
             await asyncio.sleep(0.1)
         return False

@@ -25,10 +25,17 @@ from typing import Self
 import aiohttp
 import asyncpg  # type: ignore[import-untyped]
 
+from ari_app.services import routing
+
 log = logging.getLogger(__name__)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SAMPLE_S = 0.5  # RSS polls (/proc, costs the app nothing)
+# After Asterisk's last channel of a segment: a call's end may wait routing.CARRY_S for
+# the app's next start or end to carry it, and is written on its own after that. The
+# segment's costs are read once these have landed, not in the next segment's window.
+# (Waited, not polled: a poll of the app's database would be counted as its statements.)
+ENDS_SETTLE_S = routing.CARRY_S + 0.5
 # /metrics scrapes: the app's lag peak gauge covers its last 10 s (web/metrics.py
 # LAG_WINDOW_S), so a scrape every 2 s sees every peak. A scrape costs the app a DB read of
 # its stats (15 to 25 ms with a benchmark's calls table): scraping every 0.5 s made a

@@ -342,10 +342,12 @@ class World:
             return len(await resp.json())
 
     async def wait_idle(self, timeout: float = 20.0) -> bool:
-        """Until Asterisk has no channel left (the segment's calls are all over)."""
+        """Until Asterisk has no channel left (the segment's calls are all over) and the
+        app's last ends are stored (probes.ENDS_SETTLE_S)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if await self.channel_count() == 0:
+                await asyncio.sleep(probes.ENDS_SETTLE_S)
                 return True
             await asyncio.sleep(0.1)
         return False

@@ -358,11 +358,9 @@ class CallbackFlow(CallFlow[AttemptState]):
         async def store(db: Db) -> None:
             await routing.finish_call(
                 db,
-                call_id=attempt.call_id,
-                agent_id=attempt.offer.agent_id,
-                wrapup_s=wrapup_s,
-                outcome=Outcome.ANSWERED,
-                now=now,
+                routing.Ended(
+                    attempt.call_id, attempt.offer.agent_id, wrapup_s, Outcome.ANSWERED, now
+                ),
             )
 
         await self.persist_statement("callback end", store)

@@ -21,11 +21,11 @@ come after every other free agent (ring_all rings them only when everybody was t
 The call path is lean: a routed call's start is one statement (`start_call`:
 `hotline_start` inserts the call, decides, reserves; the hotline is read first when this
 process has no current copy of its configuration) and its end one (`finish_call`); its
-connection (the agent answered) goes with the next of these the process sends, and so do
-the phones' presence changes (`PendingWrites`), so a call costs two transactions. Each is
-a single statement, so the flows send them outside BEGIN/COMMIT on a bare connection
-(FlowContext.statement); they are built once at import, compiled for the driver
-(db/session.py DriverStatement).
+connection (the agent answered) and mostly its end too go with the next of these the
+process sends, and so do the phones' presence changes (`PendingWrites`), so a call costs
+one transaction and a share of another. Each is a single statement, so the flows send
+them outside BEGIN/COMMIT on a bare connection (FlowContext.statement); they are built
+once at import, compiled for the driver (db/session.py DriverStatement).
 """
 
 from __future__ import annotations
@@ -225,8 +225,8 @@ def _offers(rows: Any) -> list[Offer]:
 _START = DriverStatement.compile(
     text(
         "SELECT o_reason, o_seq, o_agent, o_target, o_kind, o_unwritten, o_flipped"
-        " FROM hotline_start_carrying(CAST(:connects AS jsonb), CAST(:presence AS jsonb),"
-        " :number, CAST(:hotline_id AS integer),"
+        " FROM hotline_start_carrying(CAST(:connects AS jsonb), CAST(:ends AS jsonb),"
+        " CAST(:presence AS jsonb), :number, CAST(:hotline_id AS integer),"
         " CAST(:version AS bigint), :open, :call_id, :channel_id, :dialled, :caller, :node,"
         " :now)"
     ).bindparams(bindparam("now", type_=_TIMESTAMP))
@@ -265,12 +265,14 @@ async def start_call(
     the hotline's configuration is cached and current; else (first call, changed by ops)
     the hotline is read first and the cache refreshed. An unknown number is recorded as
     such (two statements: the read, the insert). The statement writes the `carried`
-    connections of other calls first and the carried presence changes last
-    (PendingWrites; their result in `carried.presence_written`); a start that is not sent
-    with them (an unknown number) writes the connections on their own and leaves the
-    presence changes to their tracker."""
+    connections and ends of other calls first (so the start may pick an agent an end
+    freed) and the carried presence changes last (PendingWrites; their result in
+    `carried.presence_written`); a start that is not sent with them (an unknown number)
+    writes the connections and ends on their own and leaves the presence changes to
+    their tracker."""
     carried = carried if carried is not None else Carried()
-    connects = _connects_json(carried.connects)
+    connects: str | None = carried.connects_json()
+    ends = carried.ends_json()
     presence = carried.presence.json() if carried.presence is not None else None
     cached = configs.get(number) if number else None
     while True:  # again only after ops changed the hotline between the read and the start
@@ -279,6 +281,7 @@ async def start_call(
                 db,
                 {
                     "connects": connects,
+                    "ends": ends,
                     "presence": presence,
                     "number": number,
                     "hotline_id": cached.hotline.id,
@@ -292,7 +295,7 @@ async def start_call(
                     "now": now,
                 },
             )
-            connects = None  # written, whatever the answer
+            connects = ends = None  # written, whatever the answer
             if presence is not None:  # its row comes after the start's (o_reason NULL)
                 presence = None
                 carried.presence_written = BatchWritten.of(rows[-1][5], rows[-1][6])
@@ -306,8 +309,8 @@ async def start_call(
         if found is None:
             break
         cached = configs.keep(found[0], found[1].holidays)
-    if connects is not None:  # not sent with a start: on their own
-        await _CONNECT.rows(db, {"connects": connects})
+    if connects is not None or ends is not None:  # not sent with a start: on their own
+        await finish_call(db, None, Carried(carried.connects, ends=carried.ends))
     queue_seq, _, offers = await enqueue(
         db,
         call_id=call_id,
@@ -405,16 +408,49 @@ def _connects_json(connects: Sequence[Connected]) -> str | None:
     )
 
 
+@dataclass(frozen=True)
+class Ended:
+    """A connected call over at `at`: its agent (None: a forward target) into wrap-up for
+    `wrapup_s` or idle, the call's one outcome; `own`, its connection, is written with it
+    (a connection written already is left as it is)."""
+
+    call_id: uuid.UUID
+    agent_id: int | None
+    wrapup_s: int
+    outcome: Outcome
+    at: datetime
+    own: Connected | None = None
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "call": str(self.call_id),
+            "agent": self.agent_id,
+            "wrapup_s": self.wrapup_s,
+            "outcome": self.outcome.value,
+            "event": self.outcome.value.upper(),
+            "at": self.at.isoformat(),
+        }
+
+
 @dataclass
 class Carried:
-    """What a call's start or end writes first (connections) and last (the PBX's phone
-    presence changes, when this process writes them) in its statement, for the rest of
-    the process (PendingWrites)."""
+    """What a call's start or end writes first (connections and ends of other calls) and
+    last (the PBX's phone presence changes, when this process writes them) in its
+    statement, for the rest of the process (PendingWrites)."""
 
     connects: list[Connected] = field(default_factory=list)
     presence: DeviceBatch | None = None
     # The statement's answer for `presence` (None: not sent, or the statement failed).
     presence_written: BatchWritten | None = None
+    ends: list[Ended] = field(default_factory=list)
+
+    def connects_json(self, *first: Connected) -> str | None:
+        """The connections to write, the ends' own among them."""
+        owns = [e.own for e in self.ends if e.own is not None]
+        return _connects_json([*first, *self.connects, *owns])
+
+    def ends_json(self) -> str | None:
+        return json.dumps([e.json() for e in self.ends]) if self.ends else None
 
 
 class PresenceSource(Protocol):
@@ -435,22 +471,25 @@ async def connect_calls(db: Db, connects: Sequence[Connected]) -> None:
         await _CONNECT.rows(db, {"connects": _connects_json(connects)})
 
 
-# How long an answer may wait for the process's next start or end to carry its connection
-# (PendingWrites): the panel shows the agent ringing, not talking, that much longer.
+# How long an answer or an end may wait for the process's next start or end to carry it
+# (PendingWrites): the panel shows the agent ringing, not talking (talking, not free),
+# that much longer.
 CARRY_S = 0.5
 RETRY_S = 2.0  # a write on its own that failed (the database away) is tried again after
 
 
 class PendingWrites:
     """What this process has to write and lets the next start or end of a call carry
-    (`carried_by`), in the same statement: a routed call costs two transactions (its start,
-    its end), not three or more.
+    (`carried_by`), in the same statement: a routed call costs about one transaction (its
+    start) and the share of an end that carried others, not three or more.
 
-    - Connections (an agent answered, the call is bridged): one that nothing carried within
-      `carry_s` is written on its own, and `close` writes what is left. Meanwhile Asterisk
-      holds the bridge and Postgres still shows the call waiting with its agent reserved:
-      reconciliation reads that as bridged when it finds the call's bridge (reconcile.py),
-      and an end always carries its own call's connection.
+    - Connections (an agent answered, the call is bridged) and ends (`end`): one that
+      nothing carried within `carry_s` is written on its own, and `close` writes what is
+      left. Meanwhile Asterisk holds the bridge (or has no channel of the call left) and
+      Postgres still shows the call waiting with its agent reserved (bridged with its agent
+      on the call): reconciliation reads that as bridged when it finds the call's bridge,
+      and writes what is pending before it looks (reconcile.py). An end carries its own
+      call's connection.
     - The phones' presence changes of the PBX's device presence writer (`presence`, set in
       the process that writes them, ari_app/device_presence.py): it keeps them until a
       start or end takes them, and writes them itself when none did within its CARRY_S.
@@ -464,29 +503,51 @@ class PendingWrites:
         self._connection = connection  # for a write on its own (FlowContext.statement)
         self.carry_s = carry_s
         self.presence: PresenceSource | None = None
-        self._pending: list[tuple[float, Connected]] = []  # (loop time added, connection)
+        # (loop time added, what to write), oldest first
+        self._pending: list[tuple[float, Connected | Ended]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._writing: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, connected: Connected) -> None:
+    def add(self, write: Connected | Ended) -> None:
         loop = asyncio.get_running_loop()
-        self._pending.append((loop.time(), connected))
+        self._pending.append((loop.time(), write))
         self._arm(loop)
 
-    def discard(self, call_id: uuid.UUID) -> None:
-        """The call's own end carries its connection."""
-        self._pending = [p for p in self._pending if p[1].call_id != call_id]
+    def discard(self, call_id: uuid.UUID) -> bool:
+        """The call's own end carries its connection. Returns whether it was pending."""
+        kept = [p for p in self._pending if p[1].call_id != call_id]
+        found = len(kept) < len(self._pending)
+        self._pending = kept
+        return found
+
+    def end(self, ended: Ended, *, needed_now: bool) -> bool:
+        """The call is over: True when its end waits for the process's next start or end
+        (carried); False when the caller writes it now, carrying what is pending:
+        - its own connection is not stored yet: a process killed before the end is
+          written would leave a call that recovery closes as abandoned (unanswered);
+        - `needed_now`: callers of this process wait for an agent (the end's is theirs).
+        What a process killed while its end waits loses: the end's own time (recovery
+        closes the call at its own, as it does for a call whose caller left while no
+        process watched, and as it takes its own time for a connection not stored)."""
+        unwritten = self.discard(ended.call_id)
+        if unwritten or needed_now or self.carry_s <= 0:
+            return False
+        self.add(ended)
+        return True
 
     @contextlib.contextmanager
-    def _taken(self) -> Iterator[list[Connected]]:
-        """The pending connections, for the block to write; given back to the pending ones
-        when it fails, so that nothing is lost."""
+    def _taken(self) -> Iterator[Carried]:
+        """The pending connections and ends, for the block to write; given back to the
+        pending ones when it fails, so that nothing is lost."""
         taken, self._pending = self._pending, []
         try:
-            yield [connected for _, connected in taken]
+            yield Carried(
+                [w for _, w in taken if isinstance(w, Connected)],
+                ends=[w for _, w in taken if isinstance(w, Ended)],
+            )
         except BaseException:
             self._pending[:0] = taken
             raise
@@ -495,8 +556,8 @@ class PendingWrites:
         """`work` with what is pending to write in its statement (`_taken`); device
         presence hears what became of its changes, whatever happens."""
         presence = self.presence
-        with self._taken() as connects:
-            carried = Carried(connects, presence.take() if presence is not None else None)
+        with self._taken() as carried:
+            carried.presence = presence.take() if presence is not None else None
             try:
                 return await work(carried)
             finally:
@@ -504,7 +565,7 @@ class PendingWrites:
                     presence.carried(carried.presence, carried.presence_written)
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The timer for the oldest pending connection's deadline."""
+        """The timer for the oldest pending write's deadline."""
         if self._timer is None and self._pending:
             self._timer = loop.call_at(self._pending[0][0] + self.carry_s, self._due)
 
@@ -514,20 +575,21 @@ class PendingWrites:
         if self._pending and self._pending[0][0] + self.carry_s > loop.time():
             self._arm(loop)  # the due ones were carried: wait for the next one's deadline
         elif self._pending and (self._writing is None or self._writing.done()):
-            self._writing = asyncio.create_task(self.write(), name="pending connects")
+            self._writing = asyncio.create_task(self.write(), name="pending writes")
 
     async def write(self) -> None:
-        """Write the pending connections now, in one statement; after a failure (the
-        database away) again RETRY_S later."""
+        """Write what is pending now, in one statement; after a failure (the database
+        away) again RETRY_S later."""
         if not self._pending:
             return
         try:
-            with self._taken() as connects:  # not carried_by: no presence batch goes here
+            with self._taken() as carried:  # not carried_by: no presence batch goes here
                 async with self._connection() as db:
-                    await connect_calls(db, connects)
+                    await finish_call(db, None, carried)
         except (SQLAlchemyError, OSError) as exc:
             log.warning(
-                "%d connection(s) not stored yet (database unavailable, retry in %.1fs): %s",
+                "%d connection(s) or end(s) not stored yet (database unavailable,"
+                " retry in %.1fs): %s",
                 len(self._pending), RETRY_S, type(exc).__name__,
             )  # fmt: skip
             if self._timer is None:
@@ -535,19 +597,23 @@ class PendingWrites:
         else:
             self._arm(asyncio.get_running_loop())  # added while this was written
 
+    async def flush(self) -> None:
+        """Write what is pending now (after a write on its own in flight)."""
+        if self._writing is not None:
+            await asyncio.gather(self._writing, return_exceptions=True)
+        await self.write()
+
     async def close(self) -> None:
         """At shutdown: what is pending is written now (once)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._writing is not None:
-            await asyncio.gather(self._writing, return_exceptions=True)
-        await self.write()
+        await self.flush()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._pending:  # the write failed: reconciliation will find the bridges
-            log.error("%d connection(s) not stored at shutdown", len(self._pending))
+        if self._pending:  # the write failed: reconciliation will find the calls
+            log.error("%d connection(s) or end(s) not stored at shutdown", len(self._pending))
 
 
 _FINISH = DriverStatement.compile(
@@ -555,38 +621,31 @@ _FINISH = DriverStatement.compile(
         "SELECT o_unwritten, o_flipped FROM hotline_finish(:call_id,"
         " CAST(:agent_id AS integer), CAST(:wrapup_s AS integer),"
         " CAST(:outcome AS call_outcome), :event, :now, CAST(:connects AS jsonb),"
-        " CAST(:presence AS jsonb))"
+        " CAST(:ends AS jsonb), CAST(:presence AS jsonb))"
     ).bindparams(bindparam("now", type_=_TIMESTAMP))
 )
 
 
-async def finish_call(
-    db: Db,
-    *,
-    call_id: uuid.UUID,
-    agent_id: int | None,
-    wrapup_s: int,
-    outcome: Outcome,
-    now: datetime,
-    own: Connected | None = None,
-    carried: Carried | None = None,
-) -> None:
-    """A connected call ended: its agent into wrap-up (or idle) as `agent_finished` does,
-    the call's one outcome as `calls.close_call` sets it (a call that has one keeps it,
-    its event is logged once); one statement, which writes the call's `own` connection
-    (when it may not be written yet) and the `carried` ones first, and the carried
-    presence changes last (their result in `carried.presence_written`)."""
+async def finish_call(db: Db, ended: Ended | None, carried: Carried | None = None) -> None:
+    """A connected call ended (`ended`; None: only what is `carried`): its agent into
+    wrap-up (or idle) as `agent_finished` does, the call's one outcome as
+    `calls.close_call` sets it (a call that has one keeps it, its event is logged once);
+    one statement, which writes the call's own connection (when it may not be written
+    yet) and the `carried` connections and ends first, and the carried presence changes
+    last (their result in `carried.presence_written`)."""
     carried = carried if carried is not None else Carried()
+    own = (ended.own,) if ended is not None and ended.own is not None else ()
     rows = await _FINISH.rows(
         db,
         {
-            "call_id": call_id,
-            "agent_id": agent_id,
-            "wrapup_s": wrapup_s,
-            "now": now,
-            "outcome": outcome.value,
-            "event": outcome.value.upper(),
-            "connects": _connects_json([*([own] if own else []), *carried.connects]),
+            "call_id": ended.call_id if ended else None,
+            "agent_id": ended.agent_id if ended else None,
+            "wrapup_s": ended.wrapup_s if ended else None,
+            "now": ended.at if ended else None,
+            "outcome": ended.outcome.value if ended else None,
+            "event": ended.outcome.value.upper() if ended else None,
+            "connects": carried.connects_json(*own),
+            "ends": carried.ends_json(),
             "presence": carried.presence.json() if carried.presence is not None else None,
         },
     )

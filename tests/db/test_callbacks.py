@@ -284,9 +284,9 @@ async def test_reservations_serve_live_callers_and_callbacks_in_entry_order(
     async def finish(call_id: uuid.UUID) -> None:
         async with sessions() as session, session.begin():
             await routing.finish_call(
-                session, call_id=call_id, agent_id=agent.id, wrapup_s=0,
-                outcome=Outcome.ANSWERED, now=datetime.now(UTC),
-            )  # fmt: skip
+                session,
+                routing.Ended(call_id, agent.id, 0, Outcome.ANSWERED, datetime.now(UTC)),
+            )
 
     async with sessions() as session:  # the caller hears the callback counted ahead
         assert await routing.position_in_queue(session, third) == 3
@@ -439,9 +439,9 @@ async def test_routing_serves_entry_order_under_random_operations(sessions: Sess
                     )  # fmt: skip
                 if attempt is None or connected:
                     await routing.finish_call(
-                        session, call_id=call_of[seq].id, agent_id=agent_id, wrapup_s=0,
-                        outcome=Outcome.ANSWERED, now=at(),
-                    )  # fmt: skip
+                        session,
+                        routing.Ended(call_of[seq].id, agent_id, 0, Outcome.ANSWERED, at()),
+                    )
                 else:
                     await routing.release_agent(
                         session, agent_id=agent_id, call_id=attempt.call_id, unanswered=False,

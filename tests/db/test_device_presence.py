@@ -271,9 +271,8 @@ async def _end_of_no_call(db: Any, carried: routing.Carried) -> None:
     """A call's end as the flows send it (a call this test never started: only what it
     carries is written)."""
     await routing.finish_call(
-        db, call_id=uuid.uuid4(), agent_id=None, wrapup_s=0, outcome=Outcome.ANSWERED,
-        now=datetime.now(UTC), carried=carried,
-    )  # fmt: skip
+        db, routing.Ended(uuid.uuid4(), None, 0, Outcome.ANSWERED, datetime.now(UTC)), carried
+    )
 
 
 @contextlib.asynccontextmanager

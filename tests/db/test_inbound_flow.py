@@ -72,6 +72,15 @@ async def _call(sessions: Sessions, channel_id: str | None = None) -> Call:
     return call
 
 
+async def _ended(sessions: Sessions, channel_id: str, timeout: float = 5.0) -> Call:
+    """The call of `channel_id` once its end is stored: an end may wait up to
+    routing.CARRY_S for a statement to carry it (routing.PendingWrites.end)."""
+    async with asyncio.timeout(timeout):
+        while (call := await _call(sessions, channel_id)).outcome is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    return call
+
+
 async def test_unknown_number_is_announced_and_recorded(sessions: Sessions, world: Any) -> None:
     ari, dispatcher = world
     _start(dispatcher, number="999")
@@ -498,7 +507,7 @@ async def test_a_call_bridged_before_its_process_wrote_it_is_adopted_bridged(
         assert not ari.called("hangup") and not ari.called("start_moh")
         dispatcher.on_event(event("StasisEnd", channel=channel("caller")))
         await ari.wait_for(lambda: dispatcher.active_calls == 0)
-        call = await _call(sessions, "caller")
+        call = await _ended(sessions, "caller")
         assert call.outcome is Outcome.ANSWERED
         async with sessions() as session:
             state = await session.get(AgentState, 1)
@@ -553,3 +562,36 @@ async def test_ring_all_killed_before_the_connection_keeps_the_one_who_answered(
         assert states[1].activity is not AgentActivity.RINGING
     finally:
         await dead.shutdown(0.1)
+
+
+async def test_an_end_waiting_for_a_carrier_is_written_before_reconciliation_looks(
+    sessions: Sessions, world: Any
+) -> None:
+    """A connected call's end waits for the process's next start or end
+    (routing.PendingWrites.end). A reconnect to ARI meanwhile reconciles: it writes that
+    end first, so the call is closed at its own time, not found open and closed again at
+    reconciliation's."""
+    await _hotline(sessions, wrapup_s=30)
+    ari, dispatcher = world
+    pending = dispatcher.ctx.pending
+    pending.carry_s = 3600  # nothing on its own: only what carries it
+    _start(dispatcher)
+    leg = (await ari.wait_command("originate")).kwargs["channel_id"]
+    dispatcher.on_event(event("StasisStart", channel=channel(leg, "500"), args=["agentleg", "x"]))
+    await ari.wait_for(lambda: len(pending) == 1)  # bridged: the connection is pending
+    await pending.flush()  # as the next start would carry it
+    assert (await _call(sessions, "caller")).status is CallStatus.BRIDGED
+    dispatcher.on_event(event("StasisEnd", channel=channel(leg)))
+    dispatcher.on_event(event("ChannelDestroyed", channel=channel(leg), cause=16))
+    await ari.wait_for(lambda: dispatcher.active_calls == 0)
+    assert len(pending) == 1 and (await _call(sessions, "caller")).outcome is None
+    ari.channels, ari.bridges = [], []
+    before = datetime.now(UTC)
+    result = await reconcile(dispatcher.ctx, dispatcher)
+    call = await _call(sessions, "caller")
+    assert result.closed == 0 and len(pending) == 0
+    assert call.outcome is Outcome.ANSWERED and call.ended_at is not None
+    assert call.ended_at < before
+    async with sessions() as session:
+        state = await session.get(AgentState, 1)
+    assert state is not None and state.activity is AgentActivity.WRAPUP

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from ari_app.db.models import Agent, AgentState, Call, CallEvent, CallStatus, Hotline, Strategy
 from ari_app.db.session import make_statement_engine
 from ari_app.domain.enums import AgentActivity, Outcome, TargetKind
-from ari_app.services import admin, agents, calls, routing
+from ari_app.services import admin, agents, calls, device_states, routing
 from ari_app.services.device_states import BatchWritten, DeviceBatch
 
 pytestmark = pytest.mark.db
@@ -160,12 +160,7 @@ async def test_the_call_path_on_a_bare_connection(sessions: Sessions, engine: As
         await routing.connect_calls(connection, [connected])
     async with statements.connect() as connection:
         await routing.finish_call(
-            connection,
-            call_id=call_id,
-            agent_id=agent_id,
-            wrapup_s=0,
-            outcome=Outcome.ANSWERED,
-            now=now,
+            connection, routing.Ended(call_id, agent_id, 0, Outcome.ANSWERED, now)
         )
     async with sessions() as session:
         stored_call = await session.get(Call, call_id)
@@ -389,9 +384,11 @@ async def test_an_end_writes_its_own_connection_first_and_a_late_one_changes_not
     ended = connected.at.replace(minute=5)
     async with statements.connect() as connection:
         await routing.finish_call(
-            connection, call_id=connected.call_id, agent_id=connected.agent_id, wrapup_s=30,
-            outcome=Outcome.ANSWERED, now=ended, own=connected,
-        )  # fmt: skip
+            connection,
+            routing.Ended(
+                connected.call_id, connected.agent_id, 30, Outcome.ANSWERED, ended, connected
+            ),
+        )
     async with statements.connect() as connection:
         await routing.connect_calls(connection, [connected])
     status, answered_at, bridge, activity, events = await _recorded(sessions, connected)
@@ -449,20 +446,21 @@ async def test_a_connection_waits_its_own_time_for_a_carrier(
     nothing carried it within `carry_s` of its own answer."""
     first, second = await _answered(sessions, engine, 2)
     written: list[tuple[float, list[uuid.UUID]]] = []
-    connect = routing.connect_calls
+    finish = routing.finish_call
 
-    async def spied(db: Any, connects: Any) -> None:
-        written.append((asyncio.get_running_loop().time(), [c.call_id for c in connects]))
-        await connect(db, connects)
+    async def spied(db: Any, ended: Any, carried: routing.Carried) -> None:
+        calls = [c.call_id for c in carried.connects]
+        written.append((asyncio.get_running_loop().time(), calls))
+        await finish(db, ended, carried)
 
-    monkeypatch.setattr(routing, "connect_calls", spied)
+    monkeypatch.setattr(routing, "finish_call", spied)
     carry_s = 0.4
     pending = routing.PendingWrites(make_statement_engine(engine).connect, carry_s=carry_s)
     pending.add(first)
 
     async def carrier(carried: routing.Carried) -> None:
         async with make_statement_engine(engine).connect() as connection:
-            await routing.connect_calls(connection, carried.connects)
+            await routing.finish_call(connection, None, carried)
 
     await pending.carried_by(carrier)  # the first goes with another statement
     await asyncio.sleep(carry_s * 0.75)
@@ -496,3 +494,136 @@ async def test_a_start_carries_presence_changes_after_its_own_work(
         busy = {s.agent_id: s.device_busy for s in await session.scalars(select(AgentState))}
     assert busy == {1: True, 2: True}
     await statements.dispose()
+
+
+async def _connected_and_written(
+    sessions: Sessions, engine: AsyncEngine, n: int
+) -> list[routing.Connected]:
+    """`_answered`, with the connections written."""
+    answered = await _answered(sessions, engine, n)
+    async with make_statement_engine(engine).connect() as connection:
+        await routing.connect_calls(connection, answered)
+    return answered
+
+
+async def _end_recorded(sessions: Sessions, call_id: uuid.UUID) -> tuple[Any, ...]:
+    """(outcome, ended_at, the END events' times)."""
+    async with sessions() as session:
+        call = await session.get(Call, call_id)
+        assert call is not None
+        events = await session.scalars(
+            select(CallEvent.at).where(CallEvent.call_id == call_id, CallEvent.event == "ANSWERED")
+        )
+        return call.outcome, call.ended_at, list(events)
+
+
+async def test_an_end_goes_with_the_next_start_which_may_pick_its_agent(
+    sessions: Sessions, engine: AsyncEngine
+) -> None:
+    """A connected call's end waits for the process's next start (PendingWrites.end) and
+    goes first in its statement, at the end's own time: the start picks the agent that
+    end freed (linear: agent 1 first), one statement for both."""
+    (connected,) = await _connected_and_written(sessions, engine, 1)
+    pending = routing.PendingWrites(make_statement_engine(engine).connect, carry_s=60)
+    at = connected.at.replace(minute=5)
+    ended = routing.Ended(connected.call_id, connected.agent_id, 0, Outcome.ANSWERED, at, connected)
+    assert pending.end(ended, needed_now=False), "carried: its connection is stored"
+    assert len(pending) == 1
+    assert (await _recorded(sessions, connected))[0] is CallStatus.BRIDGED
+    statements = make_statement_engine(engine)
+    async with statements.connect() as connection:
+
+        async def started(carried: routing.Carried) -> routing.Start:
+            assert carried.ends == [ended]
+            return await routing.start_call(
+                connection, routing.HotlineConfigs(), number="500", call_id=uuid.uuid4(),
+                channel_id="next", dialled="500", caller_number="030", node="n1",
+                now=datetime.now(UTC), carried=carried,
+            )  # fmt: skip
+
+        start = await pending.carried_by(started)
+    assert [o.agent_id for o in start.offers] == [connected.agent_id]
+    assert len(pending) == 0
+    assert await _end_recorded(sessions, connected.call_id) == (Outcome.ANSWERED, at, [at])
+    async with sessions() as session:
+        state = await session.get(AgentState, connected.agent_id)
+        assert state is not None and state.last_call_end == at and state.calls_taken == 1
+
+
+async def test_an_end_goes_now_when_its_connection_is_not_stored_or_callers_wait(
+    sessions: Sessions, engine: AsyncEngine
+) -> None:
+    """An end waits for a carrier only when a process killed meanwhile loses nothing but
+    its time: not while its own connection is pending (recovery would close the call as
+    unanswered), nor while callers of the process wait for an agent."""
+    first, second = await _answered(sessions, engine, 2)
+    pending = routing.PendingWrites(make_statement_engine(engine).connect, carry_s=60)
+    pending.add(first)
+    at = datetime.now(UTC)
+    own_pending = routing.Ended(first.call_id, first.agent_id, 0, Outcome.ANSWERED, at, first)
+    assert not pending.end(own_pending, needed_now=False)
+    assert len(pending) == 0, "the caller's end writes the connection"
+    async with make_statement_engine(engine).connect() as connection:
+        await routing.connect_calls(connection, [second])
+    waited = routing.Ended(second.call_id, second.agent_id, 0, Outcome.ANSWERED, at, second)
+    assert not pending.end(waited, needed_now=True)
+    assert len(pending) == 0
+    assert pending.end(waited, needed_now=False)
+    await pending.close()
+
+
+async def test_an_end_nothing_carries_is_written_on_its_own_at_its_own_time(
+    sessions: Sessions, engine: AsyncEngine
+) -> None:
+    (connected,) = await _connected_and_written(sessions, engine, 1)
+    pending = routing.PendingWrites(make_statement_engine(engine).connect, carry_s=0.05)
+    at = connected.at.replace(minute=7)
+    ended = routing.Ended(
+        connected.call_id, connected.agent_id, 30, Outcome.ANSWERED, at, connected
+    )
+    assert pending.end(ended, needed_now=False)
+    async with asyncio.timeout(5):
+        while (await _end_recorded(sessions, connected.call_id))[0] is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    assert await _end_recorded(sessions, connected.call_id) == (Outcome.ANSWERED, at, [at])
+    assert (await _recorded(sessions, connected))[3] is AgentActivity.WRAPUP
+    assert len(pending) == 0
+    await pending.close()
+
+
+async def test_an_end_that_frees_an_agent_tells_the_waiting_callers_of_every_process(
+    sessions: Sessions, engine: AsyncEngine
+) -> None:
+    """The end NOTIFYs `hotline_agents` (as a phone that went idle does) when it frees an
+    agent whose phone is stored idle while a caller of its hotline waits with nobody
+    ringing for it: device presence may have written the phone first, and the waiting
+    callers of other processes would hear of the agent only at their next poll."""
+    first, second = await _connected_and_written(sessions, engine, 2)
+    heard: list[str] = []
+    got = asyncio.Event()
+
+    def on_notify(*args: Any) -> None:
+        heard.append(args[-1])
+        got.set()
+
+    statements = make_statement_engine(engine)
+    async with engine.connect() as listening:
+        driver: Any = (await listening.get_raw_connection()).driver_connection
+        await driver.add_listener(device_states.AGENTS_CHANNEL, on_notify)
+        async with statements.connect() as connection:  # nobody waits: no NOTIFY
+            await routing.finish_call(
+                connection,
+                routing.Ended(first.call_id, first.agent_id, 0, Outcome.ANSWERED, first.at),
+            )
+        async with sessions() as session:
+            (hotline,) = await session.scalars(select(Hotline))
+        await _waiting_call(sessions, hotline, "waits")
+        async with statements.connect() as connection:
+            await routing.finish_call(
+                connection,
+                routing.Ended(second.call_id, second.agent_id, 0, Outcome.ANSWERED, second.at),
+            )
+        async with asyncio.timeout(5):
+            await got.wait()
+        await driver.remove_listener(device_states.AGENTS_CHANNEL, on_notify)
+    assert heard == ["call end"]

@@ -97,13 +97,12 @@ def test_sources_and_busy() -> None:
 
 
 def test_the_call_paths_sql_sets_the_activities_of_the_table() -> None:
-    """The connection's and the end's SQL functions (migration i11_connects_carried) set
-    the activities this table says."""
-    migration = (
-        Path(__file__).resolve().parents[2]
-        / "migrations/versions/20261205_i11e_connects_carried.py"
-    ).read_text()
+    """The connection's and the end's SQL functions (migrations i11_connects_carried,
+    i11_ends_carried) set the activities this table says."""
+    versions = Path(__file__).resolve().parents[2] / "migrations/versions"
+    migration = (versions / "20261205_i11e_connects_carried.py").read_text()
     connect = migration.split('CONNECT = """', 1)[1].split('"""', 1)[0]
-    finish = migration.split('FINISH = """', 1)[1].split('"""', 1)[0]
+    migration = (versions / "20261206_i11g_ends_carried.py").read_text()
+    finish = migration.split('END = """', 1)[1].split('"""', 1)[0]
     assert f"activity = '{after(RINGING, AgentEvent.CONNECTED).value}'" in connect
     assert f"THEN '{finished(1).value}' ELSE '{finished(0).value}'" in finish

@@ -45,3 +45,19 @@ def test_the_queue_hears_the_broadcast_it_is_subscribed_to() -> None:
     queue.add(1, 9, _caller(woken, 9))
     changed.notify()
     assert woken == [9]
+
+
+def test_an_agent_is_wanted_only_while_a_caller_waits_with_none_ringing() -> None:
+    """PendingWrites.end asks this: a caller ringing an agent does not need the agent a
+    call's end frees; a queued one does (and an ending call's end is then written at once)."""
+    queue, states = WaitQueue(), {1: "ringing", 2: "ringing"}
+    assert not queue.wants_agent()
+    for seq in states:
+        queue.add(1, seq, _caller([], seq), lambda seq=seq: states[seq] == "queued")
+    assert not queue.wants_agent()
+    states[2] = "queued"
+    assert queue.wants_agent()
+    queue.remove(1, 2)
+    assert not queue.wants_agent()
+    queue.add(2, 9, _caller([], 9))  # no `wants`: always
+    assert queue.wants_agent()

@@ -103,27 +103,22 @@ class BridgePhase(InboundCall):
         await self._hang_up_all()
 
         # The end writes the call's connection too, unless it was written already (the
-        # statement leaves a written one as it is), with whatever else is pending.
-        own = self.connection
-        if own is not None:
-            self.ctx.pending.discard(call_id)
+        # statement leaves a written one as it is). It waits for the process's next start
+        # or end when that loses nothing (routing.PendingWrites.end); else it goes now,
+        # with whatever else is pending.
+        ended = routing.Ended(
+            call_id, leg.agent_id if leg is not None else None, wrapup_s, outcome, now,
+            self.connection,
+        )  # fmt: skip
+        if not self.ctx.pending.end(ended, needed_now=self.ctx.waiting.wants_agent()):
 
-        async def stored(carried: routing.Carried) -> None:
-            async def store(db: Db) -> None:
-                await routing.finish_call(
-                    db,
-                    call_id=call_id,
-                    agent_id=leg.agent_id if leg is not None else None,
-                    wrapup_s=wrapup_s,
-                    outcome=outcome,
-                    now=now,
-                    own=own,
-                    carried=carried,
-                )
+            async def stored(carried: routing.Carried) -> None:
+                async def store(db: Db) -> None:
+                    await routing.finish_call(db, ended, carried)
 
-            await self.persist_statement("call end", store)
+                await self.persist_statement("call end", store)
 
-        await self.ctx.pending.carried_by(stored)
+            await self.ctx.pending.carried_by(stored)
         self._count(outcome)
 
     async def _forward(self, number: str, cause: str) -> None:

@@ -120,6 +120,10 @@ class InboundCall(CallFlow[InboundState]):
             self.deliver(Timer("distribute"))
         return True
 
+    def _wants_agent(self) -> bool:
+        """Waiting for an agent now: queued (not ringing one, nor being connected)."""
+        return self.state is InboundState.QUEUED
+
     def _leave_waiting(self) -> None:
         if self.hotline is not None:
             self.ctx.waiting.remove(self.hotline.id, self.queue_seq)

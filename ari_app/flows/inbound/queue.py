@@ -74,7 +74,7 @@ class QueuePhase(InboundCall):
 
     def _wait(self, hotline: Hotline, waited_s: float) -> None:
         """In the waiting queue, with the timers of the wait (`waited_s` already waited)."""
-        self.ctx.waiting.add(hotline.id, self.queue_seq, self._wake)
+        self.ctx.waiting.add(hotline.id, self.queue_seq, self._wake, self._wants_agent)
         self.start_timer("max_wait", max(1.0, hotline.max_wait_s - waited_s))
         if hotline.announce_frequency_s > 0:
             self.start_timer("announce", hotline.announce_frequency_s)
