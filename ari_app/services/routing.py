@@ -526,14 +526,15 @@ class PendingWrites:
     def end(self, ended: Ended, *, needed_now: bool) -> bool:
         """The call is over: True when its end waits for the process's next start or end
         (carried); False when the caller writes it now, carrying what is pending:
-        - its own connection is not stored yet: a process killed before the end is
-          written would leave a call that recovery closes as abandoned (unanswered);
+        - its own connection is not stored yet, or it has no agent (a forward target): a
+          process killed before the end is written would leave a call that recovery
+          closes as abandoned (recovery.close_vanished: answered only with an agent);
         - `needed_now`: callers of this process wait for an agent (the end's is theirs).
         What a process killed while its end waits loses: the end's own time (recovery
         closes the call at its own, as it does for a call whose caller left while no
         process watched, and as it takes its own time for a connection not stored)."""
         unwritten = self.discard(ended.call_id)
-        if unwritten or needed_now or self.carry_s <= 0:
+        if unwritten or ended.agent_id is None or needed_now or self.carry_s <= 0:
             return False
         self.add(ended)
         return True

@@ -554,8 +554,8 @@ async def test_an_end_goes_now_when_its_connection_is_not_stored_or_callers_wait
     sessions: Sessions, engine: AsyncEngine
 ) -> None:
     """An end waits for a carrier only when a process killed meanwhile loses nothing but
-    its time: not while its own connection is pending (recovery would close the call as
-    unanswered), nor while callers of the process wait for an agent."""
+    its time: not while its own connection is pending, nor for a forward (recovery would
+    close either as abandoned), nor while callers of the process wait for an agent."""
     first, second = await _answered(sessions, engine, 2)
     pending = routing.PendingWrites(make_statement_engine(engine).connect, carry_s=60)
     pending.add(first)
@@ -567,6 +567,9 @@ async def test_an_end_goes_now_when_its_connection_is_not_stored_or_callers_wait
         await routing.connect_calls(connection, [second])
     waited = routing.Ended(second.call_id, second.agent_id, 0, Outcome.ANSWERED, at, second)
     assert not pending.end(waited, needed_now=True)
+    assert len(pending) == 0
+    forwarded = routing.Ended(second.call_id, None, 0, Outcome.FORWARDED, at, second)
+    assert not pending.end(forwarded, needed_now=False), "recovery needs the agent"
     assert len(pending) == 0
     assert pending.end(waited, needed_now=False)
     await pending.close()
