@@ -342,6 +342,24 @@ async def _until_bridged(sessions: Sessions, connected: routing.Connected) -> No
             await asyncio.sleep(0.02)
 
 
+async def _start_carrying(
+    engine: AsyncEngine, pending: routing.PendingWrites, channel: str
+) -> tuple[routing.Start, routing.Carried]:
+    """A call to "500" started by the flows' way: carrying what is `pending`."""
+    taken: list[routing.Carried] = []
+    async with make_statement_engine(engine).connect() as connection:
+
+        async def started(carried: routing.Carried) -> routing.Start:
+            taken.append(carried)
+            return await routing.start_call(
+                connection, routing.HotlineConfigs(), number="500", call_id=uuid.uuid4(),
+                channel_id=channel, dialled="500", caller_number="030", node="n1",
+                now=datetime.now(UTC), carried=carried,
+            )  # fmt: skip
+
+        return await pending.carried_by(started), taken[0]
+
+
 async def test_connections_go_with_the_next_start_in_its_statement(
     sessions: Sessions, engine: AsyncEngine
 ) -> None:
@@ -351,21 +369,10 @@ async def test_connections_go_with_the_next_start_in_its_statement(
     pending = routing.PendingWrites(make_statement_engine(engine).connect, carry_s=60)
     pending.add(first)
     pending.add(second)
-    statements = make_statement_engine(engine)
-    sent: list[str] = []
-    async with statements.connect() as connection:
-
-        async def started(carried: routing.Carried) -> routing.Start:
-            sent.extend(c.bridge_id for c in carried.connects)
-            return await routing.start_call(
-                connection, routing.HotlineConfigs(), number="500", call_id=uuid.uuid4(),
-                channel_id="third", dialled="500", caller_number="030", node="n1",
-                now=datetime.now(UTC), carried=carried,
-            )  # fmt: skip
-
-        third = await pending.carried_by(started)
+    third, carried = await _start_carrying(engine, pending, "third")
     assert [o.agent_id for o in third.offers] == [3]
-    assert len(pending) == 0 and sent == [first.bridge_id, second.bridge_id]
+    assert len(pending) == 0
+    assert [c.bridge_id for c in carried.connects] == [first.bridge_id, second.bridge_id]
     for connected in (first, second):
         assert await _recorded(sessions, connected) == (
             CallStatus.BRIDGED, connected.at, connected.bridge_id, AgentActivity.ON_CALL,
@@ -530,18 +537,8 @@ async def test_an_end_goes_with_the_next_start_which_may_pick_its_agent(
     assert pending.end(ended, needed_now=False), "carried: its connection is stored"
     assert len(pending) == 1
     assert (await _recorded(sessions, connected))[0] is CallStatus.BRIDGED
-    statements = make_statement_engine(engine)
-    async with statements.connect() as connection:
-
-        async def started(carried: routing.Carried) -> routing.Start:
-            assert carried.ends == [ended]
-            return await routing.start_call(
-                connection, routing.HotlineConfigs(), number="500", call_id=uuid.uuid4(),
-                channel_id="next", dialled="500", caller_number="030", node="n1",
-                now=datetime.now(UTC), carried=carried,
-            )  # fmt: skip
-
-        start = await pending.carried_by(started)
+    start, carried = await _start_carrying(engine, pending, "next")
+    assert carried.ends == [ended]
     assert [o.agent_id for o in start.offers] == [connected.agent_id]
     assert len(pending) == 0
     assert await _end_recorded(sessions, connected.call_id) == (Outcome.ANSWERED, at, [at])
