@@ -512,7 +512,9 @@ class World:
         return ", ".join(f"{f.name}:{f.channel_id}:{f.state.name}" for f in self.running())
 
     async def teardown(self) -> None:
-        """Every channel hangs up, pending timers fire until every flow has ended."""
+        """Every channel hangs up, pending timers fire until every flow has ended; then the
+        process's pending writes' deadline too (ends waiting for a carrier:
+        routing.PendingWrites.end)."""
         self.ari.down = False
         for _ in range(10):
             for chan in self.live_channels():
@@ -523,6 +525,7 @@ class World:
                 timer.flow.deliver(Timer(timer.name))
             await self.settle()
             if not self.live_channels() and not self.running() and not self._tasks_left():
+                await self.ctx.pending.flush()
                 return
         raise AssertionError(f"flows stuck after every channel hung up: {self.describe()}")
 
