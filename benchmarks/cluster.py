@@ -402,15 +402,8 @@ class ClusterBench:
         return total
 
     async def wait_idle(self, timeout: float = 20.0) -> bool:
-        """Until no Asterisk has a channel left and the apps' last ends are stored
-        (probes.ENDS_SETTLE_S)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if await self._channels() == 0:
-                await asyncio.sleep(probes.ENDS_SETTLE_S)
-                return True
-            await asyncio.sleep(0.1)
-        return False
+        """Until no Asterisk has a channel left and the apps' last ends are stored."""
+        return await probes.drained(self._channels, timeout)
 
     async def idle(self, seconds: float) -> Costs:
         """What the cluster costs doing nothing (unlike benchmarks/run.py, nothing polls the

@@ -17,7 +17,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -36,6 +36,20 @@ SAMPLE_S = 0.5  # RSS polls (/proc, costs the app nothing)
 # segment's costs are read once these have landed, not in the next segment's window.
 # (Waited, not polled: a poll of the app's database would be counted as its statements.)
 ENDS_SETTLE_S = routing.CARRY_S + 0.5
+
+
+async def drained(channels: Callable[[], Awaitable[int]], timeout: float = 20.0) -> bool:
+    """Until `channels()` (Asterisk's channels, counted by ARI) is 0 and the app's last
+    ends are stored (ENDS_SETTLE_S later); False when channels were left at `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await channels() == 0:
+            await asyncio.sleep(ENDS_SETTLE_S)
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
 # /metrics scrapes: the app's lag peak gauge covers its last 10 s (web/metrics.py
 # LAG_WINDOW_S), so a scrape every 2 s sees every peak. A scrape costs the app a DB read of
 # its stats (15 to 25 ms with a benchmark's calls table): scraping every 0.5 s made a

@@ -343,14 +343,8 @@ class World:
 
     async def wait_idle(self, timeout: float = 20.0) -> bool:
         """Until Asterisk has no channel left (the segment's calls are all over) and the
-        app's last ends are stored (probes.ENDS_SETTLE_S)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if await self.channel_count() == 0:
-                await asyncio.sleep(probes.ENDS_SETTLE_S)
-                return True
-            await asyncio.sleep(0.1)
-        return False
+        app's last ends are stored."""
+        return await probes.drained(self.channel_count, timeout)
 
     async def stop(self) -> None:
         if self.serve is not None:

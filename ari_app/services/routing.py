@@ -357,9 +357,6 @@ async def enqueue(
     return queue_seq, entered_at, _offers(tuple(row)[2:] for row in rows)
 
 
-_CONNECT = DriverStatement.compile(text("SELECT hotline_connect(CAST(:connects AS jsonb))"))
-
-
 def bridge_of(call_id: uuid.UUID) -> str:
     """The bridge of a routed call with its agent: named after the call, so that
     reconciliation finds it in Asterisk whether or not the connection was written."""
@@ -421,13 +418,18 @@ class Ended:
     at: datetime
     own: Connected | None = None
 
+    @property
+    def event(self) -> str:
+        """The call's event for its outcome (call_events)."""
+        return self.outcome.value.upper()
+
     def json(self) -> dict[str, Any]:
         return {
             "call": str(self.call_id),
             "agent": self.agent_id,
             "wrapup_s": self.wrapup_s,
             "outcome": self.outcome.value,
-            "event": self.outcome.value.upper(),
+            "event": self.event,
             "at": self.at.isoformat(),
         }
 
@@ -465,10 +467,11 @@ class PresenceSource(Protocol):
 
 async def connect_calls(db: Db, connects: Sequence[Connected]) -> None:
     """The calls are bridged with their agents (or forward targets): each agent on the
-    call, the call record bridged, its CONNECT event at the answer's time; one statement
-    (migration i11_connects_carried: a call already answered or ended is left as it is)."""
+    call, the call record bridged, its CONNECT event at the answer's time; one statement,
+    the one that writes what the call path carries (migration i11_connects_carried: a call
+    already answered or ended is left as it is)."""
     if connects:
-        await _CONNECT.rows(db, {"connects": _connects_json(connects)})
+        await finish_call(db, None, Carried(list(connects)))
 
 
 # How long an answer or an end may wait for the process's next start or end to carry it
@@ -516,13 +519,6 @@ class PendingWrites:
         self._pending.append((loop.time(), write))
         self._arm(loop)
 
-    def discard(self, call_id: uuid.UUID) -> bool:
-        """The call's own end carries its connection. Returns whether it was pending."""
-        kept = [p for p in self._pending if p[1].call_id != call_id]
-        found = len(kept) < len(self._pending)
-        self._pending = kept
-        return found
-
     def end(self, ended: Ended, *, needed_now: bool) -> bool:
         """The call is over: True when its end waits for the process's next start or end
         (carried); False when the caller writes it now, carrying what is pending:
@@ -533,7 +529,10 @@ class PendingWrites:
         What a process killed while its end waits loses: the end's own time (recovery
         closes the call at its own, as it does for a call whose caller left while no
         process watched, and as it takes its own time for a connection not stored)."""
-        unwritten = self.discard(ended.call_id)
+        # The call's own connection goes with its end, wherever that goes.
+        kept = [p for p in self._pending if p[1].call_id != ended.call_id]
+        unwritten = len(kept) < len(self._pending)
+        self._pending = kept
         if unwritten or ended.agent_id is None or needed_now or self.carry_s <= 0:
             return False
         self.add(ended)
@@ -644,7 +643,7 @@ async def finish_call(db: Db, ended: Ended | None, carried: Carried | None = Non
             "wrapup_s": ended.wrapup_s if ended else None,
             "now": ended.at if ended else None,
             "outcome": ended.outcome.value if ended else None,
-            "event": ended.outcome.value.upper() if ended else None,
+            "event": ended.event if ended else None,
             "connects": carried.connects_json(*own),
             "ends": carried.ends_json(),
             "presence": carried.presence.json() if carried.presence is not None else None,
